@@ -1,0 +1,84 @@
+"""Load and validate policy files; light enough for DAG files to import at parse time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from policies.schema import Policy
+
+POLICIES_DIR = Path(__file__).resolve().parent
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the file and every bad field."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        super().__init__("\n".join(f"{self.path}: {problem}" for problem in problems))
+
+
+def _describe(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling against policies/README.md)"
+        problems.append(f"{where}: {message}")
+    return problems
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read one policy file into a typed Policy, or raise PolicyError listing every problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise PolicyError(path, [f"cannot read: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(path, [f"not valid YAML: {exc}"]) from exc
+    if not isinstance(raw, dict):
+        raise PolicyError(path, ["expected a mapping of fields at the top level"])
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        raise PolicyError(path, _describe(exc)) from exc
+    if policy.model_name != path.stem:
+        raise PolicyError(
+            path, [f"model_name: {policy.model_name!r} must match the file name {path.stem!r}"]
+        )
+    return policy
+
+
+def policy_files(directory: Path | str = POLICIES_DIR) -> list[Path]:
+    """The policy files of a directory, one per model, in a stable order."""
+    return sorted(Path(directory).glob("*.yaml"))
+
+
+def load_policies(directory: Path | str = POLICIES_DIR) -> list[Policy]:
+    """Load every policy of a directory; raise one PolicyError naming every invalid file and field."""
+    policies, errors = load_valid_policies(directory)
+    if errors:
+        raise PolicyError(directory, [str(error) for error in errors])
+    return policies
+
+
+def load_valid_policies(
+    directory: Path | str = POLICIES_DIR,
+) -> tuple[list[Policy], list[PolicyError]]:
+    """Split a directory's policies into the valid ones and the errors of the others.
+
+    DAG generation uses this so that one broken file does not take the other models' DAGs down.
+    """
+    policies: list[Policy] = []
+    errors: list[PolicyError] = []
+    for path in policy_files(directory):
+        try:
+            policies.append(load_policy(path))
+        except PolicyError as error:
+            errors.append(error)
+    return policies, errors
