@@ -54,16 +54,16 @@ def load_policy(path: Path | str) -> Policy:
     return policy
 
 
-def policy_files(directory: Path | str = POLICIES_DIR) -> list[Path]:
-    """The policy files of a directory, one per model, in a stable order."""
-    return sorted(Path(directory).glob("*.yaml"))
+def policy_files(directory: Path | str | None = None) -> list[Path]:
+    """The policy files of a directory (default: the shipped policies/), in a stable order."""
+    return sorted(Path(directory or POLICIES_DIR).glob("*.yaml"))
 
 
-def load_policies(directory: Path | str = POLICIES_DIR) -> list[Policy]:
+def load_policies(directory: Path | str | None = None) -> list[Policy]:
     """Load every policy of a directory; raise one PolicyError naming every invalid file and field."""
     policies, errors = load_valid_policies(directory)
     if errors:
-        raise PolicyError(directory, [str(error) for error in errors])
+        raise PolicyError(directory or POLICIES_DIR, [str(error) for error in errors])
     return policies
 
 

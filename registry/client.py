@@ -14,7 +14,12 @@ from functools import cache
 from typing import Any
 
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+    ErrorCode,
+)
 from mlflow.tracking import MlflowClient
 
 from promotion.records import AliasMove, MoveKind
@@ -98,12 +103,24 @@ def get_version(model_name: str, version: int) -> VersionInfo:
 
 
 @retry_transient()
+def find_version_by_tag(model_name: str, key: str, value: str) -> VersionInfo | None:
+    """The newest version carrying tag `key` = `value`, or None; lets a retried task find its work."""
+    found = client().search_model_versions(
+        f"name = '{model_name}' and tags.`{key}` = '{value}'", order_by=["version_number DESC"]
+    )
+    return get_version(model_name, int(found[0].version)) if found else None
+
+
+@retry_transient()
 def get_alias_version(model_name: str, alias: str) -> int | None:
     """The version an alias points at, or None when the alias (or the model) does not exist."""
     try:
         return int(client().get_model_version_by_alias(model_name, alias).version)
     except MlflowException as error:
-        if _is(error, RESOURCE_DOES_NOT_EXIST):
+        # The SQL store reports an unset alias as INVALID_PARAMETER_VALUE, a missing model as
+        # RESOURCE_DOES_NOT_EXIST; both mean "no version holds this alias".
+        unset_alias = _is(error, INVALID_PARAMETER_VALUE) and "not found" in error.message
+        if _is(error, RESOURCE_DOES_NOT_EXIST) or unset_alias:
             return None
         raise
 

@@ -23,13 +23,25 @@ _TRANSIENT_MLFLOW_CODES = {
     )
 }
 
+# Driver messages of failures that pass: a busy SQLite file, a dropped or refused connection.
+_TRANSIENT_DB_HINTS = (
+    "database is locked",
+    "could not connect",
+    "connection refused",
+    "server closed the connection",
+    "connection reset",
+    "terminating connection",
+    "timeout",
+)
+
 
 def is_transient(error: BaseException) -> bool:
     """True for errors a retry can cure: connection drops, 5xx and locked or lost databases."""
     if isinstance(error, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
         return True
-    if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
-        return True
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        message = str(error.orig).lower()
+        return error.connection_invalidated or any(hint in message for hint in _TRANSIENT_DB_HINTS)
     if isinstance(error, MlflowException):
         return error.error_code in _TRANSIENT_MLFLOW_CODES
     return False

@@ -1,0 +1,234 @@
+"""DAGs generated from policies/*.yaml: train_<model>, promote_<model> and rollback_<model>.
+
+Wiring only. Task bodies live in `workflow/` and are imported inside each task, so parsing this
+file loads Airflow, the standard library and the policy loader, nothing heavier.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
+
+from policies import Policy, load_valid_policies
+
+START_DATE = datetime(2026, 1, 1)
+DEFAULT_ARGS = {
+    "retries": 2,
+    "retry_delay": timedelta(seconds=5),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=2),
+}
+
+
+def candidate_asset(model_name: str) -> Asset:
+    """The Asset a training run updates when it registers a new `challenger`."""
+    return Asset(name=f"{model_name}_challenger", uri=f"model-registry://{model_name}/challenger")
+
+
+def _run():
+    from workflow.runs import RunContext
+
+    context = get_current_context()
+    dag_run = context["dag_run"]
+    return RunContext(
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        triggered_by=getattr(dag_run, "triggering_user_name", None) or "",
+    )
+
+
+def _work_root() -> str | None:
+    return os.environ.get("PROMOTION_WORK_DIR")
+
+
+def _cleanup():
+    """Remove the run's temporary files whatever happened upstream."""
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    def cleanup() -> str:
+        from workflow.runs import remove_run_dir
+
+        return remove_run_dir(_work_root(), _run())
+
+    return cleanup()
+
+
+def build_train_dag(policy: Policy) -> None:
+    name = policy.model_name
+
+    @dag(
+        dag_id=f"train_{name}",
+        description=f"Train {name} on a fresh window and register it as the challenger.",
+        schedule=policy.training_schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["model-promotion", name, "train"],
+        params={
+            "as_of": Param(
+                None,
+                type=["null", "string"],
+                title="Data up to",
+                description="End of the holdout window (ISO date). Empty: the run's logical date.",
+            )
+        },
+        doc_md=f"Extract `{policy.source.table or 'query'}`, validate, train a `{policy.model.flavor}` "
+        f"pipeline, log it to MLflow and register it as `{name}@challenger`.",
+    )
+    def train():
+        @task
+        def extract_window() -> dict:
+            from workflow import train as steps
+            from workflow.runs import run_dir
+
+            context = get_current_context()
+            fallback = context.get("logical_date") or context["dag_run"].run_after
+            as_of = steps.parse_as_of(context["params"].get("as_of"), fallback)
+            return steps.extract(policy, as_of, run_dir(_work_root(), _run()))
+
+        @task
+        def validate_window(extracted: dict) -> dict:
+            from workflow import train as steps
+
+            return steps.validate(policy, extracted)
+
+        @task(outlets=[candidate_asset(name)])
+        def register_candidate(validated: dict) -> dict:
+            from workflow import train as steps
+
+            return steps.train_and_register(
+                policy, validated, _run(), artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT")
+            )
+
+        registered = register_candidate(validate_window(extract_window()))
+        registered >> _cleanup()
+
+    train()
+
+
+def build_promote_dag(policy: Policy) -> None:
+    name = policy.model_name
+
+    @dag(
+        dag_id=f"promote_{name}",
+        description=f"Champion–challenger evaluation of {name}; moves `champion` to a winner.",
+        schedule=[candidate_asset(name)],
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["model-promotion", name, "promote"],
+        params={
+            "version": Param(
+                None,
+                type=["null", "integer"],
+                title="Challenger version",
+                description="Version to evaluate. Empty: the version aliased `challenger`.",
+            )
+        },
+        doc_md=f"Runs when `train_{name}` registers a challenger. Both models are scored on the "
+        f"challenger's holdout window by `{policy.promotion.metric}`; the challenger must win by "
+        f"{policy.promotion.min_improvement}.",
+    )
+    def promote():
+        @task
+        def find_candidates() -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from workflow import promote as steps
+
+            candidates = steps.find_candidates(
+                policy, get_current_context()["params"].get("version")
+            )
+            if candidates["challenger"] is None:
+                raise AirflowSkipException(f"{name} has no `challenger`: nothing to evaluate")
+            if candidates["challenger"] == candidates["champion"]:
+                raise AirflowSkipException(f"v{candidates['challenger']} is already champion")
+            return candidates
+
+        @task
+        def evaluate(candidates: dict) -> dict:
+            from workflow import promote as steps
+
+            return steps.evaluate(policy, candidates)
+
+        @task
+        def decide(evaluation: dict) -> dict:
+            from workflow import promote as steps
+
+            return steps.decide(policy, evaluation)
+
+        @task
+        def apply_verdict(evaluation: dict, verdict: dict) -> dict:
+            from workflow import promote as steps
+
+            return steps.apply(policy, evaluation, verdict, _run())
+
+        evaluation = evaluate(find_candidates())
+        apply_verdict(evaluation, decide(evaluation)) >> _cleanup()
+
+    promote()
+
+
+def build_rollback_dag(policy: Policy) -> None:
+    name = policy.model_name
+
+    @dag(
+        dag_id=f"rollback_{name}",
+        description=f"One-click rollback of {name}@champion to the previous champion.",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args={**DEFAULT_ARGS, "retries": 1},
+        tags=["model-promotion", name, "rollback"],
+        params={
+            "version": Param(
+                None,
+                type=["null", "integer"],
+                title="Version",
+                description="Version to make champion. Empty: undo the last champion move.",
+            ),
+            "reason": Param(
+                "manual rollback",
+                type="string",
+                minLength=1,
+                title="Reason",
+                description="Recorded in the alias history.",
+            ),
+            "force": Param(
+                False,
+                type="boolean",
+                title="Force",
+                description="Allow a version that was never champion.",
+            ),
+        },
+        doc_md=f"Trigger with the defaults to put the previous champion of `{name}` back.",
+    )
+    def rollback():
+        @task(retries=0)
+        def plan_rollback() -> dict:
+            from workflow import rollback as steps
+
+            params = get_current_context()["params"]
+            return steps.plan(policy, params.get("version"), bool(params.get("force")))
+
+        @task
+        def apply_rollback(planned: dict) -> dict:
+            from workflow import rollback as steps
+
+            return steps.apply(policy, planned, get_current_context()["params"]["reason"], _run())
+
+        apply_rollback(plan_rollback())
+
+    rollback()
+
+
+POLICIES, _POLICY_ERRORS = load_valid_policies(os.environ.get("PROMOTION_POLICIES_DIR") or None)
+for _policy in POLICIES:
+    build_train_dag(_policy)
+    build_promote_dag(_policy)
+    build_rollback_dag(_policy)

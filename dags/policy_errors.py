@@ -1,0 +1,15 @@
+"""Surfaces invalid policy files as an import error that names each file and field.
+
+The DAGs of valid policies are built by model_promotion.py; a broken policy must not take them
+down, yet must not go unnoticed either: Airflow lists this file's error in its UI.
+"""
+
+from __future__ import annotations
+
+import os
+
+from policies import PolicyError, load_valid_policies
+
+_, _errors = load_valid_policies(os.environ.get("PROMOTION_POLICIES_DIR") or None)
+if _errors:
+    raise PolicyError("policies", [str(error) for error in _errors])

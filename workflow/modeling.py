@@ -1,0 +1,86 @@
+"""The model pipeline (preprocessing inside, so serving applies the same transform) and its metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from policies.schema import FeatureColumns, ModelSpec
+
+# Modules whose types a saved pipeline may contain; anything else is refused when saving, so a
+# registered model never needs an unreviewed type trusted to load it back.
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "lightgbm.", "numpy.", "builtins.", "collections.")
+
+
+def build_pipeline(spec: ModelSpec, features: FeatureColumns, seed: int = 0) -> Pipeline:
+    """A scikit-learn Pipeline: imputation and one-hot encoding, then the policy's estimator."""
+    transformers = []
+    if features.numeric:
+        transformers.append(("numeric", SimpleImputer(strategy="median"), features.numeric))
+    if features.categorical:
+        categorical = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+        transformers.append(("categorical", categorical, features.categorical))
+    preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
+    return Pipeline([("preprocess", preprocess), ("model", _estimator(spec, seed))])
+
+
+def _estimator(spec: ModelSpec, seed: int):
+    params = dict(spec.hyperparameters)
+    if spec.flavor == "lightgbm_classifier":
+        from lightgbm import LGBMClassifier
+
+        params.setdefault("verbose", -1)
+        params.setdefault("random_state", seed)
+        return LGBMClassifier(**params)
+    from sklearn.ensemble import RandomForestClassifier
+
+    params.setdefault("random_state", seed)
+    params.setdefault("n_jobs", 1)
+    return RandomForestClassifier(**params)
+
+
+def score(metric: str, labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """The policy metric of positive-class probabilities against 0/1 labels (threshold 0.5)."""
+    predicted = (probabilities >= 0.5).astype(int)
+    if metric == "roc_auc":
+        return float(skm.roc_auc_score(labels, probabilities))
+    if metric == "log_loss":
+        return float(skm.log_loss(labels, probabilities, labels=[0, 1]))
+    if metric == "accuracy":
+        return float(skm.accuracy_score(labels, predicted))
+    if metric == "f1":
+        return float(skm.f1_score(labels, predicted, zero_division=0))
+    if metric == "precision":
+        return float(skm.precision_score(labels, predicted, zero_division=0))
+    if metric == "recall":
+        return float(skm.recall_score(labels, predicted, zero_division=0))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def positive_probabilities(model: Pipeline, frame: pd.DataFrame) -> np.ndarray:
+    """The model's probability of the positive class for each row."""
+    return np.asarray(model.predict_proba(frame))[:, 1]
+
+
+def untrusted_types(pipeline: Pipeline) -> list[str]:
+    """Types the skops format would refuse to load without being trusted, checked against the
+    allow-list; raises for a type outside it."""
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    refused = [name for name in found if not name.startswith(TRUSTED_MODULE_PREFIXES)]
+    if refused:
+        raise TypeError(
+            f"pipeline contains types outside the trusted modules: {', '.join(refused)}"
+        )
+    return sorted(found)

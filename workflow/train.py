@@ -1,0 +1,165 @@
+"""Task bodies of train_<model>: extract a window, validate it, train, log and register."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+import registry
+from policies.schema import Policy
+from promotion.records import CHALLENGER
+from workflow import modeling
+from workflow.runs import RunContext, code_version
+from workflow.sources import describe_url, read_window, resolve_url, windows_for
+from workflow.validation import validate_window
+
+EXTRACT_FILE = "training_window.parquet"
+VALIDATION_SHARE = 0.2  # the newest 20% of the training window scores the fit
+
+
+def parse_as_of(value: str | None, fallback: datetime) -> datetime:
+    """The end of the data a run may use: an ISO date or timestamp, else the run's own date."""
+    moment = datetime.fromisoformat(value) if value else fallback
+    if moment.tzinfo is not None:  # source timestamps are naive UTC
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def extract(policy: Policy, as_of: datetime, directory: Path) -> dict:
+    """Read the training window from the source into the run's directory; return its description."""
+    url = resolve_url(policy.source)
+    training, holdout = windows_for(as_of, policy.source)
+    frame = read_window(url, policy.source, training)
+    path = directory / EXTRACT_FILE
+    frame.to_parquet(path, index=False)
+    return {
+        "path": str(path),
+        "rows": len(frame),
+        "source": describe_url(url),
+        "selection": policy.source.table or "query",
+        "window_start": training.start.isoformat(),
+        "window_end": training.end.isoformat(),
+        "holdout_start": holdout.start.isoformat(),
+        "holdout_end": holdout.end.isoformat(),
+    }
+
+
+def validate(policy: Policy, extracted: dict) -> dict:
+    """Fail with every problem of the extracted window, before anything is trained or registered."""
+    frame = pd.read_parquet(extracted["path"])
+    where = f"training window {extracted['window_start']} → {extracted['window_end']} of {policy.model_name}"
+    validate_window(frame, policy.source, policy.validation, where)
+    return {**extracted, "validated": True}
+
+
+def train_and_register(
+    policy: Policy, extracted: dict, run: RunContext, artifact_root: str | None = None
+) -> dict:
+    """Train the pipeline, log it to MLflow with its dataset, register it as the `challenger`.
+
+    A retried task finds the version its earlier attempt registered (by its lineage run id) and
+    only completes what is missing, so a retry never registers the same training twice.
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from workflow.lineage import SqlWindowSource
+
+    name = policy.model_name
+    existing = registry.find_version_by_tag(name, "lineage.airflow_run_id", run.run_id)
+    if existing is None:
+        frame = pd.read_parquet(extracted["path"])
+        features, target = policy.source.features.all, policy.source.target
+        cut = int(len(frame) * (1 - VALIDATION_SHARE))
+        fit, check = frame.iloc[:cut], frame.iloc[cut:]
+        pipeline = modeling.build_pipeline(policy.model, policy.source.features)
+        pipeline.fit(fit[features], fit[target])
+        probabilities = modeling.positive_probabilities(pipeline, check[features])
+        validation_score = modeling.score(
+            policy.promotion.metric, check[target].to_numpy(), probabilities
+        )
+
+        _use_experiment(name, artifact_root)
+        with mlflow.start_run(
+            run_name=f"train {extracted['window_start'][:10]}..{extracted['window_end'][:10]}"
+        ) as mlrun:
+            mlflow.set_tags({"airflow.dag_id": run.dag_id, "airflow.run_id": run.run_id})
+            mlflow.log_params({"flavor": policy.model.flavor, **policy.model.hyperparameters})
+            mlflow.log_params({k: extracted[k] for k in ("window_start", "window_end", "rows")})
+            mlflow.log_metric(f"validation_{policy.promotion.metric}", validation_score)
+            dataset = mlflow.data.from_pandas(
+                frame,
+                source=SqlWindowSource(
+                    extracted["source"],
+                    extracted["selection"],
+                    policy.source.time_column,
+                    extracted["window_start"],
+                    extracted["window_end"],
+                ),
+                name=f"{extracted['selection']}[{extracted['window_start'][:10]}..{extracted['window_end'][:10]})",
+                targets=target,
+            )
+            mlflow.log_input(dataset, context="training")
+            example = fit[features].head(5)
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                signature=infer_signature(
+                    example, modeling.positive_probabilities(pipeline, example)
+                ),
+                input_example=example,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=modeling.untrusted_types(pipeline),
+            )
+        lineage = {
+            "lineage.source": extracted["source"],
+            "lineage.selection": extracted["selection"],
+            "lineage.window_start": extracted["window_start"],
+            "lineage.window_end": extracted["window_end"],
+            "lineage.holdout_start": extracted["holdout_start"],
+            "lineage.holdout_end": extracted["holdout_end"],
+            "lineage.rows": str(extracted["rows"]),
+            "lineage.dataset_digest": dataset.digest,
+            "lineage.code_version": code_version(),
+            "lineage.airflow_dag_id": run.dag_id,
+            "lineage.airflow_run_id": run.run_id,
+            f"train.validation_{policy.promotion.metric}": f"{validation_score:.6f}",
+        }
+        registry.ensure_registered_model(name, policy.description)
+        existing = registry.register_version(
+            name,
+            info.model_uri,
+            run_id=mlrun.info.run_id,
+            tags=lineage,
+            description=(
+                f"Candidate trained by `{run.dag_id}` on {extracted['rows']} rows "
+                f"[{extracted['window_start']}, {extracted['window_end']})."
+            ),
+        )
+    registry.move_alias(
+        name,
+        CHALLENGER,
+        existing.version,
+        kind="candidate",
+        actor=run.actor,
+        reason=f"new candidate trained on [{existing.tags['lineage.window_start']}, {existing.tags['lineage.window_end']})",
+        evidence={
+            f"validation_{policy.promotion.metric}": existing.tags.get(
+                f"train.validation_{policy.promotion.metric}"
+            )
+        },
+    )
+    return {"model": name, "version": existing.version, "run_id": existing.run_id}
+
+
+def _use_experiment(name: str, artifact_root: str | None) -> None:
+    """Select the model's experiment, creating it under `artifact_root` when one is configured."""
+    import mlflow
+
+    if mlflow.get_experiment_by_name(name) is None:
+        location = f"{artifact_root.rstrip('/')}/{name}" if artifact_root else None
+        mlflow.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(name)

@@ -1,0 +1,64 @@
+"""Checks an extracted window must pass before a model is trained or evaluated on it."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from policies.schema import Source, Validation
+
+
+class DataValidationError(ValueError):
+    """The window failed one or more checks; the message lists each failure."""
+
+    def __init__(self, where: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{where} failed validation:\n" + "\n".join(f"- {p}" for p in problems))
+
+
+def window_problems(frame: pd.DataFrame, source: Source, validation: Validation) -> list[str]:
+    """Every reason the window is unfit: missing columns, too few rows, too many missing values,
+    a target that is not binary."""
+    problems: list[str] = []
+    required = [source.time_column, source.target, *source.features.all]
+    missing_columns = [column for column in required if column not in frame.columns]
+    if missing_columns:
+        problems.append(f"missing column(s): {', '.join(missing_columns)}")
+    if len(frame) < validation.min_rows:
+        problems.append(f"too few rows: {len(frame)} < validation.min_rows={validation.min_rows}")
+    for column in source.features.all:
+        if column not in frame.columns or frame.empty:
+            continue
+        share = float(frame[column].isna().mean())
+        if share > validation.max_missing_share:
+            problems.append(
+                f"column {column!r}: {share:.1%} missing > "
+                f"validation.max_missing_share={validation.max_missing_share:.1%}"
+            )
+    if source.target in frame.columns and not frame.empty:
+        target = frame[source.target]
+        if target.isna().any():
+            problems.append(
+                f"target {source.target!r}: {int(target.isna().sum())} missing label(s)"
+            )
+        classes = set(target.dropna().unique().tolist())
+        if not classes <= {0, 1}:
+            problems.append(
+                f"target {source.target!r}: expected binary 0/1 labels, found {sorted(classes)[:5]}"
+            )
+        elif len(classes) < 2:
+            problems.append(f"target {source.target!r}: only one class present ({sorted(classes)})")
+    for column in source.features.numeric:
+        if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
+            problems.append(
+                f"numeric feature {column!r} has non-numeric type {frame[column].dtype}"
+            )
+    return problems
+
+
+def validate_window(
+    frame: pd.DataFrame, source: Source, validation: Validation, where: str
+) -> None:
+    """Raise DataValidationError naming every failed check of the window."""
+    problems = window_problems(frame, source, validation)
+    if problems:
+        raise DataValidationError(where, problems)
