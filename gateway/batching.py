@@ -1,0 +1,103 @@
+"""When the prediction log writes, and what one log entry becomes: pure, so it is tested alone."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One scored request as the log receives it; expanded into rows off the request path."""
+
+    request_id: str
+    model_name: str
+    version: int
+    role: str
+    routing_key: str | None
+    features: pd.DataFrame
+    scores: Sequence[float]
+    latency_ms: float
+    at: datetime
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.scores)
+
+
+def flush_due(
+    pending_rows: int,
+    oldest_age_s: float | None,
+    *,
+    batch_size: int,
+    flush_interval_s: float,
+    closing: bool,
+) -> bool:
+    """Write now when a batch is full, the oldest row has waited long enough, or we are closing."""
+    if pending_rows == 0:
+        return False
+    if closing or pending_rows >= batch_size:
+        return True
+    return oldest_age_s is not None and oldest_age_s >= flush_interval_s
+
+
+def retry_delay(failures: int, flush_interval_s: float, cap_s: float = 30.0) -> float:
+    """Seconds to wait before writing again after `failures` failed writes in a row."""
+    return min(cap_s, flush_interval_s * 2 ** max(0, failures - 1))
+
+
+def take_batch(entries: Sequence[LogEntry], batch_size: int) -> int:
+    """How many leading entries make the next batch: whole entries, at least one, about
+    `batch_size` rows (a request's rows are never split across batches)."""
+    rows = 0
+    for count, entry in enumerate(entries, start=1):
+        rows += entry.n_rows
+        if rows >= batch_size:
+            return count
+    return len(entries)
+
+
+def overflow(entry_rows: Sequence[int], max_pending_rows: int) -> int:
+    """How many oldest entries to drop so the rows kept fit in `max_pending_rows`."""
+    total = sum(entry_rows)
+    dropped = 0
+    while total > max_pending_rows and dropped < len(entry_rows):
+        total -= entry_rows[dropped]
+        dropped += 1
+    return dropped
+
+
+def log_rows(entry: LogEntry) -> list[dict]:
+    """The prediction-log rows of one entry: one per scored row, features as JSON-safe values."""
+    return [
+        {
+            "request_id": entry.request_id,
+            "row_index": index,
+            "model_name": entry.model_name,
+            "version": entry.version,
+            "role": entry.role,
+            "routing_key": entry.routing_key,
+            "features": {key: _json_safe(value) for key, value in features.items()},
+            "prediction": float(score),
+            "latency_ms": entry.latency_ms,
+            "created_at": entry.at,
+        }
+        for index, (features, score) in enumerate(
+            zip(entry.features.to_dict("records"), entry.scores, strict=True)
+        )
+    ]
+
+
+def _json_safe(value: object) -> object:
+    # NaN is how pandas spells a missing number, and strict JSON (PostgreSQL's) has no NaN.
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):
+        return _json_safe(value.item())
+    return value

@@ -1,0 +1,132 @@
+"""The gateway's configuration: parsed once, into types, with one error type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from policies.schema import MODEL_NAME_PATTERN
+
+
+class GatewayConfigError(ValueError):
+    """A configuration that cannot be used; the message names the source and every bad field."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServedModel(_Strict):
+    """One registered model the gateway serves by alias."""
+
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
+    canary_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of requests the canary answers while a canary alias is set; the "
+        "canary version's `rollout.canary_share` tag overrides it.",
+    )
+
+
+class PredictionLogConfig(_Strict):
+    """Where and how predictions are logged."""
+
+    url: str = Field(default="sqlite:///predictions.db", description="SQLAlchemy URL.")
+    db_schema: str | None = Field(
+        default=None, description="Database schema of the tables (PostgreSQL); none for SQLite."
+    )
+    batch_size: int = Field(default=500, gt=0, description="Rows written per insert.")
+    flush_interval_s: float = Field(
+        default=1.0, gt=0, description="Longest a logged row waits before it is written."
+    )
+    max_pending_rows: int = Field(
+        default=200_000,
+        gt=0,
+        description="Rows kept in memory while the database is unreachable; older ones are "
+        "dropped (and counted) past this.",
+    )
+
+
+class GatewayConfig(_Strict):
+    """Everything the gateway needs; built from a YAML file, flags and environment variables."""
+
+    models: list[ServedModel] = Field(min_length=1)
+    refresh_interval_s: float = Field(
+        default=10.0, gt=0, description="How often the registry's aliases are polled."
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="Secret of the MLflow webhook; the webhook endpoint is off without it.",
+    )
+    webhook_tolerance_s: int = Field(
+        default=300, gt=0, description="Oldest webhook timestamp accepted (replay protection)."
+    )
+    shadow_queue_size: int = Field(
+        default=10_000, gt=0, description="Requests waiting for shadow scoring; more are dropped."
+    )
+    shadow_batch_rows: int = Field(
+        default=256, gt=0, description="Rows the shadow scores in one call."
+    )
+    shutdown_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time allowed to drain the shadow queue on shutdown."
+    )
+    max_request_rows: int = Field(default=10_000, gt=0, description="Rows allowed in one request.")
+    prediction_log: PredictionLogConfig = PredictionLogConfig()
+
+    def served(self, name: str) -> ServedModel | None:
+        """The configuration of a served model, or None when the gateway does not serve it."""
+        return next((model for model in self.models if model.name == name), None)
+
+
+def parse_config(raw: object, source: str) -> GatewayConfig:
+    """Validate plain data (from YAML or JSON) into a GatewayConfig, listing every problem."""
+    if not isinstance(raw, dict):
+        raise GatewayConfigError(source, ["(top level): expected a mapping of settings"])
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as error:
+        raise GatewayConfigError(source, _describe(error)) from None
+    names = [model.name for model in config.models]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise GatewayConfigError(source, [f"models: served twice: {', '.join(duplicates)}"])
+    return config
+
+
+def load_config_file(path: Path | str) -> dict:
+    """Read a YAML configuration file into plain data (validated later by `parse_config`)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise GatewayConfigError(str(path), [f"cannot read: {error}"]) from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise GatewayConfigError(str(path), ["(top level): expected a mapping of settings"])
+    return raw
+
+
+def parse_model_spec(spec: str) -> dict:
+    """`name` or `name:share` (as given on the command line) into a served-model mapping."""
+    name, _, share = spec.partition(":")
+    return {"name": name} if not share else {"name": name, "canary_share": share}
+
+
+def _describe(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting (see gateway/README.md)"
+        problems.append(f"{where}: {message}")
+    return problems

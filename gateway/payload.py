@@ -1,0 +1,171 @@
+"""Read MLflow scoring payloads into a data frame that fits a version's input schema.
+
+Two steps, two errors: `parse_payload` refuses a body that is not a scoring payload at all
+(HTTP 400), `conform` refuses one whose columns or values do not fit the version that was chosen to
+answer it (HTTP 422). Values are checked in plain Python before the frame is built, which is both
+the cheapest path for the single-row requests that dominate and the one that can name the column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from registry.serving import InputColumn
+
+FORMATS = ("dataframe_split", "dataframe_records", "instances")
+_ALLOWED_KEYS = frozenset(FORMATS) | {"params"}
+_NUMERIC = frozenset({"double", "float", "long", "integer"})
+_INTEGRAL = frozenset({"long", "integer"})
+
+
+class PayloadError(ValueError):
+    """The body is not a scoring payload (HTTP 400)."""
+
+
+class SchemaMismatch(ValueError):
+    """The payload's columns or values do not fit the model version's input schema (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A payload as columns of plain JSON values, before any schema is applied."""
+
+    values: dict[str, list]
+    n_rows: int
+
+
+def parse_payload(body: object, max_rows: int) -> Columns:
+    """Columns of a `dataframe_split`, `dataframe_records` or `instances` payload."""
+    if not isinstance(body, dict):
+        raise PayloadError(f"expected a JSON object with one of the keys {', '.join(FORMATS)}")
+    unknown = sorted(set(body) - _ALLOWED_KEYS)
+    given = [key for key in FORMATS if key in body]
+    if unknown or len(given) != 1:
+        raise PayloadError(
+            f"expected exactly one of the keys {', '.join(FORMATS)}"
+            + (f"; unknown keys: {', '.join(unknown)}" if unknown else "")
+        )
+    kind = given[0]
+    if kind == "dataframe_split":
+        columns = _from_split(body[kind])
+    elif kind == "instances" and isinstance(body[kind], dict):
+        columns = _from_columnar(body[kind])
+    else:
+        columns = _from_records(body[kind], kind)
+    if columns.n_rows == 0:
+        raise PayloadError(f"{kind}: no rows to score")
+    if columns.n_rows > max_rows:
+        raise PayloadError(f"{kind}: {columns.n_rows} rows, more than the limit of {max_rows}")
+    return columns
+
+
+def _from_split(split: object) -> Columns:
+    if not isinstance(split, dict) or "columns" not in split or "data" not in split:
+        raise PayloadError("dataframe_split: expected an object with 'columns' and 'data'")
+    names, data = split["columns"], split["data"]
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise PayloadError("dataframe_split.columns: expected a list of column names")
+    if len(set(names)) != len(names):
+        raise PayloadError("dataframe_split.columns: a column is named twice")
+    if not isinstance(data, list) or not all(isinstance(row, list) for row in data):
+        raise PayloadError("dataframe_split.data: expected a list of rows (lists)")
+    for index, row in enumerate(data):
+        if len(row) != len(names):
+            raise PayloadError(
+                f"dataframe_split.data[{index}]: {len(row)} values for {len(names)} columns"
+            )
+    values = {name: [row[i] for row in data] for i, name in enumerate(names)}
+    return Columns(values=values, n_rows=len(data))
+
+
+def _from_records(records: object, kind: str) -> Columns:
+    if not isinstance(records, list) or not all(isinstance(row, dict) for row in records):
+        raise PayloadError(f"{kind}: expected a list of objects (one per row)")
+    names: dict[str, None] = {}
+    for row in records:
+        names.update(dict.fromkeys(row))
+    # A key missing from a row is a missing value, as pandas reads records.
+    values = {name: [row.get(name) for row in records] for name in names}
+    return Columns(values=values, n_rows=len(records))
+
+
+def _from_columnar(columns: dict) -> Columns:
+    if not all(isinstance(column, list) for column in columns.values()):
+        raise PayloadError("instances: expected each column to be a list of values")
+    lengths = {len(column) for column in columns.values()}
+    if len(lengths) > 1:
+        raise PayloadError("instances: columns have different lengths")
+    return Columns(values=dict(columns), n_rows=lengths.pop() if lengths else 0)
+
+
+def conform(
+    columns: Columns, schema: Sequence[InputColumn] | None, feature_names: Sequence[str] | None
+) -> pd.DataFrame:
+    """The data frame a version expects: its columns, in its order, with its types.
+
+    Extra columns are dropped, as MLflow's own scoring server does. Without a logged signature only
+    the column names the pipeline was fitted on (`feature_names`) can be checked.
+    """
+    if schema is None:
+        names = list(feature_names) if feature_names is not None else list(columns.values)
+        _require(columns, names)
+        return pd.DataFrame({name: columns.values[name] for name in names})
+    _require(columns, [column.name for column in schema if column.required])
+    frame = {}
+    for column in schema:
+        values = columns.values.get(column.name)
+        if values is None:
+            values = [None] * columns.n_rows
+        frame[column.name] = _typed(column, values)
+    return pd.DataFrame(frame)
+
+
+def _require(columns: Columns, names: Sequence[str]) -> None:
+    missing = [name for name in names if name not in columns.values]
+    if missing:
+        unexpected = [name for name in columns.values if name not in names]
+        raise SchemaMismatch(
+            f"missing column(s): {', '.join(missing)}"
+            + (f"; not expected: {', '.join(unexpected)}" if unexpected else "")
+        )
+
+
+def _typed(column: InputColumn, values: list) -> np.ndarray:
+    kind = column.type
+    if kind in _NUMERIC:
+        for value in values:
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise SchemaMismatch(_wrong(column, value, "a number"))
+            if kind in _INTEGRAL and isinstance(value, float) and not math.isnan(value):
+                if not value.is_integer():
+                    raise SchemaMismatch(_wrong(column, value, "an integer"))
+        try:
+            return np.array([np.nan if value is None else value for value in values], dtype=float)
+        except OverflowError:
+            raise SchemaMismatch(
+                f"column {column.name!r} ({kind}): a number is too large"
+            ) from None
+    if kind == "string":
+        for value in values:
+            if value is not None and not isinstance(value, str):
+                raise SchemaMismatch(_wrong(column, value, "a string"))
+        return np.array(values, dtype=object)
+    if kind == "boolean":
+        for value in values:
+            if value is not None and not isinstance(value, bool):
+                raise SchemaMismatch(_wrong(column, value, "true or false"))
+        return np.array(values, dtype=object)
+    return np.array(values, dtype=object)
+
+
+def _wrong(column: InputColumn, value: object, expected: str) -> str:
+    return f"column {column.name!r} ({column.type}) expects {expected}, got {value!r}"

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from gateway.batching import LogEntry, flush_due, log_rows, overflow, retry_delay, take_batch
+
+
+def _entry(rows: int) -> LogEntry:
+    return LogEntry(
+        request_id="r",
+        model_name="m",
+        version=1,
+        role="champion",
+        routing_key=None,
+        features=pd.DataFrame({"x": [float("nan")] * rows, "plan": ["a"] * rows}),
+        scores=[0.5] * rows,
+        latency_ms=1.0,
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("pending", "age", "closing", "due"),
+    [
+        (0, None, True, False),
+        (10, 0.1, False, False),
+        (10, 1.0, False, True),
+        (500, 0.0, False, True),
+        (1, 0.0, True, True),
+    ],
+)
+def test_flush_when_full_old_or_closing(pending, age, closing, due) -> None:
+    assert flush_due(pending, age, batch_size=500, flush_interval_s=1.0, closing=closing) is due
+
+
+def test_a_batch_takes_whole_entries_up_to_the_batch_size() -> None:
+    assert take_batch([_entry(2), _entry(2), _entry(2)], batch_size=3) == 2
+    assert take_batch([_entry(10)], batch_size=3) == 1
+    assert take_batch([_entry(1)], batch_size=3) == 1
+
+
+def test_overflow_drops_the_oldest_entries_first() -> None:
+    assert overflow([5, 5, 5], max_pending_rows=10) == 1
+    assert overflow([5, 5], max_pending_rows=10) == 0
+
+
+def test_retry_waits_double_each_time_up_to_a_cap() -> None:
+    assert [retry_delay(n, 1.0, cap_s=5) for n in (1, 2, 3, 4)] == [1, 2, 4, 5]
+
+
+def test_each_scored_row_becomes_one_row_with_missing_values_as_null() -> None:
+    rows = log_rows(_entry(2))
+    assert [row["row_index"] for row in rows] == [0, 1]
+    assert rows[0]["features"] == {"x": None, "plan": "a"}
