@@ -1,0 +1,317 @@
+"""The prediction log and its labels in SQL: the batch writer, feedback, and the per-arm reader.
+
+Tables (names fixed, schema configurable):
+
+- `prediction_log`: one row per scored row, answered (`champion`, `canary`) or not (`shadow`).
+- `prediction_labels`: ground truth by (model_name, request_id, row_index); written by the feedback
+  endpoint or loaded in bulk by any job, and joined to the log by request id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gateway.batching import (
+    LogEntry,
+    flush_due,
+    log_rows,
+    overflow,
+    retry_delay,
+    take_batch,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LogTables:
+    """The two tables, bound to one metadata (and schema)."""
+
+    metadata: sa.MetaData
+    predictions: sa.Table
+    labels: sa.Table
+
+
+def log_tables(db_schema: str | None = None) -> LogTables:
+    """Table definitions of the prediction log and its labels in `db_schema`."""
+    metadata = sa.MetaData(schema=db_schema)
+    predictions = sa.Table(
+        "prediction_log",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+        sa.Column("request_id", sa.String(128), nullable=False),
+        sa.Column("row_index", sa.Integer, nullable=False),
+        sa.Column("model_name", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("routing_key", sa.String(256)),
+        sa.Column("features", sa.JSON, nullable=False),
+        sa.Column("prediction", sa.Float, nullable=False),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("model_name", "request_id", "row_index", "role"),
+        sa.Index("ix_prediction_log_model_time", "model_name", "created_at"),
+    )
+    labels = sa.Table(
+        "prediction_labels",
+        metadata,
+        sa.Column("model_name", sa.String(64), primary_key=True),
+        sa.Column("request_id", sa.String(128), primary_key=True),
+        sa.Column("row_index", sa.Integer, primary_key=True, default=0),
+        sa.Column("label", sa.Float, nullable=False),
+        sa.Column("labeled_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    return LogTables(metadata=metadata, predictions=predictions, labels=labels)
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for the log database; SQLite waits on a busy file rather than failing."""
+    if url.startswith("sqlite"):
+        return sa.create_engine(url, connect_args={"timeout": 30})
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class PredictionLogWriter:
+    """Collects log entries from request threads and writes them in batches from one thread.
+
+    `submit` only appends to a queue, so a slow or unreachable database never slows an answer; a
+    failed write is retried with backoff and its rows kept (up to `max_pending_rows`, then the
+    oldest are dropped and counted). `close` writes everything still pending.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        tables: LogTables,
+        *,
+        batch_size: int,
+        flush_interval_s: float,
+        max_pending_rows: int,
+    ) -> None:
+        self._engine = engine
+        self._tables = tables
+        self._batch_size = batch_size
+        self._flush_interval_s = flush_interval_s
+        self._max_pending_rows = max_pending_rows
+        self._pending: deque[tuple[float, LogEntry]] = deque()
+        self._pending_rows = 0
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.rows_written = 0
+        self.rows_dropped = 0
+        self.failed_writes = 0
+
+    def start(self) -> None:
+        """Create the tables if needed and start the writer thread."""
+        self._tables.metadata.create_all(self._engine)
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def submit(self, entry: LogEntry) -> None:
+        """Queue one scored request for writing; never blocks on the database."""
+        with self._wake:
+            self._pending.append((time.monotonic(), entry))
+            self._pending_rows += entry.n_rows
+            if self._pending_rows >= self._batch_size:
+                self._wake.notify()
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write every pending row (trying for at most `timeout_s`) and stop the thread."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._pending_rows:
+            logger.error("prediction log: %d rows not written at shutdown", self._pending_rows)
+
+    def _run(self) -> None:
+        failures = 0
+        while True:
+            with self._wake:
+                while not self._due():
+                    if self._closing:
+                        return
+                    self._wake.wait(self._wait_s())
+                count = take_batch([entry for _, entry in self._pending], self._batch_size)
+                batch = [self._pending[i][1] for i in range(count)]
+                closing = self._closing
+            try:
+                self._write(batch)
+            except sa.exc.SQLAlchemyError as error:
+                failures += 1
+                self.failed_writes += 1
+                logger.warning("prediction log: write failed (%s); retrying", error)
+                if closing and failures >= 3:
+                    return
+                self._drop_overflow()
+                time.sleep(retry_delay(failures, self._flush_interval_s))
+                continue
+            failures = 0
+            with self._wake:
+                for _ in range(count):
+                    _, entry = self._pending.popleft()
+                    self._pending_rows -= entry.n_rows
+                self.rows_written += sum(entry.n_rows for entry in batch)
+
+    def _due(self) -> bool:
+        oldest = time.monotonic() - self._pending[0][0] if self._pending else None
+        return flush_due(
+            self._pending_rows,
+            oldest,
+            batch_size=self._batch_size,
+            flush_interval_s=self._flush_interval_s,
+            closing=self._closing,
+        )
+
+    def _wait_s(self) -> float:
+        if not self._pending:
+            return self._flush_interval_s
+        return max(0.001, self._flush_interval_s - (time.monotonic() - self._pending[0][0]))
+
+    def _drop_overflow(self) -> None:
+        with self._wake:
+            dropped = overflow([entry.n_rows for _, entry in self._pending], self._max_pending_rows)
+            for _ in range(dropped):
+                _, entry = self._pending.popleft()
+                self._pending_rows -= entry.n_rows
+                self.rows_dropped += entry.n_rows
+        if dropped:
+            logger.error("prediction log: dropped %d requests while the database is down", dropped)
+
+    def _write(self, batch: Iterable[LogEntry]) -> None:
+        rows = [row for entry in batch for row in log_rows(entry)]
+        table = self._tables.predictions
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(table.insert(), rows)
+        except sa.exc.IntegrityError:
+            # A batch whose commit succeeded but whose acknowledgement was lost comes back here
+            # on retry: write row by row so the rows already there are kept once, not twice.
+            for row in rows:
+                try:
+                    with self._engine.begin() as connection:
+                        connection.execute(table.insert(), [row])
+                except sa.exc.IntegrityError:
+                    continue
+
+
+@dataclass(frozen=True)
+class Label:
+    """The ground truth of one logged row."""
+
+    request_id: str
+    label: float
+    row_index: int = 0
+
+
+def record_labels(
+    engine: sa.Engine, tables: LogTables, model_name: str, labels: list[Label]
+) -> None:
+    """Store labels, replacing an earlier label of the same row (the latest feedback wins)."""
+    if not labels:
+        return
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "model_name": model_name,
+            "request_id": label.request_id,
+            "row_index": label.row_index,
+            "label": label.label,
+            "labeled_at": now,
+        }
+        for label in labels
+    ]
+    table = tables.labels
+    keys = ("model_name", "request_id", "row_index")
+    with engine.begin() as connection:
+        dialect = connection.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+            statement = insert.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={"label": insert.excluded.label, "labeled_at": insert.excluded.labeled_at},
+            )
+            connection.execute(statement, rows)
+            return
+        for row in rows:
+            connection.execute(table.delete().where(*(table.c[key] == row[key] for key in keys)))
+        connection.execute(table.insert(), rows)
+
+
+@dataclass(frozen=True)
+class ArmOutcomes:
+    """What one arm (role and version) of a model answered, and the labels known so far."""
+
+    role: str
+    version: int
+    n_predictions: int
+    scores: np.ndarray
+    labels: np.ndarray
+
+
+def labeled_outcomes(
+    engine: sa.Engine,
+    tables: LogTables,
+    model_name: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[ArmOutcomes]:
+    """Per arm, the scores of its labeled rows next to their labels (joined by request id).
+
+    Shadow rows share the request id of the answered row, so one label scores both arms: that is
+    what lets a rollout compare a shadow with the champion on the same traffic.
+    """
+    log, labels = tables.predictions, tables.labels
+    joined = log.outerjoin(
+        labels,
+        sa.and_(
+            labels.c.model_name == log.c.model_name,
+            labels.c.request_id == log.c.request_id,
+            labels.c.row_index == log.c.row_index,
+        ),
+    )
+    query = (
+        sa.select(log.c.role, log.c.version, log.c.prediction, labels.c.label)
+        .select_from(joined)
+        .where(log.c.model_name == model_name)
+        .order_by(log.c.id)
+    )
+    if since is not None:
+        query = query.where(log.c.created_at >= since)
+    if until is not None:
+        query = query.where(log.c.created_at < until)
+    arms: dict[tuple[str, int], tuple[int, list[float], list[float]]] = {}
+    with engine.connect() as connection:
+        for role, version, score, label in connection.execute(query):
+            count, scores, known = arms.get((role, version), (0, [], []))
+            if label is not None:
+                scores.append(score)
+                known.append(label)
+            arms[(role, version)] = (count + 1, scores, known)
+    return [
+        ArmOutcomes(
+            role=role,
+            version=version,
+            n_predictions=count,
+            scores=np.asarray(scores, dtype=float),
+            labels=np.asarray(known, dtype=float),
+        )
+        for (role, version), (count, scores, known) in sorted(arms.items())
+    ]

@@ -1,0 +1,166 @@
+"""Score a copy of each request with the shadow version, off the request path.
+
+The request thread only puts a job on a bounded queue (dropping it, counted, when the queue is
+full), so the shadow can neither slow nor fail an answer. One worker thread drains the queue and
+scores the waiting jobs of a version in one call: batching keeps the shadow's CPU cost, and so its
+pull on the champion's latency, small.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from gateway.batching import LogEntry
+from gateway.holder import LoadedVersion
+from gateway.payload import Columns
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    """One answered request to be scored again by the shadow version it had when it arrived."""
+
+    request_id: str
+    routing_key: str | None
+    columns: Columns
+    shadow: LoadedVersion
+    at: datetime
+
+
+@dataclass
+class ShadowStats:
+    """Counts per model, shown on the status endpoint."""
+
+    scored: int = 0
+    failed: int = 0
+    dropped: int = 0
+    last_error: str | None = None
+
+
+class ShadowRunner:
+    """The queue and the worker that scores shadow copies and hands them to the log."""
+
+    def __init__(
+        self, log: Callable[[LogEntry], None], *, queue_size: int, batch_rows: int
+    ) -> None:
+        self._log = log
+        self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=queue_size)
+        self._batch_rows = batch_rows
+        self._stats: dict[str, ShadowStats] = {}
+        self._thread: threading.Thread | None = None
+
+    def stats(self, model_name: str) -> ShadowStats:
+        """The counts of one model (zeros before its first shadow job)."""
+        return self._stats.setdefault(model_name, ShadowStats())
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: ShadowJob) -> None:
+        """Queue a job without waiting; a full queue drops it (counted) instead of blocking."""
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.stats(job.shadow.model_name).dropped += 1
+
+    def close(self, timeout_s: float) -> None:
+        """Score what is queued (for at most `timeout_s`) and stop the worker."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._queue.put(None, timeout=max(0.01, deadline - time.monotonic()))
+                break
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive() or not self._queue.empty():
+            logger.error("shadow: %d jobs not scored at shutdown", self._queue.qsize())
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs, stop = [job], False
+            rows = job.columns.n_rows
+            while rows < self._batch_rows:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+                rows += more.columns.n_rows
+            self._score(jobs)
+            if stop:
+                return
+
+    def _score(self, jobs: list[ShadowJob]) -> None:
+        by_version: dict[tuple[str, int], list[ShadowJob]] = {}
+        for job in jobs:
+            by_version.setdefault((job.shadow.model_name, job.shadow.version), []).append(job)
+        for group in by_version.values():
+            try:
+                self._score_group(group)
+            except Exception as error:  # a shadow failure is counted, never raised
+                self._failed(group[0].shadow.model_name, len(group), error)
+
+    def _score_group(self, group: list[ShadowJob]) -> None:
+        shadow = group[0].shadow
+        frames, accepted = [], []
+        for job in group:
+            try:
+                frames.append(shadow.frame(job.columns))
+                accepted.append(job)
+            except ValueError as error:
+                self._failed(shadow.model_name, 1, error)
+        if not accepted:
+            return
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        started = time.perf_counter()
+        scores = shadow.score(frame)
+        latency_ms = (time.perf_counter() - started) * 1000
+        start = 0
+        for job, job_frame in zip(accepted, frames, strict=True):
+            end = start + len(job_frame)
+            self._log(
+                LogEntry(
+                    request_id=job.request_id,
+                    model_name=shadow.model_name,
+                    version=shadow.version,
+                    role="shadow",
+                    routing_key=job.routing_key,
+                    features=job_frame,
+                    scores=scores[start:end].tolist(),
+                    latency_ms=latency_ms,
+                    at=job.at,
+                )
+            )
+            start = end
+        self.stats(shadow.model_name).scored += len(accepted)
+
+    def _failed(self, model_name: str, count: int, error: Exception) -> None:
+        stats = self.stats(model_name)
+        stats.failed += count
+        stats.last_error = f"{type(error).__name__}: {error}"
+        # Log the first failure and then every hundredth, so a broken shadow cannot flood the log.
+        if stats.failed - count < 1 or stats.failed // 100 != (stats.failed - count) // 100:
+            logger.warning(
+                "%s shadow: %d failed so far; last: %s", model_name, stats.failed, stats.last_error
+            )

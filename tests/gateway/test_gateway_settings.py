@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.__main__ import build_parser, resolve
+from gateway.config import GatewayConfigError, parse_config
+
+
+def _resolve(argv: list[str], env: dict[str, str]):
+    return resolve(build_parser().parse_args(argv), env)
+
+
+def test_flags_beat_environment_which_beats_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "models: [{name: churn, canary_share: 0.1}]\n"
+        "refresh_interval_s: 30\n"
+        "prediction_log: {url: 'sqlite:///file.db', batch_size: 50}\n"
+    )
+    config, server = _resolve(
+        ["--config", str(path), "--log-url", "sqlite:///flag.db"],
+        {
+            "GATEWAY_REFRESH_INTERVAL": "2",
+            "GATEWAY_LOG_URL": "sqlite:///env.db",
+            "GATEWAY_PORT": "9000",
+        },
+    )
+    assert config.models[0].canary_share == 0.1
+    assert config.refresh_interval_s == 2
+    assert config.prediction_log.url == "sqlite:///flag.db"
+    assert config.prediction_log.batch_size == 50
+    assert (server["host"], server["port"]) == ("127.0.0.1", 9000)
+
+
+def test_models_and_canary_shares_from_the_command_line() -> None:
+    config, _ = _resolve(["--model", "churn:0.05", "--model", "fraud"], {})
+    assert [(m.name, m.canary_share) for m in config.models] == [("churn", 0.05), ("fraud", 0.0)]
+
+
+def test_every_bad_setting_is_reported_at_once() -> None:
+    with pytest.raises(GatewayConfigError) as raised:
+        parse_config(
+            {"models": [{"name": "churn", "canary_share": 2}], "refresh_interval_s": 0, "x": 1},
+            "gateway.yaml",
+        )
+    message = str(raised.value)
+    assert "gateway.yaml: models.0.canary_share" in message
+    assert "refresh_interval_s" in message and "x: unknown setting" in message
+
+
+def test_a_model_served_twice_is_refused() -> None:
+    with pytest.raises(GatewayConfigError, match="served twice: churn"):
+        parse_config({"models": [{"name": "churn"}, {"name": "churn"}]}, "flags")
+
+
+def test_registering_a_webhook_needs_its_secret() -> None:
+    with pytest.raises(GatewayConfigError, match="GATEWAY_WEBHOOK_SECRET"):
+        _resolve(["--model", "churn", "--webhook-url", "https://gw.example/webhooks/mlflow"], {})

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from gateway.batching import LogEntry
+from gateway.predlog import (
+    Label,
+    PredictionLogWriter,
+    create_engine,
+    labeled_outcomes,
+    log_tables,
+    record_labels,
+)
+from tests.gateway.fakes import wait_until
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> sa.Engine:
+    return create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+
+
+def _entry(request_id: str, role: str = "champion", version: int = 1, score: float = 0.8):
+    return LogEntry(
+        request_id=request_id,
+        model_name="churn",
+        version=version,
+        role=role,
+        routing_key=None,
+        features=pd.DataFrame({"x": [1.0]}),
+        scores=[score],
+        latency_ms=0.5,
+        at=datetime.now(UTC),
+    )
+
+
+def _writer(engine: sa.Engine, **overrides) -> PredictionLogWriter:
+    settings = {"batch_size": 1000, "flush_interval_s": 60.0, "max_pending_rows": 10_000}
+    return PredictionLogWriter(engine, log_tables(), **(settings | overrides))
+
+
+def _count(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.text("SELECT count(*) FROM prediction_log")).scalar_one()
+
+
+def test_close_writes_rows_still_waiting_for_their_batch(engine: sa.Engine) -> None:
+    writer = _writer(engine)
+    writer.start()
+    for i in range(25):
+        writer.submit(_entry(f"r{i}"))
+    assert _count(engine) == 0
+    writer.close()
+    assert _count(engine) == 25
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_interval(engine: sa.Engine) -> None:
+    writer = _writer(engine, batch_size=10)
+    writer.start()
+    for i in range(10):
+        writer.submit(_entry(f"r{i}"))
+    wait_until(lambda: _count(engine) == 10)
+    writer.close()
+
+
+def test_rows_survive_a_database_outage_and_are_written_once(tmp_path: Path) -> None:
+    missing_dir = tmp_path / "later"
+    engine = create_engine(f"sqlite:///{missing_dir / 'log.db'}")
+    writer = _writer(engine, batch_size=1, flush_interval_s=0.05)
+    missing_dir.mkdir()
+    writer.start()  # creates the tables, then the directory goes away
+    (missing_dir / "log.db").rename(tmp_path / "aside.db")
+    missing_dir.rmdir()
+    for i in range(3):
+        writer.submit(_entry(f"r{i}"))
+    wait_until(lambda: writer.failed_writes > 0)
+    missing_dir.mkdir()
+    (tmp_path / "aside.db").rename(missing_dir / "log.db")
+    writer.close()
+    with engine.connect() as connection:
+        ids = connection.execute(sa.text("SELECT request_id FROM prediction_log")).scalars().all()
+    assert sorted(ids) == ["r0", "r1", "r2"]
+
+
+def test_labels_join_predictions_by_request_id_per_arm(engine: sa.Engine) -> None:
+    tables = log_tables()
+    writer = _writer(engine)
+    writer.start()
+    writer.submit(_entry("a", score=0.9))
+    writer.submit(_entry("a", role="shadow", version=3, score=0.6))
+    writer.submit(_entry("b", role="canary", version=2, score=0.2))
+    writer.submit(_entry("c", score=0.4))
+    writer.close()
+    record_labels(engine, tables, "churn", [Label("a", 1.0), Label("b", 1.0)])
+    record_labels(engine, tables, "churn", [Label("b", 0.0)])  # a correction replaces the label
+    arms = {(arm.role, arm.version): arm for arm in labeled_outcomes(engine, tables, "churn")}
+    assert arms[("champion", 1)].n_predictions == 2
+    assert arms[("champion", 1)].scores.tolist() == [0.9]
+    assert arms[("shadow", 3)].labels.tolist() == [1.0]
+    assert arms[("canary", 2)].labels.tolist() == [0.0]
+
+
+def test_labels_of_another_model_are_not_joined(engine: sa.Engine) -> None:
+    tables = log_tables()
+    writer = _writer(engine)
+    writer.start()
+    writer.submit(_entry("a"))
+    writer.close()
+    record_labels(engine, tables, "fraud", [Label("a", 1.0)])
+    (arm,) = labeled_outcomes(engine, tables, "churn")
+    assert arm.labels.size == 0
