@@ -1,0 +1,352 @@
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from promotion.rollout import (
+    ArmStats,
+    RolloutConfig,
+    ShadowStats,
+    StepStats,
+    analyze_shadow,
+    analyze_step,
+    guard_window_verdict,
+)
+
+CANARY = RolloutConfig(traffic_steps=(0.05, 0.25, 0.5), min_labeled_per_step=500)
+SHADOW = RolloutConfig(mode="shadow", min_labeled_per_step=500)
+HOUR = 3600.0
+
+
+def step(champion: tuple[int, int], challenger: tuple[int, int], **challenger_health) -> StepStats:
+    """Stats of a step from (labeled, correct) per arm; request health defaults to healthy."""
+    health = {"requests": max(challenger[0], 200), "errors": 0, "p99_latency_ms": 80.0}
+    health.update(challenger_health)
+    return StepStats(
+        champion=ArmStats(champion[0], champion[1], requests=20 * champion[0] + 200),
+        challenger=ArmStats(challenger[0], challenger[1], **health),
+    )
+
+
+def simulate_canary_reverts(
+    config: RolloutConfig,
+    challenger_accuracy: float,
+    *,
+    runs: int,
+    looks: int,
+    seed: int,
+    champion_accuracy: float = 0.90,
+    batch: int = 10,
+) -> float:
+    """Share of simulated 5% canaries reverted when the verdict is read after every batch."""
+    rng = np.random.default_rng(seed)
+    champion_batch = batch * 19
+    champion = np.cumsum(rng.binomial(champion_batch, champion_accuracy, (runs, looks)), axis=1)
+    challenger = np.cumsum(rng.binomial(batch, challenger_accuracy, (runs, looks)), axis=1)
+    reverted = 0
+    for run in range(runs):
+        for look in range(looks):
+            stats = step(
+                (champion_batch * (look + 1), int(champion[run, look])),
+                (batch * (look + 1), int(challenger[run, look])),
+            )
+            if analyze_step(config, 0, stats, elapsed_seconds=0.0).action == "revert":
+                reverted += 1
+                break
+    return reverted / runs
+
+
+# Never steps up and never times out, so every look is a chance to revert falsely.
+ENDLESS_STEP = dataclasses.replace(CANARY, min_labeled_per_step=10**9, max_step_seconds=1e12)
+
+
+def test_equal_models_are_rarely_reverted_although_checked_after_every_batch():
+    runs = 400
+    share = simulate_canary_reverts(ENDLESS_STEP, 0.90, runs=runs, looks=150, seed=7)
+    # alpha plus three standard errors of the simulation
+    assert share <= 0.05 + 3 * (0.05 * 0.95 / runs) ** 0.5
+
+
+def test_clearly_worse_challenger_is_reverted_in_almost_every_simulated_canary():
+    share = simulate_canary_reverts(ENDLESS_STEP, 0.80, runs=100, looks=60, seed=11)
+    assert share >= 0.95
+
+
+def test_clearly_worse_challenger_is_reverted_with_the_numbers():
+    verdict = analyze_step(CANARY, 0, step((5700, 5130), (300, 240)), elapsed_seconds=HOUR)
+    assert verdict.action == "revert"
+    assert "challenger is worse" in verdict.reasons[0]
+    assert "0.8000" in verdict.reasons[-1] and "0.9000" in verdict.reasons[-1]
+    assert verdict.evidence.e_value >= verdict.evidence.threshold == 20
+    assert verdict.evidence.ci_high is not None and verdict.evidence.ci_high < 0
+
+
+def test_equal_challenger_with_enough_labels_steps_up_to_the_next_traffic_share():
+    verdict = analyze_step(CANARY, 0, step((9500, 8550), (500, 450)), elapsed_seconds=HOUR)
+    assert verdict.action == "step_up"
+    assert "step up to 25%" in verdict.reasons[0]
+
+
+def test_last_step_with_enough_labels_promotes():
+    verdict = analyze_step(CANARY, 2, step((500, 450), (500, 452)), elapsed_seconds=HOUR)
+    assert verdict.action == "promote"
+
+
+def test_step_waits_for_labels_before_its_maximum_duration():
+    verdict = analyze_step(CANARY, 1, step((900, 810), (300, 272)), elapsed_seconds=HOUR)
+    assert verdict.action == "wait"
+    assert "300 challenger" in verdict.reasons[0] and "need 500" in verdict.reasons[0]
+
+
+def test_step_at_maximum_duration_without_enough_labels_reverts_by_default():
+    config = dataclasses.replace(CANARY, max_step_seconds=6 * HOUR)
+    verdict = analyze_step(config, 1, step((900, 810), (300, 272)), elapsed_seconds=6 * HOUR)
+    assert verdict.action == "revert"
+    assert "maximum duration" in verdict.reasons[0] and "fail closed" in verdict.reasons[0]
+
+
+def test_step_at_maximum_duration_holds_when_the_policy_says_hold():
+    config = dataclasses.replace(CANARY, max_step_seconds=6 * HOUR, on_timeout="hold")
+    verdict = analyze_step(config, 1, step((900, 810), (300, 272)), elapsed_seconds=7 * HOUR)
+    assert verdict.action == "wait"
+    assert "on_timeout is 'hold'" in verdict.reasons[0]
+
+
+def test_error_rate_guardrail_reverts_and_names_the_guardrail():
+    stats = step((9500, 8550), (500, 450), requests=500, errors=25)
+    verdict = analyze_step(CANARY, 0, stats, elapsed_seconds=HOUR)
+    assert verdict.action == "revert"
+    assert verdict.reasons[0].startswith("error-rate guardrail")
+    assert "25 of 500" in verdict.reasons[0]
+
+
+def test_failing_challenger_trips_the_error_guardrail_before_the_minimum_request_count():
+    stats = step((190, 171), (0, 0), requests=5, errors=5)
+    verdict = analyze_step(CANARY, 0, stats, elapsed_seconds=60)
+    assert verdict.action == "revert"
+    assert verdict.reasons[0].startswith("error-rate guardrail")
+
+
+def test_a_single_early_error_does_not_end_the_step():
+    stats = step((190, 171), (10, 9), requests=10, errors=1)
+    assert analyze_step(CANARY, 0, stats, elapsed_seconds=60).action == "wait"
+
+
+def test_p99_latency_guardrail_reverts_and_names_the_guardrail():
+    stats = step((9500, 8550), (500, 450), requests=500, p99_latency_ms=900.0)
+    verdict = analyze_step(CANARY, 0, stats, elapsed_seconds=HOUR)
+    assert verdict.action == "revert"
+    assert verdict.reasons[0].startswith("p99-latency guardrail")
+    assert "900 ms" in verdict.reasons[0]
+
+
+def test_slow_first_requests_do_not_trip_the_latency_guardrail():
+    stats = step((190, 171), (10, 9), requests=10, p99_latency_ms=3000.0)
+    assert analyze_step(CANARY, 0, stats, elapsed_seconds=60).action == "wait"
+
+
+def test_evidence_from_earlier_steps_carries_into_the_current_step():
+    # 0.87 against 0.90: not enough in any one step, enough over the three.
+    first = step((9500, 8550), (500, 435))
+    second = step((1500, 1350), (500, 435))
+    third = step((500, 450), (500, 435))
+    alone = analyze_step(CANARY, 2, third, elapsed_seconds=HOUR)
+    together = analyze_step(CANARY, 2, third, elapsed_seconds=HOUR, earlier_steps=[first, second])
+    assert alone.action == "promote"
+    assert together.action == "revert"
+    assert together.evidence.challenger_labeled == 1500
+
+
+def test_error_rate_metric_reports_error_rates_and_reverts_the_same_way():
+    config = dataclasses.replace(CANARY, metric="error_rate")
+    verdict = analyze_step(config, 0, step((5700, 5130), (300, 240)), elapsed_seconds=HOUR)
+    assert verdict.action == "revert"
+    assert verdict.evidence.challenger_value == pytest.approx(0.20)
+    assert verdict.evidence.champion_value == pytest.approx(0.10)
+    assert verdict.evidence.difference == pytest.approx(0.10)
+    assert verdict.evidence.ci_low is not None and verdict.evidence.ci_low > 0
+
+
+def test_evidence_is_plain_data_for_tags():
+    verdict = analyze_step(CANARY, 0, step((5700, 5130), (300, 240)), elapsed_seconds=HOUR)
+    values = verdict.evidence.as_dict()
+    assert values["challenger_labeled"] == 300
+    assert all(isinstance(v, (int, float, str, type(None))) for v in values.values())
+
+
+def test_step_index_outside_the_policy_steps_is_refused():
+    with pytest.raises(ValueError, match="step_index"):
+        analyze_step(CANARY, 3, step((500, 450), (500, 450)), elapsed_seconds=0)
+
+
+def test_invalid_config_names_every_bad_field():
+    with pytest.raises(ValueError) as error:
+        RolloutConfig(alpha=1.5, traffic_steps=(0.5, 0.25))
+    assert "alpha" in str(error.value) and "traffic_steps" in str(error.value)
+
+
+def test_impossible_counts_are_refused():
+    with pytest.raises(ValueError, match="correct"):
+        ArmStats(labeled=10, correct=11)
+
+
+arms = st.integers(min_value=0, max_value=3000).flatmap(
+    lambda n: st.tuples(st.just(n), st.integers(min_value=0, max_value=n))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(champion=arms, challenger=arms, elapsed=st.floats(min_value=0, max_value=10 * HOUR))
+def test_step_never_goes_up_before_both_arms_have_the_minimum_labels(champion, challenger, elapsed):
+    verdict = analyze_step(CANARY, 0, step(champion, challenger), elapsed_seconds=elapsed)
+    if min(champion[0], challenger[0]) < CANARY.min_labeled_per_step:
+        assert verdict.action in ("wait", "revert")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    champion=arms,
+    challenger=arms,
+    more_wrong=st.integers(min_value=1, max_value=500),
+    flipped=st.integers(min_value=0, max_value=500),
+)
+def test_more_evidence_against_the_challenger_never_turns_a_revert_into_a_step_up(
+    champion, challenger, more_wrong, flipped
+):
+    before = analyze_step(CANARY, 0, step(champion, challenger), elapsed_seconds=HOUR)
+    worse = (challenger[0] + more_wrong, max(challenger[1] - flipped, 0))
+    after = analyze_step(CANARY, 0, step(champion, worse), elapsed_seconds=HOUR)
+    if before.action == "revert":
+        assert after.action == "revert"
+
+
+@settings(max_examples=200, deadline=None)
+@given(champion=arms, challenger=arms, errors=st.integers(min_value=0, max_value=200))
+def test_breaking_a_guardrail_always_reverts(champion, challenger, errors):
+    requests = max(challenger[0], CANARY.min_guardrail_requests)
+    stats = step(champion, challenger, requests=requests, errors=min(errors, requests))
+    verdict = analyze_step(CANARY, 0, stats, elapsed_seconds=HOUR)
+    if min(errors, requests) > CANARY.max_error_rate * requests:
+        assert verdict.action == "revert"
+        assert any("error-rate guardrail" in reason for reason in verdict.reasons)
+
+
+def shadow(
+    labeled: int,
+    champion_correct: int,
+    challenger_correct: int,
+    both_correct: int,
+    *,
+    compared: int = 1000,
+    agreed: int = 950,
+) -> ShadowStats:
+    return ShadowStats(
+        champion=ArmStats(labeled, champion_correct, requests=compared),
+        challenger=ArmStats(labeled, challenger_correct, requests=compared, p99_latency_ms=90.0),
+        compared=compared,
+        agreed=agreed,
+        both_correct=both_correct,
+    )
+
+
+def test_label_flipped_challenger_in_shadow_is_reverted():
+    stats = shadow(200, 180, 20, 0, agreed=100)
+    verdict = analyze_shadow(SHADOW, stats, elapsed_seconds=HOUR)
+    assert verdict.action == "revert"
+    assert "worse than the champion on the same requests" in verdict.reasons[0]
+    assert verdict.evidence.agreement_rate == pytest.approx(0.10)
+
+
+def test_shadow_reverts_on_low_agreement_before_any_label_arrives():
+    config = dataclasses.replace(SHADOW, min_agreement=0.8)
+    verdict = analyze_shadow(config, shadow(0, 0, 0, 0, agreed=500), elapsed_seconds=HOUR)
+    assert verdict.action == "revert"
+    assert "min_agreement" in verdict.reasons[0] and "50.00%" in verdict.reasons[0]
+
+
+def test_shadow_with_a_near_copy_of_the_champion_promotes_once_enough_labels_arrive():
+    verdict = analyze_shadow(SHADOW, shadow(600, 540, 542, 530), elapsed_seconds=HOUR)
+    assert verdict.action == "promote"
+    assert "agreement 95.00%" in verdict.reasons[0]
+
+
+def test_shadow_at_maximum_duration_without_enough_labels_reverts_by_default():
+    config = dataclasses.replace(SHADOW, max_step_seconds=HOUR)
+    verdict = analyze_shadow(config, shadow(100, 90, 90, 85), elapsed_seconds=2 * HOUR)
+    assert verdict.action == "revert"
+    assert "maximum duration" in verdict.reasons[0]
+
+
+def test_shadow_stats_with_impossible_pair_counts_are_refused():
+    with pytest.raises(ValueError, match="both_correct"):
+        shadow(100, 90, 20, 50)
+
+
+def test_shadow_config_is_refused_by_the_canary_analysis():
+    with pytest.raises(ValueError, match="canary"):
+        analyze_step(SHADOW, 0, step((500, 450), (500, 450)), elapsed_seconds=0)
+
+
+def test_guard_window_reverts_a_champion_that_degraded_after_promotion():
+    verdict = guard_window_verdict(CANARY, ArmStats(1000, 850, requests=1000), 0.90)
+    assert verdict.action == "revert"
+    assert "below the previous champion's level" in verdict.reasons[0]
+    assert "0.8500" in verdict.reasons[-1] and "floor 0.8900" in verdict.reasons[-1]
+
+
+def test_guard_window_keeps_a_champion_within_the_margin():
+    verdict = guard_window_verdict(CANARY, ArmStats(5000, 4480, requests=5000), 0.90)
+    assert verdict.action == "keep"
+
+
+def test_guard_window_keeps_a_champion_without_labels_yet():
+    verdict = guard_window_verdict(CANARY, ArmStats(0, 0, requests=50), 0.90)
+    assert verdict.action == "keep"
+    assert "no labeled outcomes" in verdict.reasons[-1]
+
+
+def test_guard_window_reads_the_previous_level_as_an_error_rate_when_the_metric_is():
+    config = dataclasses.replace(CANARY, metric="error_rate")
+    worse = guard_window_verdict(config, ArmStats(1000, 850, requests=1000), 0.10)
+    fine = guard_window_verdict(config, ArmStats(1000, 900, requests=1000), 0.10)
+    assert (worse.action, fine.action) == ("revert", "keep")
+    assert worse.evidence.floor == pytest.approx(0.11)
+
+
+def test_guard_window_reverts_a_champion_breaking_a_guardrail():
+    verdict = guard_window_verdict(CANARY, ArmStats(1000, 900, requests=1000, errors=100), 0.90)
+    assert verdict.action == "revert"
+    assert verdict.reasons[0].startswith("error-rate guardrail")
+
+
+def test_guard_window_rarely_reverts_a_champion_exactly_at_its_floor():
+    rng = np.random.default_rng(3)
+    runs, looks, batch = 300, 80, 25
+    correct = np.cumsum(rng.binomial(batch, 0.89, (runs, looks)), axis=1)
+    reverted = 0
+    for run in range(runs):
+        for look in range(looks):
+            n = batch * (look + 1)
+            stats = ArmStats(n, int(correct[run, look]), requests=n)
+            if guard_window_verdict(CANARY, stats, 0.90).action == "revert":
+                reverted += 1
+                break
+    assert reverted / runs <= 0.05 + 3 * (0.05 * 0.95 / runs) ** 0.5
+
+
+def test_rollout_decisions_import_no_io_libraries():
+    code = (
+        "import sys, promotion.rollout; "
+        "print(sorted({'mlflow', 'airflow', 'slack_sdk', 'sqlalchemy', 'pandas'} & "
+        "{name.split('.')[0] for name in sys.modules}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
