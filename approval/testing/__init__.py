@@ -1,0 +1,1 @@
+"""Stand-ins for Slack used by the tests and the demo: a fake Web API and signed clicks."""
