@@ -1,0 +1,661 @@
+"""Champion–challenger evaluation: a verdict with its confidence interval and guardrails.
+
+`evaluate_challenger` is the one function that answers "why was this version (not) promoted?":
+plain arrays and a frozen config in, an `EvaluationResult` out. It reads no clock, environment,
+registry or file, so a recorded evaluation can be replayed exactly from its inputs and seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from promotion.bootstrap import paired_bootstrap
+from promotion.metrics import (
+    METRICS,
+    brier_score,
+    delong_test,
+    expected_calibration_error,
+    higher_is_better,
+    mcnemar_exact,
+    metric_value,
+    predicted_positive,
+)
+
+Verdict = Literal["promote", "reject", "cannot_evaluate"]
+Mode = Literal["superiority", "non_inferiority"]
+GuardrailStatus = Literal["pass", "fail", "insufficient", "skipped"]
+
+# Metrics whose value on a slice needs positives (recall, F1) or both classes (AUC).
+_NEEDS_POSITIVES = frozenset({"recall", "f1"})
+_NEEDS_BOTH_CLASSES = frozenset({"roc_auc"})
+
+
+class EvaluationConfigError(ValueError):
+    """An evaluation config that cannot be used; the message names every bad field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class SliceGuardrail:
+    """The challenger may not be worse than the champion by more than `max_regression` on any
+    value (categorical) or bin (numeric, `bins` are the inner edges) of `column`.
+
+    A slice with fewer than `min_rows` rows, or without the classes the metric needs, is
+    "insufficient". Insufficient slices fail closed: they block promotion, because a regression
+    that cannot be measured has not been ruled out. Set `allow_insufficient` to report them
+    without blocking, e.g. for a column with a long tail of rare categories.
+    """
+
+    column: str
+    kind: Literal["categorical", "numeric"]
+    max_regression: float
+    bins: tuple[float, ...] = ()
+    min_rows: int = 200
+    allow_insufficient: bool = False
+
+    def problems(self, where: str) -> list[str]:
+        """Every invalid field, each named from `where`."""
+        problems = []
+        if self.kind not in ("categorical", "numeric"):
+            problems.append(f"{where}.kind: must be 'categorical' or 'numeric', got {self.kind!r}")
+        if self.kind == "numeric" and not self.bins:
+            problems.append(f"{where}.bins: a numeric slice needs at least one bin edge")
+        if self.kind == "categorical" and self.bins:
+            problems.append(f"{where}.bins: only numeric slices take bin edges")
+        if any(not math.isfinite(edge) for edge in self.bins) or list(self.bins) != sorted(
+            set(self.bins)
+        ):
+            problems.append(
+                f"{where}.bins: must be finite and strictly increasing, got {self.bins}"
+            )
+        if not self.max_regression >= 0:
+            problems.append(f"{where}.max_regression: must be ≥ 0, got {self.max_regression}")
+        if self.min_rows < 1:
+            problems.append(f"{where}.min_rows: must be ≥ 1, got {self.min_rows}")
+        return problems
+
+
+@dataclass(frozen=True)
+class CalibrationGuardrail:
+    """The challenger's Brier score or expected calibration error may exceed the champion's by
+    at most `max_worsening`."""
+
+    measure: Literal["brier", "ece"]
+    max_worsening: float
+    bins: int = 10
+
+    def problems(self, where: str) -> list[str]:
+        """Every invalid field, each named from `where`."""
+        problems = []
+        if self.measure not in ("brier", "ece"):
+            problems.append(f"{where}.measure: must be 'brier' or 'ece', got {self.measure!r}")
+        if not self.max_worsening >= 0:
+            problems.append(f"{where}.max_worsening: must be ≥ 0, got {self.max_worsening}")
+        if self.bins < 2:
+            problems.append(f"{where}.bins: must be ≥ 2, got {self.bins}")
+        return problems
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How a challenger must beat the champion; built from the model's policy.
+
+    `superiority`: the lower confidence bound of the improvement must reach `min_improvement`
+    (and be above 0 when `min_improvement` is 0). `non_inferiority`: the lower bound must reach
+    `-margin`. The interval is two-sided at `confidence`, so the verdict is a one-sided test at
+    level (1 - confidence) / 2: with 0.95, an equally good challenger is promoted at most ~2.5% of
+    the time.
+    """
+
+    metric: str
+    mode: Mode = "superiority"
+    min_improvement: float = 0.0
+    margin: float = 0.0
+    confidence: float = 0.95
+    resamples: int = 1000
+    seed: int = 0
+    slices: tuple[SliceGuardrail, ...] = ()
+    calibration: CalibrationGuardrail | None = None
+    max_latency_ms_per_row: float | None = None
+    max_size_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slices", tuple(self.slices))
+        problems = []
+        if self.metric not in METRICS:
+            problems.append(f"metric: must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.mode not in ("superiority", "non_inferiority"):
+            problems.append(f"mode: must be 'superiority' or 'non_inferiority', got {self.mode!r}")
+        if not self.min_improvement >= 0:
+            problems.append(f"min_improvement: must be ≥ 0, got {self.min_improvement}")
+        if not self.margin >= 0:
+            problems.append(f"margin: must be ≥ 0, got {self.margin}")
+        if self.mode == "superiority" and self.margin:
+            problems.append("margin: only applies to mode 'non_inferiority'; remove it")
+        if self.mode == "non_inferiority" and self.min_improvement:
+            problems.append("min_improvement: only applies to mode 'superiority'; remove it")
+        if not 0.5 < self.confidence < 1:
+            problems.append(f"confidence: must be between 0.5 and 1, got {self.confidence}")
+        if self.resamples < 100:
+            problems.append(
+                f"resamples: must be ≥ 100 to resolve a confidence bound, got {self.resamples}"
+            )
+        columns = [guardrail.column for guardrail in self.slices]
+        for duplicate in sorted({c for c in columns if columns.count(c) > 1}):
+            problems.append(f"slices: column {duplicate!r} is listed twice")
+        for index, guardrail in enumerate(self.slices):
+            problems += guardrail.problems(f"slices[{index}]")
+        if self.calibration is not None:
+            problems += self.calibration.problems("calibration")
+        if self.max_latency_ms_per_row is not None and not self.max_latency_ms_per_row > 0:
+            problems.append(
+                f"max_latency_ms_per_row: must be > 0, got {self.max_latency_ms_per_row}"
+            )
+        if self.max_size_bytes is not None and not self.max_size_bytes > 0:
+            problems.append(f"max_size_bytes: must be > 0, got {self.max_size_bytes}")
+        if problems:
+            raise EvaluationConfigError([f"EvaluationConfig.{problem}" for problem in problems])
+
+    @property
+    def required_lower_bound(self) -> float:
+        """The value the improvement's lower confidence bound must reach."""
+        return self.min_improvement if self.mode == "superiority" else -self.margin
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Measured facts about one model version that are not predictions; any may be unknown.
+
+    `input_schema` lists (column name, type) pairs, with MLflow's type names ("long", "double",
+    "string", ...).
+    """
+
+    latency_ms_per_row: float | None = None
+    size_bytes: int | None = None
+    input_schema: tuple[tuple[str, str], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_schema is not None:
+            schema = tuple((str(name), str(kind)) for name, kind in self.input_schema)
+            object.__setattr__(self, "input_schema", schema)
+
+
+@dataclass(frozen=True)
+class GuardrailResult:
+    """One guardrail's outcome, the numbers it was decided on, and a sentence for humans."""
+
+    name: str
+    status: GuardrailStatus
+    message: str
+    numbers: dict[str, float | int | None] = field(default_factory=dict)
+    blocks_promotion: bool = False
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """The verdict on a challenger, the evidence for it, and every reason in plain words.
+
+    `improvement`, `ci_low` and `ci_high` are signed so that positive means "challenger better",
+    also for metrics where lower is better (log_loss).
+    """
+
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    metric: str
+    mode: Mode
+    required_lower_bound: float
+    confidence: float
+    rows: int
+    champion_score: float | None = None
+    challenger_score: float | None = None
+    improvement: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    test: str | None = None
+    resamples: int = 0
+    seed: int = 0
+    guardrails: tuple[GuardrailResult, ...] = ()
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    challenger_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def requirement(self) -> str:
+        """What the improvement's lower bound had to be, e.g. "> +0.0000" or "≥ -0.0100"."""
+        return _requirement(self.mode, self.required_lower_bound)
+
+    def guardrails_with(self, status: GuardrailStatus) -> list[str]:
+        """Names of the guardrails that ended with `status`."""
+        return [guardrail.name for guardrail in self.guardrails if guardrail.status == status]
+
+    def to_json_dict(self) -> dict:
+        """A JSON-able dict (for XCom or a record), readable back with `from_json_dict`."""
+        return asdict(self)
+
+    @classmethod
+    def from_json_dict(cls, data: Mapping) -> EvaluationResult:
+        """The result `to_json_dict` wrote."""
+        values = dict(data)
+        values["reasons"] = tuple(values["reasons"])
+        values["guardrails"] = tuple(GuardrailResult(**item) for item in values["guardrails"])
+        return cls(**values)
+
+
+def evaluate_challenger(
+    config: EvaluationConfig,
+    *,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    slices: Mapping[str, np.ndarray] | None = None,
+    champion_facts: ModelFacts | None = None,
+    challenger_facts: ModelFacts | None = None,
+    workers: int = 1,
+) -> EvaluationResult:
+    """Decide whether the challenger replaces the champion, from both models' probabilities of
+    the positive class on the same holdout rows.
+
+    Promote only when the improvement's lower confidence bound (paired bootstrap) reaches the
+    configured bound and no guardrail blocks. Problems with the inputs give `cannot_evaluate`
+    rather than a guess. Guardrails whose inputs were not given are reported as "skipped" and
+    listed in the reasons; they do not block. `workers` threads share the bootstrap; the result
+    does not depend on their number.
+    """
+    champion_facts = champion_facts or ModelFacts()
+    challenger_facts = challenger_facts or ModelFacts()
+    slices = dict(slices or {})
+    labels_array = np.asarray(labels, dtype=np.float64).ravel()
+    champion = np.asarray(champion, dtype=np.float64).ravel()
+    challenger = np.asarray(challenger, dtype=np.float64).ravel()
+    base = {
+        "metric": config.metric,
+        "mode": config.mode,
+        "required_lower_bound": config.required_lower_bound,
+        "confidence": config.confidence,
+        "rows": int(labels_array.size),
+    }
+
+    signature = _signature_guardrail(champion_facts, challenger_facts)
+    problems = _input_problems(labels_array, champion, challenger, slices)
+    if signature.status == "fail":
+        problems.append(signature.message)
+    if problems:
+        return EvaluationResult("cannot_evaluate", tuple(problems), guardrails=(signature,), **base)
+    labels_int = labels_array.astype(np.int8)
+
+    champion_metrics = _all_metrics(labels_int, champion)
+    challenger_metrics = _all_metrics(labels_int, challenger)
+    champion_score = champion_metrics[config.metric]
+    challenger_score = challenger_metrics[config.metric]
+    draws = paired_bootstrap(
+        config.metric,
+        labels_int,
+        champion,
+        challenger,
+        resamples=config.resamples,
+        seed=config.seed,
+        workers=workers,
+    )
+    improvement = _signed_improvement(config.metric, champion_score, challenger_score)
+    differences = _signed_improvement(config.metric, draws.champion, draws.challenger)
+    alpha = 1 - config.confidence
+    ci_low, ci_high = (float(q) for q in np.quantile(differences, [alpha / 2, 1 - alpha / 2]))
+    # A skewed bootstrap distribution on few rows can leave the point estimate outside the
+    # percentile interval; widening to include it only ever makes promotion harder.
+    ci_low, ci_high = min(ci_low, improvement), max(ci_high, improvement)
+    test, p_value = _significance(config.metric, labels_int, champion, challenger)
+
+    guardrails = [signature]
+    guardrails += _slice_guardrails(config, labels_int, champion, challenger, slices)
+    if config.calibration is not None:
+        guardrails.append(
+            _calibration_guardrail(config.calibration, labels_int, champion, challenger)
+        )
+    if config.max_latency_ms_per_row is not None:
+        guardrails.append(
+            _latency_guardrail(config.max_latency_ms_per_row, champion_facts, challenger_facts)
+        )
+    if config.max_size_bytes is not None:
+        guardrails.append(_size_guardrail(config.max_size_bytes, champion_facts, challenger_facts))
+
+    bound = config.required_lower_bound
+    meets_bound = ci_low > bound if _strict(config.mode, bound) else ci_low >= bound
+    comparison = (
+        f"{config.metric}: challenger {challenger_score:.4f} vs champion {champion_score:.4f}, "
+        f"improvement {improvement:+.4f} ({config.confidence:.0%} CI {ci_low:+.4f} to "
+        f"{ci_high:+.4f}); {config.mode.replace('_', '-')} needs the lower bound "
+        f"{_requirement(config.mode, bound)}"
+    )
+    reasons = [f"{comparison}: {'met' if meets_bound else 'not met'}"]
+    blocking = [guardrail for guardrail in guardrails if guardrail.blocks_promotion]
+    reasons += [guardrail.message for guardrail in blocking]
+    reasons += [guardrail.message for guardrail in guardrails if guardrail.status == "skipped"]
+    verdict: Verdict = "promote" if meets_bound and not blocking else "reject"
+    return EvaluationResult(
+        verdict,
+        tuple(reasons),
+        champion_score=champion_score,
+        challenger_score=challenger_score,
+        improvement=improvement,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        p_value=p_value,
+        test=test,
+        resamples=config.resamples,
+        seed=config.seed,
+        guardrails=tuple(guardrails),
+        champion_metrics=champion_metrics,
+        challenger_metrics=challenger_metrics,
+        **base,
+    )
+
+
+def _strict(mode: str, bound: float) -> bool:
+    # Superiority with no minimum improvement still needs evidence of some improvement: a lower
+    # bound of exactly 0 is what two identical models produce.
+    return mode == "superiority" and bound == 0
+
+
+def _requirement(mode: str, bound: float) -> str:
+    return f"{'>' if _strict(mode, bound) else '≥'} {bound:+.4f}"
+
+
+def _signed_improvement(metric: str, champion: np.ndarray | float, challenger: np.ndarray | float):
+    return challenger - champion if higher_is_better(metric) else champion - challenger
+
+
+def _input_problems(
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    slices: Mapping[str, np.ndarray],
+) -> list[str]:
+    rows = labels.size
+    if rows == 0:
+        return ["the holdout has no rows"]
+    problems = []
+    for name, values in (("champion", champion), ("challenger", challenger)):
+        if values.size != rows:
+            problems.append(f"{name} predictions have {values.size} rows but labels have {rows}")
+    for column, values in slices.items():
+        if len(values) != rows:
+            problems.append(
+                f"slice column {column!r} has {len(values)} rows but labels have {rows}"
+            )
+    missing = int(np.count_nonzero(np.isnan(labels)))
+    if missing:
+        problems.append(f"{missing} of {rows} labels are missing (NaN)")
+    known = labels[~np.isnan(labels)]
+    if np.any((known != 0) & (known != 1)):
+        problems.append("labels must be 0 or 1 (binary classification)")
+    elif known.size and np.unique(known).size == 1:
+        problems.append(
+            f"every label is {int(known[0])}; both classes are needed to compare models"
+        )
+    for name, values in (("champion", champion), ("challenger", challenger)):
+        nan = int(np.count_nonzero(np.isnan(values)))
+        if nan:
+            problems.append(f"{nan} {name} predictions are NaN")
+        if np.any((values < 0) | (values > 1)):
+            problems.append(f"{name} predictions must be probabilities in [0, 1]")
+    return problems
+
+
+def _significance(
+    metric: str, labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray
+) -> tuple[str | None, float | None]:
+    if metric == "accuracy":
+        champion_right = predicted_positive(champion) == (labels == 1)
+        challenger_right = predicted_positive(challenger) == (labels == 1)
+        champion_only = int(np.count_nonzero(champion_right & ~challenger_right))
+        challenger_only = int(np.count_nonzero(challenger_right & ~champion_right))
+        return "mcnemar_exact", mcnemar_exact(champion_only, challenger_only)
+    if metric == "roc_auc" and min(np.count_nonzero(labels), np.count_nonzero(labels == 0)) >= 2:
+        return "delong", delong_test(labels, champion, challenger).p_value
+    return None, None
+
+
+def _all_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    values = {metric: metric_value(metric, labels, probs) for metric in METRICS}
+    values["brier"] = brier_score(labels, probs)
+    values["ece"] = expected_calibration_error(labels, probs)
+    return values
+
+
+def _slice_values(guardrail: SliceGuardrail, values: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Each row's slice index and the slices' display names."""
+    if guardrail.kind == "numeric":
+        numbers = np.asarray(values, dtype=np.float64)
+        edges = [-math.inf, *guardrail.bins, math.inf]
+        names = [f"[{low:g}, {high:g})" for low, high in zip(edges[:-1], edges[1:], strict=True)]
+        index = np.searchsorted(np.asarray(guardrail.bins), numbers, side="right")
+        missing = np.isnan(numbers)
+        if missing.any():
+            index = np.where(missing, len(names), index)
+            names.append("(missing)")
+        return index, names
+    if values.dtype.kind in "fc":
+        missing = np.isnan(values)
+    elif values.dtype.kind == "O":
+        missing = np.equal(values, None) | np.not_equal(values, values)
+    else:
+        missing = np.zeros(values.size, dtype=bool)
+    texts = np.where(missing, "(missing)", values.astype(str))
+    names, index = np.unique(texts, return_inverse=True)
+    return index, [str(name) for name in names]
+
+
+def _slice_guardrails(
+    config: EvaluationConfig,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    slices: Mapping[str, np.ndarray],
+) -> list[GuardrailResult]:
+    results = []
+    for guardrail in config.slices:
+        name = f"slice {guardrail.column}"
+        if guardrail.column not in slices:
+            results.append(
+                GuardrailResult(
+                    name,
+                    "skipped",
+                    f"{name}: skipped, the column was not passed with the holdout",
+                )
+            )
+            continue
+        index, names = _slice_values(guardrail, np.asarray(slices[guardrail.column]))
+        for position, value in enumerate(names):
+            rows = index == position
+            if not rows.any():
+                continue
+            results.append(
+                _one_slice(
+                    config.metric,
+                    guardrail,
+                    f"{name}={value}",
+                    labels[rows],
+                    champion[rows],
+                    challenger[rows],
+                )
+            )
+    return results
+
+
+def _one_slice(
+    metric: str,
+    guardrail: SliceGuardrail,
+    name: str,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+) -> GuardrailResult:
+    rows = int(labels.size)
+    positives = int(np.count_nonzero(labels))
+    numbers: dict[str, float | int | None] = {
+        "rows": rows,
+        "positives": positives,
+        "min_rows": guardrail.min_rows,
+        "max_regression": guardrail.max_regression,
+    }
+    lacking = None
+    if rows < guardrail.min_rows:
+        lacking = f"{rows} rows < min_rows {guardrail.min_rows}"
+    elif metric in _NEEDS_BOTH_CLASSES and positives in (0, rows):
+        lacking = f"only one class among its {rows} rows, so {metric} is undefined"
+    elif metric in _NEEDS_POSITIVES and positives == 0:
+        lacking = f"no positives among its {rows} rows, so {metric} is undefined"
+    if lacking is not None:
+        consequence = (
+            "reported only (allow_insufficient)"
+            if guardrail.allow_insufficient
+            else "blocks promotion; lower min_rows or set allow_insufficient if this is expected"
+        )
+        return GuardrailResult(
+            name,
+            "insufficient",
+            f"{name}: {lacking}; {consequence}",
+            numbers,
+            blocks_promotion=not guardrail.allow_insufficient,
+        )
+    # Slices are judged on the observed regression. A confidence bound would fail even identical
+    # models on slices of a few hundred rows; min_rows is what keeps slice noise in check.
+    champion_score = metric_value(metric, labels, champion)
+    challenger_score = metric_value(metric, labels, challenger)
+    regression = -_signed_improvement(metric, champion_score, challenger_score)
+    numbers |= {
+        "champion": champion_score,
+        "challenger": challenger_score,
+        "regression": regression,
+    }
+    message = (
+        f"{name}: {metric} challenger {challenger_score:.4f} vs champion {champion_score:.4f} "
+        f"on {rows} rows, regression {regression:+.4f} (allowed ≤ {guardrail.max_regression:.4f})"
+    )
+    return _checked(name, regression <= guardrail.max_regression, message, numbers)
+
+
+def _calibration_guardrail(
+    guardrail: CalibrationGuardrail,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+) -> GuardrailResult:
+    measure = brier_score if guardrail.measure == "brier" else expected_calibration_error
+    extra = {} if guardrail.measure == "brier" else {"bins": guardrail.bins}
+    champion_value = measure(labels, champion, **extra)
+    challenger_value = measure(labels, challenger, **extra)
+    worsening = challenger_value - champion_value
+    name = f"calibration {guardrail.measure}"
+    message = (
+        f"{name}: challenger {challenger_value:.4f} vs champion {champion_value:.4f}, "
+        f"worsening {worsening:+.4f} (allowed ≤ {guardrail.max_worsening:.4f})"
+    )
+    numbers = {
+        "champion": champion_value,
+        "challenger": challenger_value,
+        "worsening": worsening,
+        "max_worsening": guardrail.max_worsening,
+    }
+    return _checked(name, worsening <= guardrail.max_worsening, message, numbers)
+
+
+def _latency_guardrail(
+    limit: float, champion: ModelFacts, challenger: ModelFacts
+) -> GuardrailResult:
+    measured = challenger.latency_ms_per_row
+    numbers = {
+        "challenger_ms": measured,
+        "champion_ms": champion.latency_ms_per_row,
+        "max_ms": limit,
+    }
+    if measured is None:
+        return GuardrailResult(
+            "latency",
+            "skipped",
+            "latency: skipped, no latency measured for the challenger",
+            numbers,
+        )
+    message = f"latency: challenger {measured:.3f} ms/row (allowed ≤ {limit:.3f})"
+    return _checked("latency", measured <= limit, message, numbers)
+
+
+def _size_guardrail(limit: int, champion: ModelFacts, challenger: ModelFacts) -> GuardrailResult:
+    measured = challenger.size_bytes
+    numbers = {
+        "challenger_bytes": measured,
+        "champion_bytes": champion.size_bytes,
+        "max_bytes": limit,
+    }
+    if measured is None:
+        return GuardrailResult(
+            "size", "skipped", "size: skipped, no size measured for the challenger", numbers
+        )
+    message = f"size: challenger {measured:,} bytes (allowed ≤ {limit:,})"
+    return _checked("size", measured <= limit, message, numbers)
+
+
+def _checked(
+    name: str, passed: bool, message: str, numbers: dict[str, float | int | None]
+) -> GuardrailResult:
+    status: GuardrailStatus = "pass" if passed else "fail"
+    return GuardrailResult(
+        name, status, f"{message}: {status}", numbers, blocks_promotion=not passed
+    )
+
+
+# Types a champion's column may have for the challenger to accept it: the same type, or a
+# widening that loses nothing (MLflow's schema enforcement accepts these conversions).
+_ACCEPTS: dict[str, frozenset[str]] = {
+    "long": frozenset({"long", "integer"}),
+    "double": frozenset({"double", "float", "integer"}),
+    "float": frozenset({"float"}),
+}
+
+
+def signature_problems(
+    champion_schema: Sequence[tuple[str, str]], challenger_schema: Sequence[tuple[str, str]]
+) -> list[str]:
+    """Why rows that the champion accepts would not be accepted by the challenger, if at all.
+
+    Every input column of the challenger must be among the champion's columns, with the same
+    type or one that widens losslessly into it; extra champion columns are fine.
+    """
+    available = dict(champion_schema)
+    problems = []
+    for column, kind in challenger_schema:
+        if column not in available:
+            problems.append(f"challenger needs column {column!r}, which the champion's inputs lack")
+        elif available[column] not in _ACCEPTS.get(kind, frozenset({kind})):
+            problems.append(
+                f"column {column!r} is {available[column]} for the champion but the challenger "
+                f"expects {kind}"
+            )
+    return problems
+
+
+def _signature_guardrail(champion: ModelFacts, challenger: ModelFacts) -> GuardrailResult:
+    if champion.input_schema is None or challenger.input_schema is None:
+        return GuardrailResult(
+            "signature", "skipped", "signature: skipped, an input schema was not given"
+        )
+    problems = signature_problems(champion.input_schema, challenger.input_schema)
+    if problems:
+        return GuardrailResult(
+            "signature",
+            "fail",
+            "signature: incompatible inputs: " + "; ".join(problems),
+            {"problems": len(problems)},
+            blocks_promotion=True,
+        )
+    return GuardrailResult(
+        "signature", "pass", "signature: challenger accepts the champion's inputs"
+    )

@@ -1,0 +1,251 @@
+"""Human-readable views of an evaluation: an HTML report with plots, a Markdown summary for the
+model version's description, and the flat `eval.*` tags. Nothing here talks to MLflow; the
+caller logs the files and sets the tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from promotion.evaluation import EvaluationResult, GuardrailResult
+from promotion.metrics import reliability_bins, roc_auc, roc_curve
+
+ROC_PLOT = "roc_curve.png"
+CALIBRATION_PLOT = "calibration.png"
+# A million-row ROC curve has a million steps no eye can see; an evenly spaced subset is drawn.
+_CURVE_POINTS = 1001
+_TEST_NAMES = {"mcnemar_exact": "exact McNemar", "delong": "DeLong"}
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """The self-contained HTML report (plots embedded) and the plot files written next to it."""
+
+    html: str
+    plots: tuple[Path, ...]
+
+
+def render_report(
+    result: EvaluationResult,
+    *,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    out_dir: Path | str,
+    title: str = "Champion–challenger evaluation",
+) -> EvaluationReport:
+    """Render `result` as HTML and write its ROC and calibration plots as PNGs into `out_dir`.
+
+    The plots are also embedded in the HTML, so the report reads the same as a single artifact.
+    A result that could not be evaluated gets no plots: its inputs are what was wrong.
+    """
+    plots: tuple[Path, ...] = ()
+    if result.verdict != "cannot_evaluate":
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        labels = np.asarray(labels)
+        plots = (
+            _plot_roc(labels, np.asarray(champion), np.asarray(challenger), out / ROC_PLOT),
+            _plot_calibration(
+                labels, np.asarray(champion), np.asarray(challenger), out / CALIBRATION_PLOT
+            ),
+        )
+    return EvaluationReport(_html(result, title, plots), plots)
+
+
+def markdown_summary(result: EvaluationResult, *, run_link: str | None = None) -> str:
+    """A few lines for the model version's description: verdict, improvement with its interval,
+    the guardrails that stopped it, and where the full report is."""
+    lines = [f"**Evaluation: {result.verdict}** ({result.metric}, {result.mode.replace('_', '-')})"]
+    if result.improvement is not None:
+        lines += [
+            "",
+            f"- {result.metric}: challenger {result.challenger_score:.4f} vs champion "
+            f"{result.champion_score:.4f} on {result.rows:,} holdout rows",
+            f"- improvement {result.improvement:+.4f}, {result.confidence:.0%} CI "
+            f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}]; lower bound required "
+            f"{result.requirement}" + _p_value_text(result, prefix="; "),
+        ]
+    failed = result.guardrails_with("fail")
+    insufficient = result.guardrails_with("insufficient")
+    lines.append(f"- failed guardrails: {', '.join(failed) if failed else 'none'}")
+    if insufficient:
+        lines.append(f"- insufficient data: {', '.join(insufficient)}")
+    lines += ["", "Reasons:", *(f"- {reason}" for reason in result.reasons)]
+    if run_link:
+        lines += ["", f"[Full evaluation report]({run_link})"]
+    return "\n".join(lines)
+
+
+def evaluation_tags(result: EvaluationResult) -> dict[str, str]:
+    """The `eval.*` tags of a model version: always the same keys, "" where a value is absent."""
+    return {
+        "eval.verdict": result.verdict,
+        "eval.metric": result.metric,
+        "eval.mode": result.mode,
+        "eval.champion_score": _number(result.champion_score),
+        "eval.challenger_score": _number(result.challenger_score),
+        "eval.delta": _number(result.improvement),
+        "eval.ci_low": _number(result.ci_low),
+        "eval.ci_high": _number(result.ci_high),
+        "eval.confidence": _number(result.confidence),
+        "eval.required_lower_bound": _number(result.required_lower_bound),
+        "eval.p_value": _number(result.p_value),
+        "eval.test": result.test or "",
+        "eval.rows": str(result.rows),
+        "eval.resamples": str(result.resamples),
+        "eval.seed": str(result.seed),
+        "eval.failed_guardrails": ",".join(result.guardrails_with("fail")),
+        "eval.insufficient_guardrails": ",".join(result.guardrails_with("insufficient")),
+        "eval.skipped_guardrails": ",".join(result.guardrails_with("skipped")),
+    }
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _p_value_text(result: EvaluationResult, prefix: str = "") -> str:
+    if result.p_value is None or result.test is None:
+        return ""
+    return f"{prefix}{_TEST_NAMES.get(result.test, result.test)} p = {result.p_value:.3g}"
+
+
+def _figure():
+    # The object-oriented API with an explicit Agg canvas: no pyplot, no global backend switch,
+    # safe inside a worker process that never had a display.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.5, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _plot_roc(labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, path: Path) -> Path:
+    figure = _figure()
+    axes = figure.add_subplot()
+    for name, probs in (("champion", champion), ("challenger", challenger)):
+        fpr, tpr = roc_curve(labels, probs)
+        keep = np.unique(np.linspace(0, fpr.size - 1, _CURVE_POINTS).round().astype(int))
+        axes.plot(fpr[keep], tpr[keep], label=f"{name} (AUC {roc_auc(labels, probs):.4f})")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    return path
+
+
+def _plot_calibration(
+    labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, path: Path
+) -> Path:
+    figure = _figure()
+    axes = figure.add_subplot()
+    for name, probs in (("champion", champion), ("challenger", challenger)):
+        table = reliability_bins(labels, probs)
+        filled = table.counts > 0
+        axes.plot(table.mean_predicted[filled], table.observed_rate[filled], marker="o", label=name)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="perfect")
+    axes.set(
+        xlabel="mean predicted probability",
+        ylabel="observed positive rate",
+        title="Calibration (10 equal-width bins)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    return path
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 60rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.verdict { display: inline-block; padding: 0.2rem 0.8rem; border-radius: 0.3rem; color: white; }
+.promote { background: #2e7d32; } .reject { background: #c62828; }
+.cannot_evaluate { background: #6d6d6d; }
+.pass { color: #2e7d32; } .fail { color: #c62828; font-weight: bold; }
+.insufficient { color: #b26a00; font-weight: bold; } .skipped { color: #6d6d6d; }
+img { max-width: 100%; margin-right: 1rem; }
+"""
+
+
+def _html(result: EvaluationResult, title: str, plots: tuple[Path, ...]) -> str:
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f'<p><span class="verdict {e(result.verdict)}">{e(result.verdict)}</span></p>',
+        "<h2>Reasons</h2><ul>",
+        *(f"<li>{e(reason)}</li>" for reason in result.reasons),
+        "</ul>",
+    ]
+    if result.improvement is not None:
+        rows = [
+            ("metric", result.metric),
+            ("mode", result.mode.replace("_", "-")),
+            ("champion", f"{result.champion_score:.4f}"),
+            ("challenger", f"{result.challenger_score:.4f}"),
+            ("improvement (positive = challenger better)", f"{result.improvement:+.4f}"),
+            (
+                f"{result.confidence:.0%} confidence interval",
+                f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}]",
+            ),
+            ("lower bound required", result.requirement),
+            ("significance", _p_value_text(result) or "not computed for this metric"),
+            ("holdout rows", f"{result.rows:,}"),
+            ("bootstrap", f"{result.resamples} paired resamples, seed {result.seed}"),
+        ]
+        parts += ["<h2>Comparison</h2><table>"]
+        parts += [f"<tr><th>{e(name)}</th><td>{e(value)}</td></tr>" for name, value in rows]
+        parts += ["</table>"]
+    parts += _guardrail_table(result.guardrails)
+    if result.champion_metrics:
+        parts += [
+            "<h2>All metrics</h2><table>",
+            "<tr><th>metric</th><th>champion</th><th>challenger</th></tr>",
+        ]
+        for name, value in result.champion_metrics.items():
+            parts.append(
+                f"<tr><td>{e(name)}</td><td class='num'>{value:.4f}</td>"
+                f"<td class='num'>{result.challenger_metrics[name]:.4f}</td></tr>"
+            )
+        parts.append("</table>")
+    if plots:
+        parts.append("<h2>Plots</h2><p>")
+        for path in plots:
+            encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(f'<img alt="{e(path.stem)}" src="data:image/png;base64,{encoded}">')
+        parts.append("</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _guardrail_table(guardrails: tuple[GuardrailResult, ...]) -> list[str]:
+    if not guardrails:
+        return []
+    e = html.escape
+    lines = [
+        "<h2>Guardrails</h2><table>",
+        "<tr><th>guardrail</th><th>status</th><th>blocks</th><th>details</th></tr>",
+    ]
+    for guardrail in guardrails:
+        lines.append(
+            f"<tr><td>{e(guardrail.name)}</td>"
+            f'<td class="{e(guardrail.status)}">{e(guardrail.status)}</td>'
+            f"<td>{'yes' if guardrail.blocks_promotion else 'no'}</td>"
+            f"<td>{e(guardrail.message)}</td></tr>"
+        )
+    lines.append("</table>")
+    return lines
