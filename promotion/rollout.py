@@ -243,9 +243,10 @@ def log_e_value(estimate: ArrayLike, variance: ArrayLike, mixing_sd: float) -> N
     tau2 = mixing_sd * mixing_sd
     total = var + tau2
     # Johari et al.'s normal mixture restricted to negative effects (half-normal, scale mixing_sd):
-    # a one-sided test of "challenger worse". Its likelihood ratio is a martingale when the effect
-    # is 0 and a supermartingale when the challenger is better, so by Ville's inequality it
-    # crosses 1/alpha with probability at most alpha, however often it is looked at.
+    # a one-sided test of "challenger worse". In the normal approximation its likelihood ratio is a
+    # martingale when the effect is 0 and a supermartingale when the challenger is better, so by
+    # Ville's inequality it crosses 1/alpha with probability at most alpha, however often it is
+    # looked at. The variance is plugged in, so the bound is asymptotic; simulations check it.
     return (
         _LOG_2
         + 0.5 * np.log(var / total)
