@@ -29,6 +29,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     insert,
+    make_url,
     select,
     update,
 )
@@ -87,6 +88,14 @@ class VoteRecorded:
     stored: StoredRequest
     tally: Tally
     concluded: bool
+
+
+def engine_url(url: str) -> str:
+    """The URL with psycopg2 named for a bare `postgresql://`, the driver this project installs."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed.render_as_string(hide_password=False)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -153,7 +162,7 @@ class DecisionStore:
                 url, connect_args={"check_same_thread": False}, poolclass=StaticPool
             )
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            engine = create_engine(engine_url(url), pool_pre_ping=True)
         return cls(engine, schema=schema)
 
     def create_tables(self) -> None:
