@@ -7,12 +7,15 @@ file loads Airflow, the standard library and the policy loader, nothing heavier.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
 
 from policies import Policy, load_valid_policies
 
+T = TypeVar("T")
 START_DATE = datetime(2026, 1, 1)
 DEFAULT_ARGS = {
     "retries": 2,
@@ -43,16 +46,19 @@ def _work_root() -> str | None:
     return os.environ.get("PROMOTION_WORK_DIR")
 
 
-def _cleanup():
-    """Remove the run's temporary files whatever happened upstream."""
+def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
+    """Run a task body; a bad window, source or rollback target fails at once, since a retry
+    would only meet the same data. Transient errors still go through the task's retries."""
+    from promotion.decisions import NothingToRollBack
+    from workflow.sources import SourceError
+    from workflow.validation import DataValidationError
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
-    def cleanup() -> str:
-        from workflow.runs import remove_run_dir
+    try:
+        return step()
+    except (DataValidationError, SourceError, NothingToRollBack) as error:
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return remove_run_dir(_work_root(), _run())
-
-    return cleanup()
+        raise AirflowFailException(str(error)) from error
 
 
 def build_train_dag(policy: Policy) -> None:
@@ -87,13 +93,14 @@ def build_train_dag(policy: Policy) -> None:
             context = get_current_context()
             fallback = context.get("logical_date") or context["dag_run"].run_after
             as_of = steps.parse_as_of(context["params"].get("as_of"), fallback)
-            return steps.extract(policy, as_of, run_dir(_work_root(), _run()))
+            directory = run_dir(_work_root(), _run())
+            return _bad_input_fails_without_retry(lambda: steps.extract(policy, as_of, directory))
 
         @task
         def validate_window(extracted: dict) -> dict:
             from workflow import train as steps
 
-            return steps.validate(policy, extracted)
+            return _bad_input_fails_without_retry(lambda: steps.validate(policy, extracted))
 
         @task(outlets=[candidate_asset(name)])
         def register_candidate(validated: dict) -> dict:
@@ -103,8 +110,18 @@ def build_train_dag(policy: Policy) -> None:
                 policy, validated, _run(), artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT")
             )
 
-        registered = register_candidate(validate_window(extract_window()))
-        registered >> _cleanup()
+        @task
+        def remove_temporary_files() -> str:
+            from workflow.runs import remove_run_dir
+
+            return remove_run_dir(_work_root(), _run())
+
+        extracted = extract_window()
+        cleanup = remove_temporary_files().as_teardown(setups=extracted)
+        # Teardown, so the run's state is that of the real work; all-done, so the files go even
+        # when extraction itself failed half-way.
+        cleanup.operator.trigger_rule = TriggerRule.ALL_DONE
+        register_candidate(validate_window(extracted)) >> cleanup
 
     train()
 
@@ -153,7 +170,7 @@ def build_promote_dag(policy: Policy) -> None:
         def evaluate(candidates: dict) -> dict:
             from workflow import promote as steps
 
-            return steps.evaluate(policy, candidates)
+            return _bad_input_fails_without_retry(lambda: steps.evaluate(policy, candidates))
 
         @task
         def decide(evaluation: dict) -> dict:
@@ -168,7 +185,7 @@ def build_promote_dag(policy: Policy) -> None:
             return steps.apply(policy, evaluation, verdict, _run())
 
         evaluation = evaluate(find_candidates())
-        apply_verdict(evaluation, decide(evaluation)) >> _cleanup()
+        apply_verdict(evaluation, decide(evaluation))
 
     promote()
 
@@ -214,13 +231,18 @@ def build_rollback_dag(policy: Policy) -> None:
             from workflow import rollback as steps
 
             params = get_current_context()["params"]
-            return steps.plan(policy, params.get("version"), bool(params.get("force")))
+            return _bad_input_fails_without_retry(
+                lambda: steps.plan(policy, params.get("version"), bool(params.get("force")))
+            )
 
         @task
         def apply_rollback(planned: dict) -> dict:
             from workflow import rollback as steps
 
-            return steps.apply(policy, planned, get_current_context()["params"]["reason"], _run())
+            reason = get_current_context()["params"]["reason"]
+            return _bad_input_fails_without_retry(
+                lambda: steps.apply(policy, planned, reason, _run())
+            )
 
         apply_rollback(plan_rollback())
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
@@ -45,13 +46,13 @@ class VersionInfo:
 
 
 @cache
-def _client(tracking_uri: str | None) -> MlflowClient:
+def _client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def client(tracking_uri: str | None = None) -> MlflowClient:
-    """The MLflow client for a tracking URI (default: MLFLOW_TRACKING_URI), built once."""
-    return _client(tracking_uri)
+def client() -> MlflowClient:
+    """The MLflow client of the current tracking URI (MLFLOW_TRACKING_URI), built once per URI."""
+    return _client(mlflow.get_tracking_uri())
 
 
 def _is(error: MlflowException, code: int) -> bool:

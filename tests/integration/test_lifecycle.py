@@ -1,0 +1,140 @@
+"""The whole lifecycle through Airflow (`airflow dags test`) on real MLflow stores.
+
+train → challenger → promote (first champion) → train on drifted data → promote (champion moves)
+→ rollback (champion returns). Runs on SQLite, and on PostgreSQL as MLflow backend and source
+database when PROMOTION_TEST_POSTGRES_URL is set (CI sets it).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import mlflow
+import pytest
+
+import registry
+from demo.lifecycle import DagRunFailed, Lifecycle, Workspace
+from demo.source_data import as_of_for_window, generate_user_features, write_source
+from tests.support import write_policy
+
+pytestmark = pytest.mark.integration
+MODEL = "user_churn"
+
+
+def start(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, policies_dir: Path | None = None
+) -> Lifecycle:
+    lifecycle = Lifecycle(workspace, policies_dir)
+    lifecycle.reset()
+    write_source(workspace.source, generate_user_features())
+    lifecycle.prepare_airflow()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri)
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+    return lifecycle
+
+
+def aliases(model: str = MODEL) -> tuple[int | None, int | None]:
+    return registry.get_alias_version(model, "champion"), registry.get_alias_version(
+        model, "challenger"
+    )
+
+
+def queued_asset_runs(workspace: Workspace) -> list[str]:
+    with sqlite3.connect(workspace.airflow_home / "airflow.db") as db:
+        return [row[0] for row in db.execute("SELECT target_dag_id FROM asset_dag_run_queue")]
+
+
+def run_lifecycle(lifecycle: Lifecycle) -> None:
+    workspace = lifecycle.workspace
+
+    lifecycle.run_dag(f"train_{MODEL}", {"as_of": as_of_for_window(1)})
+    assert aliases() == (None, 1)
+    v1 = registry.get_version(MODEL, 1)
+    assert v1.tags["lineage.window_start"] == "2025-12-31T00:00:00"
+    assert v1.tags["lineage.window_end"] == "2026-03-01T00:00:00"
+    assert v1.tags["lineage.holdout_end"] == "2026-03-15T00:00:00"
+    assert int(v1.tags["lineage.rows"]) > 6000
+    assert len(v1.tags["lineage.dataset_digest"]) >= 8
+    assert v1.tags["lineage.airflow_dag_id"] == f"train_{MODEL}"
+    assert v1.tags["lineage.airflow_run_id"].startswith("manual__")
+    assert v1.tags["lineage.code_version"]
+    assert "***" in v1.tags["lineage.source"] or "password" not in v1.tags["lineage.source"]
+    assert (
+        mlflow.get_run(v1.run_id).inputs.dataset_inputs[0].dataset.digest
+        == v1.tags["lineage.dataset_digest"]
+    )
+    assert queued_asset_runs(workspace) == [f"promote_{MODEL}"]  # the Asset schedules the promotion
+
+    model = registry.load_model(MODEL, 1)  # the registered pipeline loads back and scores raw rows
+    rows = generate_user_features(days=1, rows_per_day=5)
+    assert model.predict_proba(rows.drop(columns=["target", "created_at"])).shape == (5, 2)
+
+    lifecycle.run_dag(f"promote_{MODEL}")
+    assert aliases() == (1, None)
+    assert registry.get_version(MODEL, 1).tags["promotion.verdict"] == "promote"
+
+    with pytest.raises(DagRunFailed, match="no previous champion"):
+        lifecycle.run_dag(f"rollback_{MODEL}")
+    assert aliases() == (1, None)
+
+    lifecycle.run_dag(f"train_{MODEL}", {"as_of": as_of_for_window(2)})
+    assert aliases() == (1, 2)
+    lifecycle.run_dag(f"promote_{MODEL}")
+    assert aliases() == (2, None)
+    promoted = registry.alias_history(MODEL, "champion")[-1]
+    assert (promoted.from_version, promoted.to_version, promoted.kind) == (1, 2, "promote")
+    assert promoted.actor.startswith(f"promote_{MODEL}/manual__")
+    assert promoted.evidence["challenger_score"] > promoted.evidence["champion_score"]
+    assert "challenger wins" in promoted.reason
+
+    with pytest.raises(DagRunFailed, match="never champion; set force=true"):
+        lifecycle.run_dag(f"rollback_{MODEL}", {"version": 3})
+    lifecycle.run_dag(f"rollback_{MODEL}", {"reason": "on-call: bad predictions"})
+    assert aliases() == (1, None)
+    rolled_back = registry.alias_history(MODEL, "champion")[-1]
+    assert (rolled_back.from_version, rolled_back.to_version, rolled_back.kind) == (
+        2,
+        1,
+        "rollback",
+    )
+    assert rolled_back.reason.startswith("on-call: bad predictions")
+    assert [m.kind for m in registry.alias_history(MODEL, "champion")] == [
+        "promote",
+        "promote",
+        "rollback",
+    ]
+
+
+def test_lifecycle_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_lifecycle(start(Workspace(tmp_path / "ws"), monkeypatch))
+
+
+def test_lifecycle_on_postgresql(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = Workspace(tmp_path / "ws", mlflow_uri=postgres_url, source_url=postgres_url)
+    run_lifecycle(start(workspace, monkeypatch))
+
+
+def test_bad_source_windows_fail_clearly_and_register_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    write_policy(policies, "too_few_rows", validation__min_rows=100_000)
+    write_policy(
+        policies,
+        "missing_column",
+        source__features={"numeric": ["sessions_7d", "lifetime_value"], "categorical": []},
+    )
+    lifecycle = start(Workspace(tmp_path / "ws"), monkeypatch, policies)
+
+    with pytest.raises(DagRunFailed, match=r"too few rows: \d+ < validation.min_rows=100000"):
+        lifecycle.run_dag("train_too_few_rows", {"as_of": as_of_for_window(1)})
+    with pytest.raises(DagRunFailed, match=r"missing column\(s\): lifetime_value"):
+        lifecycle.run_dag("train_missing_column", {"as_of": as_of_for_window(1)})
+    assert mlflow.MlflowClient().search_model_versions() == []
+    assert not any(
+        (lifecycle.workspace.root / "work").rglob("*.parquet")
+    )  # cleaned up after failure
