@@ -1,0 +1,548 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import stats
+from sklearn import metrics as sk
+
+from promotion.bootstrap import _AucKernel, _multinomial_counts, paired_bootstrap
+from promotion.evaluation import (
+    CalibrationGuardrail,
+    EvaluationConfig,
+    EvaluationConfigError,
+    EvaluationResult,
+    ModelFacts,
+    SliceGuardrail,
+    evaluate_challenger,
+    signature_problems,
+)
+from promotion.metrics import (
+    METRICS,
+    delong_test,
+    expected_calibration_error,
+    mcnemar_exact,
+    metric_value,
+)
+
+FAST = {"resamples": 200}
+PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def correlated_pair(
+    rows: int, *, champion_accuracy: float, challenger_accuracy: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels and two models' probabilities that share most of their mistakes."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(rows) < 0.4).astype(int)
+    champion_right = rng.random(rows) < champion_accuracy
+    # The challenger keeps the champion's answer on most rows: it newly fails 3% of all rows and
+    # fixes enough of the champion's mistakes to reach its own accuracy.
+    loses, gains = 0.03, challenger_accuracy - champion_accuracy + 0.03
+    draw = rng.random(rows)
+    challenger_right = np.where(
+        champion_right, draw >= loses / champion_accuracy, draw < gains / (1 - champion_accuracy)
+    )
+    confidence = 0.5 + 0.45 * rng.random(rows)
+
+    def probabilities(right: np.ndarray) -> np.ndarray:
+        says_positive = np.where(right, labels == 1, labels == 0)
+        return np.where(says_positive, confidence, 1 - confidence)
+
+    return labels, probabilities(champion_right), probabilities(challenger_right)
+
+
+def evaluate(config: EvaluationConfig, labels, champion, challenger, **kwargs) -> EvaluationResult:
+    return evaluate_challenger(
+        config, labels=labels, champion=champion, challenger=challenger, **kwargs
+    )
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"])
+def test_metric_matches_scikit_learn(metric):
+    rng = np.random.default_rng(1)
+    labels = (rng.random(500) < 0.3).astype(int)
+    probs = np.round(rng.random(500), 2)  # rounded so the AUC has ties
+    expected = {
+        "accuracy": lambda: sk.accuracy_score(labels, probs > 0.5),
+        "precision": lambda: sk.precision_score(labels, probs > 0.5),
+        "recall": lambda: sk.recall_score(labels, probs > 0.5),
+        "f1": lambda: sk.f1_score(labels, probs > 0.5),
+        "roc_auc": lambda: sk.roc_auc_score(labels, probs),
+        "log_loss": lambda: sk.log_loss(labels, np.clip(probs, 1e-15, 1 - 1e-15)),
+    }[metric]()
+    assert metric_value(metric, labels, probs) == pytest.approx(expected, rel=1e-12)
+
+
+def test_precision_without_predicted_positives_is_zero():
+    assert metric_value("precision", np.array([0, 1, 1]), np.array([0.1, 0.2, 0.3])) == 0.0
+
+
+def test_expected_calibration_error_is_zero_when_each_bin_matches_its_rate():
+    labels = np.array([1, 0, 0, 0, 1, 1, 1, 0])
+    probs = np.array([0.25, 0.25, 0.25, 0.25, 0.75, 0.75, 0.75, 0.75])
+    assert expected_calibration_error(labels, probs) == pytest.approx(0.0)
+
+
+def test_expected_calibration_error_weights_bins_by_rows():
+    labels = np.array([0, 0, 0, 1])
+    probs = np.array([0.05, 0.05, 0.05, 0.95])  # bin 1 gap 0.05 (3 rows), bin 10 gap 0.05
+    assert expected_calibration_error(labels, probs) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("champion_only, challenger_only", [(0, 7), (3, 12), (25, 31), (40, 40)])
+def test_mcnemar_exact_matches_binomial_test(champion_only, challenger_only):
+    expected = stats.binomtest(champion_only, champion_only + challenger_only, 0.5).pvalue
+    assert mcnemar_exact(champion_only, challenger_only) == pytest.approx(expected, rel=1e-12)
+
+
+def test_mcnemar_without_disagreements_finds_no_difference():
+    assert mcnemar_exact(0, 0) == 1.0
+
+
+def _delong_reference(labels, champion, challenger):
+    """DeLong et al. (1988) straight from the definition, with every positive–negative pair."""
+    positive = labels == 1
+    v10, v01 = [], []
+    for probs in (champion, challenger):
+        x, y = probs[positive][:, None], probs[~positive][None, :]
+        psi = (x > y) + 0.5 * (x == y)
+        v10.append(psi.mean(axis=1))
+        v01.append(psi.mean(axis=0))
+    s10, s01 = np.cov(v10), np.cov(v01)
+    variance = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / positive.sum() + (
+        s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]
+    ) / (~positive).sum()
+    difference = v10[1].mean() - v10[0].mean()
+    return variance, 2 * stats.norm.sf(abs(difference) / np.sqrt(variance))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_delong_matches_pairwise_reference_including_ties(seed):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(120) < 0.35).astype(int)
+    champion = np.round(0.3 * labels + 0.7 * rng.random(120), 1)
+    challenger = np.round(0.4 * labels + 0.6 * rng.random(120), 2)
+    variance, p_value = _delong_reference(labels, champion, challenger)
+    result = delong_test(labels, champion, challenger)
+    assert result.variance == pytest.approx(variance, rel=1e-10)
+    assert result.p_value == pytest.approx(p_value, rel=1e-8)
+    assert result.challenger_auc == pytest.approx(sk.roc_auc_score(labels, challenger))
+
+
+# --- bootstrap ----------------------------------------------------------------------------
+
+
+def test_weighted_auc_equals_auc_of_the_resampled_rows():
+    rng = np.random.default_rng(3)
+    labels = (rng.random(300) < 0.4).astype(int)
+    probs = np.round(rng.random(300), 1)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    pos_counts = _multinomial_counts(rng, pos.size)
+    neg_counts = _multinomial_counts(rng, neg.size)
+    weights = np.zeros(300)
+    weights[pos], weights[neg] = pos_counts, neg_counts
+    expected = sk.roc_auc_score(labels, probs, sample_weight=weights)
+    assert _AucKernel(probs, pos, neg)(pos_counts, neg_counts) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "f1"])
+def test_label_metric_bootstrap_has_the_spread_of_row_resampling(metric):
+    labels, champion, challenger = correlated_pair(
+        400, champion_accuracy=0.8, challenger_accuracy=0.82, seed=4
+    )
+    draws = paired_bootstrap(metric, labels, champion, challenger, resamples=4000, seed=5)
+    fast = draws.challenger - draws.champion
+    rng = np.random.default_rng(6)
+    pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    slow = []
+    for _ in range(4000):
+        rows = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
+        slow.append(
+            metric_value(metric, labels[rows], challenger[rows])
+            - metric_value(metric, labels[rows], champion[rows])
+        )
+    assert fast.mean() == pytest.approx(np.mean(slow), abs=0.002)
+    assert fast.std() == pytest.approx(np.std(slow), rel=0.08)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "accuracy"])
+def test_bootstrap_draws_do_not_depend_on_the_number_of_workers(metric):
+    labels, champion, challenger = correlated_pair(
+        300, champion_accuracy=0.8, challenger_accuracy=0.8, seed=7
+    )
+    one = paired_bootstrap(metric, labels, champion, challenger, resamples=230, seed=8)
+    two = paired_bootstrap(metric, labels, champion, challenger, resamples=230, seed=8, workers=2)
+    np.testing.assert_array_equal(one.challenger, two.challenger)
+    np.testing.assert_array_equal(one.champion, two.champion)
+
+
+def test_bootstrap_with_another_seed_draws_other_resamples():
+    labels, champion, challenger = correlated_pair(
+        300, champion_accuracy=0.8, challenger_accuracy=0.8, seed=7
+    )
+    first = paired_bootstrap("log_loss", labels, champion, challenger, resamples=100, seed=1)
+    second = paired_bootstrap("log_loss", labels, champion, challenger, resamples=100, seed=2)
+    assert not np.array_equal(first.challenger, second.challenger)
+
+
+# --- config -------------------------------------------------------------------------------
+
+
+def test_config_reports_every_invalid_field_at_once():
+    with pytest.raises(EvaluationConfigError) as error:
+        EvaluationConfig(
+            metric="mse",
+            min_improvement=-0.1,
+            confidence=1.5,
+            resamples=10,
+            slices=(SliceGuardrail("age", "numeric", max_regression=0.01),),
+        )
+    message = str(error.value)
+    for field in ("metric", "min_improvement", "confidence", "resamples", "slices[0].bins"):
+        assert f"EvaluationConfig.{field}:" in message
+
+
+def test_margin_is_rejected_in_superiority_mode():
+    with pytest.raises(EvaluationConfigError, match="margin: only applies"):
+        EvaluationConfig(metric="accuracy", margin=0.01)
+
+
+# --- cannot_evaluate ----------------------------------------------------------------------
+
+CONFIG = EvaluationConfig(metric="accuracy", **FAST)
+
+
+@pytest.mark.parametrize(
+    "labels, champion, challenger, reason",
+    [
+        ([], [], [], "no rows"),
+        ([0, 1, np.nan], [0.2, 0.7, 0.4], [0.1, 0.8, 0.3], "labels are missing"),
+        ([1, 1, 1], [0.2, 0.7, 0.4], [0.1, 0.8, 0.3], "both classes"),
+        ([0, 1, 2], [0.2, 0.7, 0.4], [0.1, 0.8, 0.3], "must be 0 or 1"),
+        ([0, 1, 1], [0.2, 0.7], [0.1, 0.8, 0.3], "champion predictions have 2 rows"),
+        ([0, 1, 1], [0.2, 0.7, np.nan], [0.1, 0.8, 0.3], "champion predictions are NaN"),
+        ([0, 1, 1], [0.2, 0.7, 0.4], [0.1, 0.8, 1.3], "challenger predictions must be"),
+    ],
+)
+def test_unusable_inputs_cannot_be_evaluated(labels, champion, challenger, reason):
+    result = evaluate(CONFIG, np.array(labels), np.array(champion), np.array(challenger))
+    assert result.verdict == "cannot_evaluate"
+    assert any(reason in text for text in result.reasons)
+    assert result.improvement is None
+
+
+def test_incompatible_signature_cannot_be_evaluated():
+    labels, champion, challenger = correlated_pair(
+        500, champion_accuracy=0.7, challenger_accuracy=0.9, seed=1
+    )
+    result = evaluate(
+        CONFIG,
+        labels,
+        champion,
+        challenger,
+        champion_facts=ModelFacts(input_schema=[("age", "long"), ("plan", "string")]),
+        challenger_facts=ModelFacts(input_schema=[("age", "long"), ("region", "string")]),
+    )
+    assert result.verdict == "cannot_evaluate"
+    assert "'region'" in result.reasons[0]
+
+
+def test_signature_accepts_lossless_widening_and_extra_champion_columns():
+    champion = [("age", "integer"), ("spend", "float"), ("plan", "string")]
+    challenger = [("age", "long"), ("spend", "double")]
+    assert signature_problems(champion, challenger) == []
+
+
+def test_signature_rejects_narrowing():
+    problems = signature_problems([("spend", "double")], [("spend", "float")])
+    assert problems == [
+        "column 'spend' is double for the champion but the challenger expects float"
+    ]
+
+
+def test_slice_column_of_wrong_length_cannot_be_evaluated():
+    labels, champion, challenger = correlated_pair(
+        100, champion_accuracy=0.8, challenger_accuracy=0.8, seed=1
+    )
+    result = evaluate(CONFIG, labels, champion, challenger, slices={"plan": np.array(["a"] * 99)})
+    assert result.verdict == "cannot_evaluate"
+
+
+# --- verdicts -----------------------------------------------------------------------------
+
+
+def test_clearly_better_challenger_is_promoted_with_mcnemar_p_value():
+    labels, champion, challenger = correlated_pair(
+        5000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=2
+    )
+    result = evaluate(
+        EvaluationConfig(metric="accuracy", min_improvement=0.02), labels, champion, challenger
+    )
+    assert result.verdict == "promote"
+    assert result.ci_low >= 0.02
+    assert result.test == "mcnemar_exact" and result.p_value < 1e-10
+
+
+def test_improvement_below_min_improvement_is_rejected():
+    labels, champion, challenger = correlated_pair(
+        5000, champion_accuracy=0.8, challenger_accuracy=0.81, seed=3
+    )
+    result = evaluate(
+        EvaluationConfig(metric="accuracy", min_improvement=0.05), labels, champion, challenger
+    )
+    assert result.verdict == "reject"
+    assert "not met" in result.reasons[0]
+
+
+def test_slightly_worse_challenger_passes_non_inferiority_within_margin():
+    labels, champion, challenger = correlated_pair(
+        20000, champion_accuracy=0.8, challenger_accuracy=0.797, seed=4
+    )
+    config = EvaluationConfig(metric="accuracy", mode="non_inferiority", margin=0.02, **FAST)
+    assert evaluate(config, labels, champion, challenger).verdict == "promote"
+    strict = EvaluationConfig(metric="accuracy", mode="non_inferiority", margin=0.0, **FAST)
+    assert evaluate(strict, labels, champion, challenger).verdict == "reject"
+
+
+def test_lower_log_loss_counts_as_positive_improvement():
+    labels, champion, challenger = correlated_pair(
+        3000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=5
+    )
+    result = evaluate(EvaluationConfig(metric="log_loss", **FAST), labels, champion, challenger)
+    assert result.challenger_score < result.champion_score
+    assert result.improvement == pytest.approx(result.champion_score - result.challenger_score)
+    assert result.ci_low > 0 and result.verdict == "promote"
+    assert result.p_value is None
+
+
+def test_roc_auc_verdict_carries_delong_p_value():
+    labels, champion, challenger = correlated_pair(
+        3000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=6
+    )
+    result = evaluate(EvaluationConfig(metric="roc_auc", **FAST), labels, champion, challenger)
+    assert result.test == "delong"
+    assert result.p_value == pytest.approx(delong_test(labels, champion, challenger).p_value)
+
+
+def test_swapping_a_confident_promotion_rejects_it():
+    labels, champion, challenger = correlated_pair(
+        3000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=7
+    )
+    config = EvaluationConfig(metric="roc_auc", **FAST)
+    assert evaluate(config, labels, champion, challenger).verdict == "promote"
+    assert evaluate(config, labels, challenger, champion).verdict == "reject"
+
+
+# --- guardrails ---------------------------------------------------------------------------
+
+
+def _better_everywhere_but_region_b(rows: int = 4000):
+    labels, champion, challenger = correlated_pair(
+        rows, champion_accuracy=0.75, challenger_accuracy=0.85, seed=8
+    )
+    region = np.where(np.arange(rows) % 10 == 0, "b", "a")
+    # In region b the challenger answers like the champion, except that it gets every other row
+    # wrong: a regression of about 35 points on a tenth of the rows.
+    in_b = region == "b"
+    challenger = np.where(in_b, champion, challenger)
+    spoiled = in_b & (np.arange(rows) % 20 == 0)
+    challenger[spoiled] = np.where(labels[spoiled] == 1, 0.1, 0.9)
+    return labels, champion, challenger, region
+
+
+def test_regression_on_a_slice_rejects_an_overall_improvement():
+    labels, champion, challenger, region = _better_everywhere_but_region_b()
+    config = EvaluationConfig(
+        metric="accuracy",
+        slices=(SliceGuardrail("region", "categorical", max_regression=0.02),),
+        **FAST,
+    )
+    result = evaluate(config, labels, champion, challenger, slices={"region": region})
+    assert result.verdict == "reject"
+    assert result.guardrails_with("fail") == ["slice region=b"]
+    assert "not met" not in result.reasons[0]
+
+
+def test_slice_below_min_rows_blocks_promotion_by_default():
+    labels, champion, challenger = correlated_pair(
+        4000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=9
+    )
+    plan = np.where(np.arange(4000) < 50, "rare", "common")
+    guardrail = SliceGuardrail("plan", "categorical", max_regression=0.5, min_rows=100)
+    config = EvaluationConfig(metric="accuracy", slices=(guardrail,), **FAST)
+    result = evaluate(config, labels, champion, challenger, slices={"plan": plan})
+    assert result.verdict == "reject"
+    assert result.guardrails_with("insufficient") == ["slice plan=rare"]
+
+
+def test_allowed_insufficient_slice_is_reported_without_blocking():
+    labels, champion, challenger = correlated_pair(
+        4000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=9
+    )
+    plan = np.where(np.arange(4000) < 50, "rare", "common")
+    guardrail = SliceGuardrail(
+        "plan", "categorical", max_regression=0.5, min_rows=100, allow_insufficient=True
+    )
+    config = EvaluationConfig(metric="accuracy", slices=(guardrail,), **FAST)
+    result = evaluate(config, labels, champion, challenger, slices={"plan": plan})
+    assert result.verdict == "promote"
+    assert result.guardrails_with("insufficient") == ["slice plan=rare"]
+
+
+def test_numeric_slices_follow_the_bin_edges():
+    labels, champion, challenger = correlated_pair(
+        3000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=10
+    )
+    tenure = np.tile([5.0, 50.0, 500.0], 1000)
+    guardrail = SliceGuardrail("tenure", "numeric", max_regression=0.5, bins=(30, 90))
+    config = EvaluationConfig(metric="accuracy", slices=(guardrail,), **FAST)
+    result = evaluate(config, labels, champion, challenger, slices={"tenure": tenure})
+    slices = {g.name: g.numbers["rows"] for g in result.guardrails if g.name.startswith("slice")}
+    assert slices == {
+        "slice tenure=[-inf, 30)": 1000,
+        "slice tenure=[30, 90)": 1000,
+        "slice tenure=[90, inf)": 1000,
+    }
+
+
+def test_missing_slice_column_is_skipped_and_said_so():
+    labels, champion, challenger = correlated_pair(
+        3000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=11
+    )
+    guardrail = SliceGuardrail("region", "categorical", max_regression=0.01)
+    config = EvaluationConfig(metric="accuracy", slices=(guardrail,), **FAST)
+    result = evaluate(config, labels, champion, challenger)
+    assert result.verdict == "promote"
+    assert "slice region" in result.guardrails_with("skipped")
+    assert any("slice region: skipped" in reason for reason in result.reasons)
+
+
+def test_worse_calibration_than_allowed_rejects():
+    labels, champion, challenger = correlated_pair(
+        3000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=12
+    )
+    # More often right, but never more than 51% sure: a worse Brier score.
+    timid = np.where(challenger > 0.5, 0.51, 0.49)
+    config = EvaluationConfig(
+        metric="accuracy", calibration=CalibrationGuardrail("brier", max_worsening=0.01), **FAST
+    )
+    result = evaluate(config, labels, champion, timid)
+    assert result.verdict == "reject"
+    assert result.guardrails_with("fail") == ["calibration brier"]
+
+
+def test_latency_and_size_limits_use_the_challenger_measurements():
+    labels, champion, challenger = correlated_pair(
+        3000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=13
+    )
+    config = EvaluationConfig(
+        metric="accuracy", max_latency_ms_per_row=2.0, max_size_bytes=1_000_000, **FAST
+    )
+    slow_and_big = ModelFacts(latency_ms_per_row=2.5, size_bytes=2_000_000)
+    result = evaluate(config, labels, champion, challenger, challenger_facts=slow_and_big)
+    assert result.verdict == "reject"
+    assert result.guardrails_with("fail") == ["latency", "size"]
+
+
+def test_unmeasured_latency_is_skipped_not_passed():
+    labels, champion, challenger = correlated_pair(
+        3000, champion_accuracy=0.75, challenger_accuracy=0.85, seed=13
+    )
+    config = EvaluationConfig(metric="accuracy", max_latency_ms_per_row=2.0, **FAST)
+    result = evaluate(config, labels, champion, challenger)
+    assert result.guardrails_with("skipped") == ["signature", "latency"]
+    assert "pass" not in {g.status for g in result.guardrails if g.name == "latency"}
+
+
+def test_result_survives_a_json_round_trip():
+    labels, champion, challenger, region = _better_everywhere_but_region_b(1000)
+    config = EvaluationConfig(
+        metric="roc_auc",
+        slices=(SliceGuardrail("region", "categorical", max_regression=0.02),),
+        **FAST,
+    )
+    result = evaluate(config, labels, champion, challenger, slices={"region": region})
+    assert EvaluationResult.from_json_dict(json.loads(json.dumps(result.to_json_dict()))) == result
+
+
+def test_decision_modules_import_without_io_frameworks():
+    code = (
+        "import sys, promotion.evaluation, promotion.report; "
+        "print(sorted({'mlflow', 'airflow', 'slack_sdk', 'sqlalchemy', 'matplotlib', 'pandas'}"
+        " & {name.split('.')[0] for name in sys.modules}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
+
+
+# --- properties ---------------------------------------------------------------------------
+
+probabilities = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@st.composite
+def holdouts(draw, min_rows: int = 10, max_rows: int = 120):
+    """Labels with both classes and two arbitrary probability vectors (ties and 0/1 included)."""
+    rows = draw(st.integers(min_rows, max_rows))
+    labels = draw(hnp.arrays(np.int8, rows, elements=st.integers(0, 1)))
+    assume(0 < labels.sum() < rows)
+    champion = draw(hnp.arrays(np.float64, rows, elements=probabilities))
+    challenger = draw(hnp.arrays(np.float64, rows, elements=probabilities))
+    return labels, champion, challenger
+
+
+@PROPERTY
+@given(data=holdouts(), metric=st.sampled_from(METRICS), seed=st.integers(0, 2**32 - 1))
+def test_identical_predictions_are_never_promoted_under_superiority(data, metric, seed):
+    labels, champion, _ = data
+    config = EvaluationConfig(metric=metric, seed=seed, **FAST)
+    assert evaluate(config, labels, champion, champion.copy()).verdict == "reject"
+
+
+@PROPERTY
+@given(data=holdouts(min_rows=40), metric=st.sampled_from(METRICS))
+def test_swapping_champion_and_challenger_turns_promote_into_reject(data, metric):
+    labels, champion, _ = data
+    # A challenger that is right about every row, with some confidence.
+    challenger = np.where(labels == 1, 0.9, 0.1)
+    config = EvaluationConfig(metric=metric, **FAST)
+    forward = evaluate(config, labels, champion, challenger)
+    assume(forward.verdict == "promote")
+    assert evaluate(config, labels, challenger, champion).verdict == "reject"
+
+
+@PROPERTY
+@given(data=holdouts(min_rows=40), metric=st.sampled_from(METRICS))
+def test_interval_narrows_when_the_holdout_grows(data, metric):
+    labels, champion, challenger = data
+    config = EvaluationConfig(metric=metric, resamples=400)
+    small = evaluate(config, labels, champion, challenger)
+    large = evaluate(config, *(np.tile(array, 9) for array in data))
+    # Nine times the rows shrink a bootstrap interval about three-fold.
+    assert large.ci_high - large.ci_low <= 0.6 * (small.ci_high - small.ci_low) + 1e-12
+
+
+@PROPERTY
+@given(data=holdouts(), metric=st.sampled_from(METRICS), seed=st.integers(0, 2**32 - 1))
+def test_interval_contains_the_point_estimate(data, metric, seed):
+    result = evaluate(EvaluationConfig(metric=metric, seed=seed, **FAST), *data)
+    assert result.ci_low <= result.improvement <= result.ci_high
+
+
+@PROPERTY
+@given(data=holdouts(), metric=st.sampled_from(METRICS), seed=st.integers(0, 2**32 - 1))
+def test_same_seed_gives_the_same_result(data, metric, seed):
+    config = EvaluationConfig(metric=metric, seed=seed, **FAST)
+    assert evaluate(config, *data) == evaluate(config, *data, workers=2)
