@@ -31,6 +31,7 @@ POSTGRES_ENV = "PROMOTION_TEST_POSTGRES_URL"
 BOT_TOKEN = "xoxb-test-token"
 AIRFLOW_USER = "approval_service"
 AIRFLOW_PASSWORD = "approval-service-password"
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -164,6 +165,9 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
         "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
     }
     airflow = _airflow_bin()
     subprocess.run(
