@@ -2,8 +2,9 @@
 
 Every request is checked in this order, and refused with nothing recorded at the first failure:
 size (400), Slack signature and timestamp (401), shape (400), replay (403), the stored request
-and the button's model and version (400), whether the request is still open and its evidence
-fresh (403), the approver list and separation of duties (403). Only then is the vote written,
+and the button's model and version (400), whether the request is still open (403), the approver
+list and separation of duties (403), and for an approval whether its evidence is still fresh
+(403, or 503 when the registry cannot be read). Only then is the vote written,
 in one transaction with the Slack request it came in, and the message and Airflow updated.
 """
 
@@ -13,14 +14,14 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from slack_sdk.signature import SignatureVerifier
+from slack_sdk.signature import Clock, SignatureVerifier
 from starlette.concurrency import run_in_threadpool
 
 from approval import hitl
@@ -55,7 +56,7 @@ class _Click:
     ref: ButtonRef
 
 
-class _Clock:
+class _Clock(Clock):
     def __init__(self, now: Callable[[], float]) -> None:
         self._now = now
 
@@ -78,11 +79,12 @@ def create_app(
     `alias_reader`, when given, reads the model's current `champion` and `challenger` so a click
     on evidence that went stale is refused at once; the promotion task checks again either way.
     """
-    verifier = SignatureVerifier(signing_secret, clock=_Clock(clock))  # type: ignore[arg-type]
+    verifier = SignatureVerifier(signing_secret, clock=_Clock(clock))
     app = FastAPI(title="Promotion approvals", docs_url=None, redoc_url=None)
 
     @app.get("/healthz")
     def healthz() -> dict:
+        """Liveness probe for docker-compose and load balancers."""
         return {"ok": True}
 
     @app.post(INTERACTIONS_PATH)
@@ -110,12 +112,7 @@ def create_app(
         stored = store.get(click.ref.request_id)
         if stored is None:
             raise _Refused(400, "unknown_request", f"no approval request {click.ref.request_id}")
-        refusal = check_reference(stored.request, click.ref)
-        if refusal is None and stored.status == "pending" and alias_reader is not None:
-            stale = stale_reason(stored.request.evidence, alias_reader(stored.request.model))
-            if stale is not None:
-                raise _Refused(403, "stale", f"the evidence is stale: {stale}")
-        refusal = refusal or check_vote(
+        refusal = check_reference(stored.request, click.ref) or check_vote(
             stored.config,
             stored.request,
             status=stored.status,
@@ -124,9 +121,10 @@ def create_app(
             votes=stored.votes,
         )
         if refusal is not None:
-            raise _Refused(
-                400 if refusal.kind == "wrong_button" else 403, refusal.kind, refusal.reason
-            )
+            status = 400 if refusal.kind == "wrong_button" else 403
+            raise _Refused(status, refusal.kind, refusal.reason)
+        if click.choice == "approve" and alias_reader is not None:
+            _refuse_stale(stored)
         vote = Vote(
             click.voter.user_id,
             click.voter.user_name,
@@ -139,6 +137,20 @@ def create_app(
             )
         except VoteNotRecorded as error:
             raise _Refused(403, error.kind, str(error)) from error
+
+    def _refuse_stale(stored: StoredRequest) -> None:
+        assert alias_reader is not None
+        try:
+            current = alias_reader(stored.request.model)
+        except Exception as error:
+            # Fail closed: an approval that cannot be checked against the registry is not taken.
+            log.exception("could not read the aliases of %s", stored.request.model)
+            raise _Refused(
+                503, "registry_unavailable", f"cannot read the registry to check freshness: {error}"
+            ) from error
+        stale = stale_reason(stored.request.evidence, current)
+        if stale is not None:
+            raise _Refused(403, "stale", f"the evidence is stale: {stale}")
 
     def _announce(recorded: VoteRecorded, click: _Click) -> JSONResponse:
         stored = recorded.stored
@@ -236,9 +248,9 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _verify(verifier: SignatureVerifier, body: bytes, headers: object) -> None:
-    timestamp = headers.get("x-slack-request-timestamp")  # type: ignore[attr-defined]
-    signature = headers.get("x-slack-signature")  # type: ignore[attr-defined]
+def _verify(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> None:
+    timestamp = headers.get("x-slack-request-timestamp")
+    signature = headers.get("x-slack-signature")
     if not timestamp or not signature or not timestamp.isdigit():
         raise _Refused(401, "unsigned", "missing or malformed Slack signature headers")
     try:

@@ -275,6 +275,24 @@ def test_a_click_on_evidence_gone_stale_is_refused(open_approval: OpenApproval) 
     approval.assert_nothing_recorded()
 
 
+def test_a_reject_on_stale_evidence_is_still_taken(open_approval: OpenApproval) -> None:
+    approval = open_approval(alias_reader=lambda model: CurrentAliases(champion=6, challenger=7))
+    assert approval.click(BOB, approve=False).status_code == 200
+    assert approval.store.get(approval.request.request_id).status == "rejected"
+
+
+def test_an_approval_that_cannot_be_checked_against_the_registry_is_not_taken(
+    open_approval: OpenApproval,
+) -> None:
+    def registry_down(model: str) -> CurrentAliases:
+        raise ConnectionError("MLflow is down")
+
+    approval = open_approval(alias_reader=registry_down)
+    response = approval.click(ALICE)
+    assert (response.status_code, response.json()["error"]) == (503, "registry_unavailable")
+    approval.assert_nothing_recorded()
+
+
 @pytest.mark.parametrize(
     "body",
     [
