@@ -92,6 +92,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def unused_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    return free_port()
+
+
+@pytest.fixture
 def serve() -> Iterator[Callable[[FastAPI], str]]:
     """Serve an app under a real uvicorn on a free loopback port; returns its base URL."""
     running: list[tuple[uvicorn.Server, threading.Thread]] = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from approval.messages import pending_message
@@ -79,13 +77,10 @@ def test_a_wrong_token_says_to_check_the_token(fake_slack: FakeSlack) -> None:
         hook.post_message("#model-approvals", MESSAGE)
 
 
-def test_unreachable_slack_is_retried_then_reported() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def test_unreachable_slack_is_retried_then_reported(unused_port: int) -> None:
     hook = SlackApprovalHook(
         token="xoxb-test-token",
-        base_url=f"http://127.0.0.1:{port}/api/",
+        base_url=f"http://127.0.0.1:{unused_port}/api/",
         max_retries=2,
         backoff_factor=0.01,
     )
