@@ -52,18 +52,17 @@ def _version(version: int | None) -> str:
 def stale_reason(evidence: Evidence, current: CurrentAliases) -> str | None:
     """Why an approval of `evidence` no longer holds for the registry as it is now, or None.
 
-    The evaluation compared one challenger against one champion; if `champion` moved, or
-    `challenger` now names another version (or none), the numbers the approver saw are not the
-    numbers a promotion would act on.
+    The evaluation compared one challenger against one champion. If `champion` moved since, or
+    `challenger` now names a newer version (registry versions only grow), the numbers the
+    approver saw are not the ones a promotion would act on. A cleared `challenger` alias is not
+    staleness: the DAG may evaluate an explicitly requested version.
     """
     if current.champion != evidence.champion_version:
         return (
             f"champion moved from {_version(evidence.champion_version)} to "
             f"{_version(current.champion)} since the evaluation"
         )
-    if current.challenger != evidence.challenger_version:
-        if current.challenger is None:
-            return f"the challenger alias no longer points at v{evidence.challenger_version}"
+    if current.challenger is not None and current.challenger > evidence.challenger_version:
         return (
             f"a newer challenger v{current.challenger} arrived after "
             f"v{evidence.challenger_version} was evaluated"

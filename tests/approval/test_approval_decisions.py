@@ -42,9 +42,12 @@ def test_a_first_champion_appearing_since_the_evaluation_makes_it_stale() -> Non
     assert stale_reason(Evidence(None, 1), CurrentAliases(champion=3, challenger=1)) is not None
 
 
-def test_a_removed_challenger_alias_makes_the_evidence_stale() -> None:
-    reason = stale_reason(Evidence(5, 7), CurrentAliases(champion=5, challenger=None))
-    assert reason == "the challenger alias no longer points at v7"
+def test_a_cleared_challenger_alias_leaves_the_evidence_fresh() -> None:
+    assert stale_reason(Evidence(5, 7), CurrentAliases(champion=5, challenger=None)) is None
+
+
+def test_an_explicitly_requested_version_behind_an_older_challenger_is_fresh() -> None:
+    assert stale_reason(Evidence(5, 7), CurrentAliases(champion=5, challenger=6)) is None
 
 
 @given(
@@ -53,14 +56,15 @@ def test_a_removed_challenger_alias_makes_the_evidence_stale() -> None:
     st.none() | st.integers(1, 50),
     st.none() | st.integers(1, 50),
 )
-def test_evidence_is_fresh_exactly_when_both_aliases_still_match(
+def test_evidence_is_fresh_exactly_when_champion_stayed_and_no_newer_challenger_came(
     champion: int | None, challenger: int, now_champion: int | None, now_challenger: int | None
 ) -> None:
     fresh = (
         stale_reason(Evidence(champion, challenger), CurrentAliases(now_champion, now_challenger))
         is None
     )
-    assert fresh == (champion == now_champion and challenger == now_challenger)
+    no_newer = now_challenger is None or now_challenger <= challenger
+    assert fresh == (champion == now_champion and no_newer)
 
 
 # --- quorum ------------------------------------------------------------------------------------
