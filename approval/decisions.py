@@ -18,6 +18,7 @@ from approval.records import (
     CurrentAliases,
     Evidence,
     Outcome,
+    OutcomeStatus,
     RequestStatus,
     Vote,
     Voter,
@@ -141,8 +142,8 @@ def resolve_outcome(
     duties. Any approval is void when the evidence went stale. Everything else rejects.
     """
 
-    def outcome(status: str, by: Sequence[str], reason: str) -> Outcome:
-        return Outcome(request.request_id, status, tuple(by), now, reason, tuple(votes))  # type: ignore[arg-type]
+    def outcome(status: OutcomeStatus, by: Sequence[str], reason: str) -> Outcome:
+        return Outcome(request.request_id, status, tuple(by), now, reason, tuple(votes))
 
     decided_by = answer.params_input.get(hitl.PARAM_DECIDED_BY, "")
     answered_by = [name for name in decided_by.split(",") if name] or [
