@@ -11,6 +11,9 @@ from policies.schema import Policy
 
 POLICIES_DIR = Path(__file__).resolve().parent
 
+# libyaml's loader parses about ten times faster; the DAG processor reads every policy per parse.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class PolicyError(ValueError):
     """A policy file that cannot be used; the message names the file and every bad field."""
@@ -36,7 +39,7 @@ def load_policy(path: Path | str) -> Policy:
     """Read one policy file into a typed Policy, or raise PolicyError listing every problem."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)  # noqa: S506 (a safe loader)
     except OSError as exc:
         raise PolicyError(path, [f"cannot read: {exc.strerror}"]) from exc
     except yaml.YAMLError as exc:
