@@ -114,7 +114,10 @@ def create_app(config: GatewayConfig, source: VersionSource | None = None) -> Fa
         config=config,
         follower=AliasFollower(config.models, source, refresh_interval_s=config.refresh_interval_s),
         shadow=ShadowRunner(
-            log.submit, queue_size=config.shadow_queue_size, batch_rows=config.shadow_batch_rows
+            log.submit,
+            queue_size=config.shadow_queue_size,
+            batch_rows=config.shadow_batch_rows,
+            max_wait_s=config.shadow_max_wait_s,
         ),
         log=log,
         engine=engine,

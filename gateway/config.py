@@ -75,6 +75,9 @@ class GatewayConfig(_Strict):
     shadow_batch_rows: int = Field(
         default=256, gt=0, description="Rows the shadow scores in one call."
     )
+    shadow_max_wait_s: float = Field(
+        default=0.05, ge=0, description="Longest a shadow job waits to be scored with others."
+    )
     shutdown_timeout_s: float = Field(
         default=10.0, gt=0, description="Time allowed to drain the shadow queue on shutdown."
     )

@@ -74,11 +74,23 @@ def log_tables(db_schema: str | None = None) -> LogTables:
     return LogTables(metadata=metadata, predictions=predictions, labels=labels)
 
 
+def database_url(url: str) -> sa.URL:
+    """The URL with the project's PostgreSQL driver (psycopg2) when none is named.
+
+    SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg 3, which the project does not install.
+    """
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
 def create_engine(url: str) -> sa.Engine:
     """An engine for the log database; SQLite waits on a busy file rather than failing."""
-    if url.startswith("sqlite"):
-        return sa.create_engine(url, connect_args={"timeout": 30})
-    return sa.create_engine(url, pool_pre_ping=True)
+    parsed = database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return sa.create_engine(parsed, connect_args={"timeout": 30})
+    return sa.create_engine(parsed, pool_pre_ping=True)
 
 
 class PredictionLogWriter:

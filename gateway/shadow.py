@@ -1,9 +1,9 @@
 """Score a copy of each request with the shadow version, off the request path.
 
 The request thread only puts a job on a bounded queue (dropping it, counted, when the queue is
-full), so the shadow can neither slow nor fail an answer. One worker thread drains the queue and
-scores the waiting jobs of a version in one call: batching keeps the shadow's CPU cost, and so its
-pull on the champion's latency, small.
+full), so the shadow can neither slow nor fail an answer. One worker thread collects jobs for up to
+`max_wait_s` (or `batch_rows` rows) and scores them in one call per version: batching keeps the
+shadow's CPU cost, and so its pull on the champion's latency, small.
 """
 
 from __future__ import annotations
@@ -50,11 +50,17 @@ class ShadowRunner:
     """The queue and the worker that scores shadow copies and hands them to the log."""
 
     def __init__(
-        self, log: Callable[[LogEntry], None], *, queue_size: int, batch_rows: int
+        self,
+        log: Callable[[LogEntry], None],
+        *,
+        queue_size: int,
+        batch_rows: int,
+        max_wait_s: float,
     ) -> None:
         self._log = log
         self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=queue_size)
         self._batch_rows = batch_rows
+        self._max_wait_s = max_wait_s
         self._stats: dict[str, ShadowStats] = {}
         self._thread: threading.Thread | None = None
 
@@ -97,9 +103,10 @@ class ShadowRunner:
                 return
             jobs, stop = [job], False
             rows = job.columns.n_rows
+            deadline = time.monotonic() + self._max_wait_s
             while rows < self._batch_rows:
                 try:
-                    more = self._queue.get_nowait()
+                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if more is None:
