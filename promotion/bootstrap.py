@@ -10,9 +10,9 @@ of the models, and stratifying keeps every resample's AUC defined.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -24,8 +24,16 @@ from promotion.metrics import (
     row_log_loss,
 )
 
-# A model's metric under resampled row counts (positives' counts, negatives' counts).
-Kernel = Callable[[np.ndarray, np.ndarray], float]
+
+class Kernel(Protocol):
+    """A model's metric under resampled row counts (positives' counts, negatives' counts)."""
+
+    def scratch(self) -> tuple[np.ndarray, ...]: ...
+
+    def __call__(
+        self, pos_counts: np.ndarray, neg_counts: np.ndarray, scratch: tuple[np.ndarray, ...]
+    ) -> float: ...
+
 
 # Resamples are drawn in blocks, each from its own child of the seed, so the draws are the same
 # whatever the number of worker threads (numpy's generators and kernels release the GIL).
@@ -82,10 +90,17 @@ def paired_bootstrap(
     return PairedDraws(draws[0], draws[1])
 
 
-def _multinomial_counts(rng: np.random.Generator, n: int) -> np.ndarray:
+def _multinomial_counts(
+    rng: np.random.Generator, n: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """How often each of `n` rows is drawn when drawing `n` rows with replacement."""
-    dtype = np.int32 if n < 2**31 else np.int64
-    return np.bincount(rng.integers(0, n, size=n, dtype=dtype), minlength=n)
+    # uint16 keeps the arrays that are gathered in random order small enough to stay in cache;
+    # a row drawn 65,536 times in one resample is beyond any probability that matters.
+    counts = np.empty(n, dtype=np.uint16) if out is None else out
+    counts.fill(0)
+    draws = rng.integers(0, n, size=n, dtype=np.int32 if n < 2**31 else np.int64)
+    np.add.at(counts, draws, np.uint16(1))
+    return counts
 
 
 class _WeightedBlocks:
@@ -98,12 +113,17 @@ class _WeightedBlocks:
 
     def __call__(self, seed: np.random.SeedSequence, size: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
+        # Buffers are reused across the block's resamples: at a million rows, fresh arrays for
+        # every resample cost more in page faults than the arithmetic does.
+        pos_counts = np.empty(self.n_pos, dtype=np.uint16)
+        neg_counts = np.empty(self.n_neg, dtype=np.uint16)
+        scratches = [kernel.scratch() for kernel in self.kernels]
         draws = np.empty((2, size))
         for r in range(size):
-            pos_counts = _multinomial_counts(rng, self.n_pos)
-            neg_counts = _multinomial_counts(rng, self.n_neg)
-            draws[0, r] = self.kernels[0](pos_counts, neg_counts)
-            draws[1, r] = self.kernels[1](pos_counts, neg_counts)
+            _multinomial_counts(rng, self.n_pos, pos_counts)
+            _multinomial_counts(rng, self.n_neg, neg_counts)
+            for model, (kernel, scratch) in enumerate(zip(self.kernels, scratches, strict=True)):
+                draws[model, r] = kernel(pos_counts, neg_counts, scratch)
         return draws
 
 
@@ -159,18 +179,34 @@ class _AucKernel:
         # a tie counts one half, as the (lo + hi) / 2 average below gives.
         self.below = np.searchsorted(sorted_neg, sorted_pos, side="left")
         self.below_or_tied = np.searchsorted(sorted_neg, sorted_pos, side="right")
-        self.pairs_twice = 2 * pos_rows.size * neg_rows.size
+        self.n_pos, self.n_neg = pos_rows.size, neg_rows.size
+        self.pairs_twice = 2 * self.n_pos * self.n_neg
 
-    def __call__(self, pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
+    def scratch(self) -> tuple[np.ndarray, ...]:
+        """Buffers one thread reuses across calls."""
+        n_pos, n_neg = self.n_pos, self.n_neg
+        return (
+            np.empty(n_pos, dtype=np.uint16),
+            np.empty(n_neg, dtype=np.uint16),
+            np.zeros(n_neg + 1, dtype=np.int64),
+            np.empty(n_pos, dtype=np.int64),
+            np.empty(n_pos, dtype=np.int64),
+        )
+
+    def __call__(
+        self, pos_counts: np.ndarray, neg_counts: np.ndarray, scratch: tuple[np.ndarray, ...]
+    ) -> float:
+        pos_sorted, neg_sorted, neg_cumulative, below, below_or_tied = scratch
         if self.pos_order is not None:
-            pos_counts = pos_counts[self.pos_order]
+            pos_counts = np.take(pos_counts, self.pos_order, out=pos_sorted, mode="clip")
         if self.neg_order is not None:
-            neg_counts = neg_counts[self.neg_order]
-        neg_cumulative = np.zeros(neg_counts.size + 1, dtype=np.int64)
+            neg_counts = np.take(neg_counts, self.neg_order, out=neg_sorted, mode="clip")
         np.cumsum(neg_counts, out=neg_cumulative[1:])
-        below = neg_cumulative[self.below] + neg_cumulative[self.below_or_tied]
+        np.take(neg_cumulative, self.below, out=below, mode="clip")
+        np.take(neg_cumulative, self.below_or_tied, out=below_or_tied, mode="clip")
+        below += below_or_tied
         # Integer arithmetic keeps the pair count exact.
-        return float(np.dot(pos_counts, below)) / self.pairs_twice
+        return float(np.einsum("i,i->", pos_counts, below)) / self.pairs_twice
 
 
 def _order_unless_sorted(values: np.ndarray) -> np.ndarray | None:
@@ -188,7 +224,13 @@ class _MeanKernel:
         self.neg_values = values[neg_rows]
         self.rows = pos_rows.size + neg_rows.size
 
-    def __call__(self, pos_counts: np.ndarray, neg_counts: np.ndarray) -> float:
+    def scratch(self) -> tuple[np.ndarray, ...]:
+        """No buffers needed: the sums allocate nothing row-sized."""
+        return ()
+
+    def __call__(
+        self, pos_counts: np.ndarray, neg_counts: np.ndarray, scratch: tuple[np.ndarray, ...]
+    ) -> float:
         # einsum's own loop: a mixed float/int np.dot goes through a slow BLAS path.
         total = np.einsum("i,i->", self.pos_values, pos_counts) + np.einsum(
             "i,i->", self.neg_values, neg_counts

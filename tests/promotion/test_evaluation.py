@@ -152,7 +152,8 @@ def test_weighted_auc_equals_auc_of_the_resampled_rows():
     weights = np.zeros(300)
     weights[pos], weights[neg] = pos_counts, neg_counts
     expected = sk.roc_auc_score(labels, probs, sample_weight=weights)
-    assert _AucKernel(probs, pos, neg)(pos_counts, neg_counts) == pytest.approx(expected)
+    kernel = _AucKernel(probs, pos, neg)
+    assert kernel(pos_counts, neg_counts, kernel.scratch()) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "f1"])
