@@ -185,10 +185,29 @@ def _routes(app: FastAPI, services: Services) -> None:
         )
         answering = arms.canary if role == "canary" else arms.champion
         at = datetime.now(UTC)
-        if columns.n_rows <= INLINE_ROWS:
-            frame, scores, latency_ms = _score(answering, columns)
-        else:
-            frame, scores, latency_ms = await run_in_threadpool(_score, answering, columns)
+        try:
+            if columns.n_rows <= INLINE_ROWS:
+                frame, scores, latency_ms = _score(answering, columns)
+            else:
+                frame, scores, latency_ms = await run_in_threadpool(_score, answering, columns)
+        except Exception as error:
+            # Logged against the arm, so a rollout sees a canary that fails where the champion
+            # does not; the caller still gets the 4xx (or 500) it raised.
+            services.log.submit(
+                LogEntry(
+                    request_id=request_id,
+                    model_name=name,
+                    version=answering.version,
+                    role=role,
+                    routing_key=routing_key,
+                    features=None,
+                    scores=None,
+                    latency_ms=0.0,
+                    at=at,
+                    error=str(error.detail) if isinstance(error, HTTPException) else repr(error),
+                )
+            )
+            raise
         predictions = scores.tolist()
         services.log.submit(
             LogEntry(

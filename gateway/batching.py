@@ -12,23 +12,28 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+ERROR_LENGTH = 500
+
+
 @dataclass(frozen=True)
 class LogEntry:
-    """One scored request as the log receives it; expanded into rows off the request path."""
+    """One scored (or failed) request as the log receives it; expanded into rows off the request
+    path. A failed one has `error` and neither features nor scores."""
 
     request_id: str
     model_name: str
     version: int
     role: str
     routing_key: str | None
-    features: pd.DataFrame
-    scores: Sequence[float]
+    features: pd.DataFrame | None
+    scores: Sequence[float] | None
     latency_ms: float
     at: datetime
+    error: str | None = None
 
     @property
     def n_rows(self) -> int:
-        return len(self.scores)
+        return 1 if self.scores is None else len(self.scores)
 
 
 def flush_due(
@@ -74,7 +79,24 @@ def overflow(entry_rows: Sequence[int], max_pending_rows: int) -> int:
 
 
 def log_rows(entry: LogEntry) -> list[dict]:
-    """The prediction-log rows of one entry: one per scored row, features as JSON-safe values."""
+    """The prediction-log rows of one entry: one per scored row, features as JSON-safe values;
+    a request that failed on its arm is one row carrying the error and no prediction."""
+    if entry.scores is None or entry.features is None:
+        return [
+            {
+                "request_id": entry.request_id,
+                "row_index": 0,
+                "model_name": entry.model_name,
+                "version": entry.version,
+                "role": entry.role,
+                "routing_key": entry.routing_key,
+                "features": {},
+                "prediction": None,
+                "error": (entry.error or "unknown error")[:ERROR_LENGTH],
+                "latency_ms": entry.latency_ms,
+                "created_at": entry.at,
+            }
+        ]
     return [
         {
             "request_id": entry.request_id,
@@ -85,6 +107,7 @@ def log_rows(entry: LogEntry) -> list[dict]:
             "routing_key": entry.routing_key,
             "features": {key: _json_safe(value) for key, value in features.items()},
             "prediction": float(score),
+            "error": None,
             "latency_ms": entry.latency_ms,
             "created_at": entry.at,
         }

@@ -2,7 +2,8 @@
 
 Tables (names fixed, schema configurable):
 
-- `prediction_log`: one row per scored row, answered (`champion`, `canary`) or not (`shadow`).
+- `prediction_log`: one row per scored row, answered (`champion`, `canary`) or not (`shadow`);
+  a request that failed on its arm is one row with `error` set and no prediction.
 - `prediction_labels`: ground truth by (model_name, request_id, row_index); written by the feedback
   endpoint or loaded in bulk by any job, and joined to the log by request id.
 """
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.batching import (
+    ERROR_LENGTH,
     LogEntry,
     flush_due,
     log_rows,
@@ -56,7 +58,8 @@ def log_tables(db_schema: str | None = None) -> LogTables:
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("routing_key", sa.String(256)),
         sa.Column("features", sa.JSON, nullable=False),
-        sa.Column("prediction", sa.Float, nullable=False),
+        sa.Column("prediction", sa.Float),
+        sa.Column("error", sa.String(ERROR_LENGTH)),
         sa.Column("latency_ms", sa.Float, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("model_name", "request_id", "row_index", "role"),
@@ -267,29 +270,45 @@ def record_labels(
 
 
 @dataclass(frozen=True)
-class ArmOutcomes:
-    """What one arm (role and version) of a model answered, and the labels known so far."""
+class ArmWindow:
+    """One arm (role and version) of a model over a time window: traffic, health and labels.
+
+    The count fields carry the names of `promotion.rollout.ArmStats`; `correct` counts labeled rows
+    whose score falls on the label's side of `threshold`. `scores` and `labels` are the labeled
+    rows themselves, for metrics a count cannot give (e.g. ROC AUC).
+    """
 
     role: str
     version: int
-    n_predictions: int
+    requests: int
+    errors: int
+    labeled: int
+    correct: int
+    p99_latency_ms: float | None
     scores: np.ndarray
     labels: np.ndarray
 
 
-def labeled_outcomes(
+@dataclass(frozen=True)
+class ShadowPairs:
+    """The shadow against the answering arm on the same rows (joined by request id)."""
+
+    shadow_version: int
+    compared: int
+    agreed: int
+    labeled: int
+    answered_correct: int
+    shadow_correct: int
+    both_correct: int
+
+
+def _window_rows(
     engine: sa.Engine,
     tables: LogTables,
     model_name: str,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> list[ArmOutcomes]:
-    """Per arm, the scores of its labeled rows next to their labels (joined by request id).
-
-    Shadow rows share the request id of the answered row, so one label scores both arms: that is
-    what lets a rollout compare a shadow with the champion on the same traffic.
-    """
+    since: datetime | None,
+    until: datetime | None,
+) -> list[sa.Row]:
     log, labels = tables.predictions, tables.labels
     joined = log.outerjoin(
         labels,
@@ -300,7 +319,16 @@ def labeled_outcomes(
         ),
     )
     query = (
-        sa.select(log.c.role, log.c.version, log.c.prediction, labels.c.label)
+        sa.select(
+            log.c.request_id,
+            log.c.row_index,
+            log.c.role,
+            log.c.version,
+            log.c.prediction,
+            log.c.latency_ms,
+            log.c.error,
+            labels.c.label,
+        )
         .select_from(joined)
         .where(log.c.model_name == model_name)
         .order_by(log.c.id)
@@ -309,21 +337,95 @@ def labeled_outcomes(
         query = query.where(log.c.created_at >= since)
     if until is not None:
         query = query.where(log.c.created_at < until)
-    arms: dict[tuple[str, int], tuple[int, list[float], list[float]]] = {}
     with engine.connect() as connection:
-        for role, version, score, label in connection.execute(query):
-            count, scores, known = arms.get((role, version), (0, [], []))
-            if label is not None:
-                scores.append(score)
-                known.append(label)
-            arms[(role, version)] = (count + 1, scores, known)
-    return [
-        ArmOutcomes(
-            role=role,
-            version=version,
-            n_predictions=count,
-            scores=np.asarray(scores, dtype=float),
-            labels=np.asarray(known, dtype=float),
+        return connection.execute(query).all()
+
+
+def arm_windows(
+    engine: sa.Engine,
+    tables: LogTables,
+    model_name: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    threshold: float = 0.5,
+) -> list[ArmWindow]:
+    """Per arm, what it answered in [since, until) and how it fared against the labels known.
+
+    Shadow rows share the request id of the answered row, so one label scores both arms: that is
+    what lets a rollout compare a shadow with the champion on the same traffic.
+    """
+    grouped: dict[tuple[str, int], list] = {}
+    for row in _window_rows(engine, tables, model_name, since, until):
+        grouped.setdefault((row.role, row.version), []).append(row)
+    windows = []
+    for (role, version), rows in sorted(grouped.items()):
+        labeled = [r for r in rows if r.error is None and r.label is not None]
+        scores = np.asarray([r.prediction for r in labeled], dtype=float)
+        truth = np.asarray([r.label for r in labeled], dtype=float)
+        latencies = [r.latency_ms for r in rows if r.error is None]
+        windows.append(
+            ArmWindow(
+                role=role,
+                version=version,
+                requests=len({r.request_id for r in rows}),
+                errors=len({r.request_id for r in rows if r.error is not None}),
+                labeled=len(labeled),
+                correct=int(((scores >= threshold) == (truth >= threshold)).sum()),
+                p99_latency_ms=float(np.percentile(latencies, 99)) if latencies else None,
+                scores=scores,
+                labels=truth,
+            )
         )
-        for (role, version), (count, scores, known) in sorted(arms.items())
-    ]
+    return windows
+
+
+def shadow_pairs(
+    engine: sa.Engine,
+    tables: LogTables,
+    model_name: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    threshold: float = 0.5,
+) -> list[ShadowPairs]:
+    """Per shadow version, its scores paired with the answered scores of the same rows."""
+    answered: dict[tuple[str, int], tuple[float, float | None]] = {}
+    shadows: dict[int, list[tuple[tuple[str, int], float, float | None]]] = {}
+    for row in _window_rows(engine, tables, model_name, since, until):
+        if row.error is not None:
+            continue
+        key = (row.request_id, row.row_index)
+        if row.role == "shadow":
+            shadows.setdefault(row.version, []).append((key, row.prediction, row.label))
+        else:
+            answered[key] = (row.prediction, row.label)
+    pairs = []
+    for version, rows in sorted(shadows.items()):
+        compared = agreed = labeled = answered_correct = shadow_correct = both = 0
+        for key, shadow_score, label in rows:
+            if key not in answered:
+                continue
+            answered_score = answered[key][0]
+            compared += 1
+            agreed += (answered_score >= threshold) == (shadow_score >= threshold)
+            if label is None:
+                continue
+            labeled += 1
+            a_ok = (answered_score >= threshold) == (label >= threshold)
+            s_ok = (shadow_score >= threshold) == (label >= threshold)
+            answered_correct += a_ok
+            shadow_correct += s_ok
+            both += a_ok and s_ok
+        pairs.append(
+            ShadowPairs(
+                shadow_version=version,
+                compared=compared,
+                agreed=int(agreed),
+                labeled=labeled,
+                answered_correct=int(answered_correct),
+                shadow_correct=int(shadow_correct),
+                both_correct=int(both),
+            )
+        )
+    return pairs

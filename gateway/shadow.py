@@ -125,8 +125,8 @@ class ShadowRunner:
         for group in by_version.values():
             try:
                 self._score_group(group)
-            except Exception as error:  # a shadow failure is counted, never raised
-                self._failed(group[0].shadow.model_name, len(group), error)
+            except Exception as error:  # a shadow failure is counted and logged, never raised
+                self._failed(group, error)
 
     def _score_group(self, group: list[ShadowJob]) -> None:
         shadow = group[0].shadow
@@ -136,7 +136,7 @@ class ShadowRunner:
                 frames.append(shadow.frame(job.columns))
                 accepted.append(job)
             except ValueError as error:
-                self._failed(shadow.model_name, 1, error)
+                self._failed([job], error)
         if not accepted:
             return
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
@@ -162,7 +162,23 @@ class ShadowRunner:
             start = end
         self.stats(shadow.model_name).scored += len(accepted)
 
-    def _failed(self, model_name: str, count: int, error: Exception) -> None:
+    def _failed(self, jobs: list[ShadowJob], error: Exception) -> None:
+        model_name, count = jobs[0].shadow.model_name, len(jobs)
+        for job in jobs:
+            self._log(
+                LogEntry(
+                    request_id=job.request_id,
+                    model_name=model_name,
+                    version=job.shadow.version,
+                    role="shadow",
+                    routing_key=job.routing_key,
+                    features=None,
+                    scores=None,
+                    latency_ms=0.0,
+                    at=job.at,
+                    error=f"{type(error).__name__}: {error}",
+                )
+            )
         stats = self.stats(model_name)
         stats.failed += count
         stats.last_error = f"{type(error).__name__}: {error}"

@@ -159,3 +159,22 @@ def _deliver(client: TestClient, secret: str, data: dict):
             "X-MLflow-Signature": _generate_hmac_signature(secret, "d-1", timestamp, body),
         },
     )
+
+
+def test_a_request_the_model_cannot_score_is_a_422_logged_against_its_arm(
+    client: TestClient, source: FakeSource, tmp_path: Path
+) -> None:
+    source.models[("churn", 1)].predict_proba = _raises_value_error
+    failed = client.post("/models/churn/invocations", json=ROW, headers={"X-Request-Id": "bad"})
+    assert failed.status_code == 422 and "cannot score" in failed.json()["detail"]
+    client.app.state.services.log.close()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    with engine.connect() as connection:
+        role, error = connection.execute(
+            sa.text("SELECT role, error FROM prediction_log WHERE request_id = 'bad'")
+        ).one()
+    assert role == "champion" and "Input contains NaN" in error
+
+
+def _raises_value_error(frame):
+    raise ValueError("Input contains NaN")

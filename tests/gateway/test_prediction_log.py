@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,10 +12,11 @@ from gateway.batching import LogEntry
 from gateway.predlog import (
     Label,
     PredictionLogWriter,
+    arm_windows,
     create_engine,
-    labeled_outcomes,
     log_tables,
     record_labels,
+    shadow_pairs,
 )
 from tests.gateway.fakes import wait_until
 
@@ -91,17 +93,48 @@ def test_labels_join_predictions_by_request_id_per_arm(engine: sa.Engine) -> Non
     writer = _writer(engine)
     writer.start()
     writer.submit(_entry("a", score=0.9))
-    writer.submit(_entry("a", role="shadow", version=3, score=0.6))
+    writer.submit(_entry("a", role="shadow", version=3, score=0.4))
     writer.submit(_entry("b", role="canary", version=2, score=0.2))
     writer.submit(_entry("c", score=0.4))
     writer.close()
     record_labels(engine, tables, "churn", [Label("a", 1.0), Label("b", 1.0)])
     record_labels(engine, tables, "churn", [Label("b", 0.0)])  # a correction replaces the label
-    arms = {(arm.role, arm.version): arm for arm in labeled_outcomes(engine, tables, "churn")}
-    assert arms[("champion", 1)].n_predictions == 2
-    assert arms[("champion", 1)].scores.tolist() == [0.9]
-    assert arms[("shadow", 3)].labels.tolist() == [1.0]
-    assert arms[("canary", 2)].labels.tolist() == [0.0]
+    arms = {(arm.role, arm.version): arm for arm in arm_windows(engine, tables, "churn")}
+    champion, canary, shadow = arms[("champion", 1)], arms[("canary", 2)], arms[("shadow", 3)]
+    assert (champion.requests, champion.labeled, champion.correct) == (2, 1, 1)
+    assert champion.scores.tolist() == [0.9]
+    assert (canary.labeled, canary.correct) == (1, 1)
+    assert (shadow.labeled, shadow.correct) == (1, 0)
+
+
+def test_a_failed_request_counts_as_an_error_of_its_arm(engine: sa.Engine) -> None:
+    writer = _writer(engine)
+    writer.start()
+    writer.submit(_entry("a", role="canary", version=2))
+    writer.submit(
+        replace(
+            _entry("b", role="canary", version=2), features=None, scores=None, error="cannot score"
+        )
+    )
+    writer.close()
+    (canary,) = arm_windows(engine, log_tables(), "churn")
+    assert (canary.requests, canary.errors) == (2, 1)
+
+
+def test_shadow_pairs_compare_the_shadow_with_the_answer_on_the_same_rows(
+    engine: sa.Engine,
+) -> None:
+    tables = log_tables()
+    writer = _writer(engine)
+    writer.start()
+    for request_id, answered, shadowed in (("a", 0.9, 0.8), ("b", 0.9, 0.1), ("c", 0.2, 0.3)):
+        writer.submit(_entry(request_id, score=answered))
+        writer.submit(_entry(request_id, role="shadow", version=3, score=shadowed))
+    writer.close()
+    record_labels(engine, tables, "churn", [Label("a", 1.0), Label("b", 0.0)])
+    (pairs,) = shadow_pairs(engine, tables, "churn")
+    assert (pairs.compared, pairs.agreed, pairs.labeled) == (3, 2, 2)
+    assert (pairs.answered_correct, pairs.shadow_correct, pairs.both_correct) == (1, 2, 1)
 
 
 def test_labels_of_another_model_are_not_joined(engine: sa.Engine) -> None:
@@ -111,5 +144,5 @@ def test_labels_of_another_model_are_not_joined(engine: sa.Engine) -> None:
     writer.submit(_entry("a"))
     writer.close()
     record_labels(engine, tables, "fraud", [Label("a", 1.0)])
-    (arm,) = labeled_outcomes(engine, tables, "churn")
-    assert arm.labels.size == 0
+    (arm,) = arm_windows(engine, tables, "churn")
+    assert arm.labeled == 0

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from gateway.predlog import create_engine, labeled_outcomes, log_tables
+from gateway.predlog import arm_windows, create_engine, log_tables
 from tests.integration.gateway.support import register, row
 
 pytestmark = pytest.mark.integration
@@ -90,10 +90,9 @@ def test_sigterm_flushes_every_answer_and_shadow_score_once_and_labels_join(
     }
     assert sorted(logged) == sorted(expected)  # each once: no loss, no duplicate
 
-    arms = labeled_outcomes(engine, tables, "gw_logged")
     by_role: dict[str, int] = {}
-    for arm in arms:
-        by_role[arm.role] = by_role.get(arm.role, 0) + arm.labels.size
+    for arm in arm_windows(engine, tables, "gw_logged"):
+        by_role[arm.role] = by_role.get(arm.role, 0) + arm.labeled
     assert by_role["shadow"] == 100
     assert by_role["champion"] + by_role["canary"] == 100
     engine.dispose()
