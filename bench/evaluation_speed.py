@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -90,7 +91,7 @@ def run_ours(data: Path, workers: int) -> dict:
         calibration=CalibrationGuardrail("ece", max_worsening=0.02),
     )
     before = memory_mb("VmRSS")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     result = evaluate_challenger(
         config,
         labels=labels,
@@ -99,9 +100,10 @@ def run_ours(data: Path, workers: int) -> dict:
         slices=slices,
         workers=workers,
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "peak_rss_mb": memory_mb("VmHWM"),
         "peak_growth_mb": memory_mb("VmHWM") - before,
         "outcome": f"{result.verdict}, Δ roc_auc {result.improvement:+.4f} "
@@ -127,7 +129,7 @@ def run_mlflow(data: Path, rows: int) -> dict:
     frame = pd.DataFrame(arrays["features"][:rows], columns=FEATURES)
     frame["label"] = arrays["labels"][:rows]
     before = memory_mb("VmRSS")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     results = {}
     with mlflow.start_run():
         for role in ("champion", "challenger"):
@@ -148,11 +150,12 @@ def run_mlflow(data: Path, rows: int) -> dict:
         outcome = "validation passed"
     except ModelValidationFailedException:
         outcome = "validation failed"
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     champion_auc = results["champion"].metrics["roc_auc"]
     challenger_auc = results["challenger"].metrics["roc_auc"]
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "peak_rss_mb": memory_mb("VmHWM"),
         "peak_growth_mb": memory_mb("VmHWM") - before,
         "outcome": f"{outcome}, roc_auc {challenger_auc:.4f} vs {champion_auc:.4f}, no interval",
@@ -243,6 +246,7 @@ def main() -> None:
 
     rows = args.rows
     baseline_rows = min(args.baseline_rows or rows, rows)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         predict_seconds = prepare(data, rows)
@@ -257,31 +261,30 @@ def main() -> None:
     scale = rows / baseline_rows
     scaled = baseline["seconds"] * scale
     print(f"Holdout: {rows:,} rows; both models predict it in {predict_seconds:.1f} s.")
+    print(f"Load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}.")
     print()
     print(
-        "| evaluation | rows | seconds | peak RSS (MB) | peak above RSS at start (MB) | outcome |"
+        "| evaluation | rows | wall s | CPU s | peak RSS (MB) | peak above RSS at start (MB) "
+        "| outcome |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
-    for workers, side in ours.items():
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    named = {f"ours, {n} worker thread{'s' if n > 1 else ''}": side for n, side in ours.items()}
+    named["MLflow evaluate ×2 + validate"] = baseline
+    for name, side in named.items():
+        side_rows = baseline_rows if side is baseline else rows
         print(
-            f"| ours, {workers} worker thread{'s' if workers > 1 else ''} | {rows:,} | "
-            f"{side['seconds']:.1f} | {side['peak_rss_mb']:.0f} | {side['peak_growth_mb']:.0f} | "
-            f"{side['outcome']} |"
+            f"| {name} | {side_rows:,} | {side['seconds']:.1f} | {side['cpu_seconds']:.1f} | "
+            f"{side['peak_rss_mb']:.0f} | {side['peak_growth_mb']:.0f} | {side['outcome']} |"
         )
-    print(
-        f"| MLflow evaluate ×2 + validate | {baseline_rows:,} | {baseline['seconds']:.1f} | "
-        f"{baseline['peak_rss_mb']:.0f} | {baseline['peak_growth_mb']:.0f} | "
-        f"{baseline['outcome']} |"
-    )
     if scale != 1:
         print(
             f"| MLflow, scaled linearly to {rows:,} (estimate, not measured) | {rows:,} | "
-            f"{scaled:.1f} | - | - | - |"
+            f"{scaled:.1f} | {baseline['cpu_seconds'] * scale:.1f} | - | - | - |"
         )
     best = min(side["seconds"] for side in ours.values())
     print()
     print(
-        f"Speed ratio, MLflow / ours (fastest): {scaled / best:.1f}× "
+        f"Speed ratio, MLflow / ours (fastest, wall): {scaled / best:.1f}× "
         f"({'MLflow time scaled linearly' if scale != 1 else 'both measured'}); "
         f"{(scaled - predict_seconds) / best:.1f}× after taking one predict_proba pass per "
         f"model ({predict_seconds:.1f} s) off MLflow's time (MLflow also calls predict)."
