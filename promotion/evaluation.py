@@ -17,6 +17,7 @@ import numpy as np
 from promotion.bootstrap import paired_bootstrap
 from promotion.metrics import (
     METRICS,
+    Metric,
     brier_score,
     delong_test,
     expected_calibration_error,
@@ -60,6 +61,9 @@ class SliceGuardrail:
     bins: tuple[float, ...] = ()
     min_rows: int = 200
     allow_insufficient: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bins", tuple(self.bins))
 
     def problems(self, where: str) -> list[str]:
         """Every invalid field, each named from `where`."""
@@ -112,16 +116,18 @@ class EvaluationConfig:
     (and be above 0 when `min_improvement` is 0). `non_inferiority`: the lower bound must reach
     `-margin`. The interval is two-sided at `confidence`, so the verdict is a one-sided test at
     level (1 - confidence) / 2: with 0.95, an equally good challenger is promoted at most ~2.5% of
-    the time.
+    the time. A holdout with fewer than `min_class_rows` positives or negatives cannot be
+    evaluated: the class-stratified bootstrap would treat those few rows as certain.
     """
 
-    metric: str
+    metric: Metric
     mode: Mode = "superiority"
     min_improvement: float = 0.0
     margin: float = 0.0
     confidence: float = 0.95
     resamples: int = 1000
     seed: int = 0
+    min_class_rows: int = 10
     slices: tuple[SliceGuardrail, ...] = ()
     calibration: CalibrationGuardrail | None = None
     max_latency_ms_per_row: float | None = None
@@ -148,6 +154,8 @@ class EvaluationConfig:
             problems.append(
                 f"resamples: must be ≥ 100 to resolve a confidence bound, got {self.resamples}"
             )
+        if self.min_class_rows < 1:
+            problems.append(f"min_class_rows: must be ≥ 1, got {self.min_class_rows}")
         columns = [guardrail.column for guardrail in self.slices]
         for duplicate in sorted({c for c in columns if columns.count(c) > 1}):
             problems.append(f"slices: column {duplicate!r} is listed twice")
@@ -272,9 +280,11 @@ def evaluate_challenger(
     champion_facts = champion_facts or ModelFacts()
     challenger_facts = challenger_facts or ModelFacts()
     slices = dict(slices or {})
-    labels_array = np.asarray(labels, dtype=np.float64).ravel()
-    champion = np.asarray(champion, dtype=np.float64).ravel()
-    challenger = np.asarray(challenger, dtype=np.float64).ravel()
+    problems: list[str] = []
+    labels_array, champion, challenger = (
+        _column(name, values, problems)
+        for name, values in (("labels", labels), ("champion", champion), ("challenger", challenger))
+    )
     base = {
         "metric": config.metric,
         "mode": config.mode,
@@ -284,7 +294,10 @@ def evaluate_challenger(
     }
 
     signature = _signature_guardrail(champion_facts, challenger_facts)
-    problems = _input_problems(labels_array, champion, challenger, slices)
+    if not problems:
+        problems = _input_problems(labels_array, champion, challenger, slices)
+    if not problems:
+        problems = _class_size_problems(labels_array, config.min_class_rows)
     if signature.status == "fail":
         problems.append(signature.message)
     if problems:
@@ -368,8 +381,25 @@ def _requirement(mode: str, bound: float) -> str:
     return f"{'>' if _strict(mode, bound) else '≥'} {bound:+.4f}"
 
 
-def _signed_improvement(metric: str, champion: np.ndarray | float, challenger: np.ndarray | float):
+def _signed_improvement(
+    metric: str, champion: np.ndarray | float, challenger: np.ndarray | float
+) -> np.ndarray | float:
     return challenger - champion if higher_is_better(metric) else champion - challenger
+
+
+def _column(name: str, values: object, problems: list[str]) -> np.ndarray:
+    """`values` as a flat float array; an unusable shape or type is added to `problems`."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        problems.append(f"{name} must be numbers (0/1 labels, positive-class probabilities)")
+        return np.empty(0)
+    if array.ndim > 1 and array.shape[1:] != (1,):
+        problems.append(
+            f"{name} must have one value per row, got shape {array.shape}; "
+            "for predict_proba output pass the positive-class column"
+        )
+    return array.reshape(-1) if array.ndim <= 1 or array.shape[1:] == (1,) else np.empty(0)
 
 
 def _input_problems(
@@ -406,6 +436,18 @@ def _input_problems(
             problems.append(f"{nan} {name} predictions are NaN")
         if np.any((values < 0) | (values > 1)):
             problems.append(f"{name} predictions must be probabilities in [0, 1]")
+    return problems
+
+
+def _class_size_problems(labels: np.ndarray, min_class_rows: int) -> list[str]:
+    positives = int(np.count_nonzero(labels))
+    problems = []
+    for name, count in (("positive", positives), ("negative", labels.size - positives)):
+        if count < min_class_rows:
+            problems.append(
+                f"only {count} {name} rows in the holdout; at least min_class_rows="
+                f"{min_class_rows} are needed for a meaningful interval"
+            )
     return problems
 
 

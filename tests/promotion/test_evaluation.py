@@ -32,6 +32,9 @@ from promotion.metrics import (
 )
 
 FAST = {"resamples": 200}
+# Property-test holdouts are small; the class-size floor is lowered so that every example is
+# evaluated rather than refused.
+SMALL = {"resamples": 200, "min_class_rows": 1}
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -240,6 +243,24 @@ def test_unusable_inputs_cannot_be_evaluated(labels, champion, challenger, reaso
     assert result.verdict == "cannot_evaluate"
     assert any(reason in text for text in result.reasons)
     assert result.improvement is None
+
+
+def test_two_column_predict_proba_output_is_refused_with_the_fix():
+    labels = np.r_[np.ones(20), np.zeros(20)]
+    both_columns = np.column_stack([np.full(40, 0.7), np.full(40, 0.3)])
+    result = evaluate(CONFIG, labels, both_columns, np.full(40, 0.3))
+    assert result.verdict == "cannot_evaluate"
+    assert "pass the positive-class column" in result.reasons[0]
+
+
+def test_too_few_positives_cannot_be_evaluated():
+    labels = np.r_[np.ones(3), np.zeros(500)]
+    result = evaluate(CONFIG, labels, np.full(503, 0.2), np.where(labels == 1, 0.9, 0.1))
+    assert result.verdict == "cannot_evaluate"
+    assert result.reasons == (
+        "only 3 positive rows in the holdout; at least min_class_rows=10 are needed for a "
+        "meaningful interval",
+    )
 
 
 def test_incompatible_signature_cannot_be_evaluated():
@@ -508,7 +529,7 @@ def holdouts(draw, min_rows: int = 10, max_rows: int = 120):
 @given(data=holdouts(), metric=st.sampled_from(METRICS), seed=st.integers(0, 2**32 - 1))
 def test_identical_predictions_are_never_promoted_under_superiority(data, metric, seed):
     labels, champion, _ = data
-    config = EvaluationConfig(metric=metric, seed=seed, **FAST)
+    config = EvaluationConfig(metric=metric, seed=seed, **SMALL)
     assert evaluate(config, labels, champion, champion.copy()).verdict == "reject"
 
 
@@ -518,7 +539,7 @@ def test_swapping_champion_and_challenger_turns_promote_into_reject(data, metric
     labels, champion, _ = data
     # A challenger that is right about every row, with some confidence.
     challenger = np.where(labels == 1, 0.9, 0.1)
-    config = EvaluationConfig(metric=metric, **FAST)
+    config = EvaluationConfig(metric=metric, **SMALL)
     forward = evaluate(config, labels, champion, challenger)
     assume(forward.verdict == "promote")
     assert evaluate(config, labels, challenger, champion).verdict == "reject"
@@ -528,7 +549,7 @@ def test_swapping_champion_and_challenger_turns_promote_into_reject(data, metric
 @given(data=holdouts(min_rows=40), metric=st.sampled_from(METRICS))
 def test_interval_narrows_when_the_holdout_grows(data, metric):
     labels, champion, challenger = data
-    config = EvaluationConfig(metric=metric, resamples=400)
+    config = EvaluationConfig(metric=metric, resamples=400, min_class_rows=1)
     small = evaluate(config, labels, champion, challenger)
     large = evaluate(config, *(np.tile(array, 9) for array in data))
     # Nine times the rows shrink a bootstrap interval about three-fold.
@@ -538,12 +559,12 @@ def test_interval_narrows_when_the_holdout_grows(data, metric):
 @PROPERTY
 @given(data=holdouts(), metric=st.sampled_from(METRICS), seed=st.integers(0, 2**32 - 1))
 def test_interval_contains_the_point_estimate(data, metric, seed):
-    result = evaluate(EvaluationConfig(metric=metric, seed=seed, **FAST), *data)
+    result = evaluate(EvaluationConfig(metric=metric, seed=seed, **SMALL), *data)
     assert result.ci_low <= result.improvement <= result.ci_high
 
 
 @PROPERTY
 @given(data=holdouts(), metric=st.sampled_from(METRICS), seed=st.integers(0, 2**32 - 1))
 def test_same_seed_gives_the_same_result(data, metric, seed):
-    config = EvaluationConfig(metric=metric, seed=seed, **FAST)
+    config = EvaluationConfig(metric=metric, seed=seed, **SMALL)
     assert evaluate(config, *data) == evaluate(config, *data, workers=2)
