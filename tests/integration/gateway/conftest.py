@@ -78,8 +78,12 @@ def start_gateway(
     """Start `python -m gateway` with flags; every gateway started is stopped at the end."""
     started: list[Gateway] = []
 
-    def start(*flags: str, env: dict[str, str] | None = None) -> Gateway:
+    def start(
+        *flags: str, env: dict[str, str] | None = None, register_webhook: bool = False
+    ) -> Gateway:
         port = _free_port()
+        if register_webhook:
+            flags = (*flags, "--webhook-url", f"http://127.0.0.1:{port}/webhooks/mlflow")
         output = tmp_path_factory.mktemp("gateway") / "gateway.log"
         log_url = f"sqlite:///{output.parent / 'predictions.db'}"
         command = [sys.executable, "-m", "gateway", "--port", str(port), "--log-url", log_url]
@@ -133,3 +137,59 @@ def postgres_log_schema() -> Iterator[tuple[str, str]]:
         with engine.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture
+def mlflow_server(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """`mlflow server` over the test store, delivering webhooks to loopback; made current."""
+    import mlflow
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        # Loopback is a private address, and the default would cache "no webhooks" for 60 s.
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+    }
+    output = tmp_path / "mlflow-server.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            store.uri,
+            "--default-artifact-root",
+            str(store.root / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=output.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start:\n{output.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        mlflow.set_tracking_uri(url)
+        yield url
+    finally:
+        mlflow.set_tracking_uri(store.uri)
+        process.terminate()
+        process.wait(30)
