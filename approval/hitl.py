@@ -16,6 +16,9 @@ OPTIONS = (APPROVE, REJECT)
 # No answer before `response_timeout` resolves to the default: reject, so the flow fails closed.
 DEFAULTS = (REJECT,)
 
+# The Airflow user the approval endpoint answers HITL tasks as; the task is assigned to it.
+SERVICE_USER = "approval_service"
+
 PARAM_REQUEST_ID = "request_id"
 PARAM_DECIDED_BY = "decided_by"
 PARAM_COMMENT = "comment"

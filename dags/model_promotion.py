@@ -11,8 +11,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Asset, Param, TriggerRule, dag, get_current_context, task
 
+from approval import hitl
 from policies import Policy, load_valid_policies
 
 T = TypeVar("T")
@@ -50,12 +52,13 @@ def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
     """Run a task body; a bad window, source or rollback target fails at once, since a retry
     would only meet the same data. Transient errors still go through the task's retries."""
     from promotion.decisions import NothingToRollBack
+    from workflow.promote import CannotEvaluate
     from workflow.sources import SourceError
     from workflow.validation import DataValidationError
 
     try:
         return step()
-    except (DataValidationError, SourceError, NothingToRollBack) as error:
+    except (DataValidationError, SourceError, NothingToRollBack, CannotEvaluate) as error:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(str(error)) from error
@@ -147,8 +150,9 @@ def build_promote_dag(policy: Policy) -> None:
             )
         },
         doc_md=f"Runs when `train_{name}` registers a challenger. Both models are scored on the "
-        f"challenger's holdout window by `{policy.promotion.metric}`; the challenger must win by "
-        f"{policy.promotion.min_improvement}.",
+        f"challenger's holdout window by `{policy.promotion.metric}`; the challenger is promoted "
+        f"when the {policy.promotion.confidence:.0%} confidence interval of its improvement clears "
+        f"the policy's bound ({policy.promotion.mode}) and every guardrail passes.",
     )
     def promote():
         @task
@@ -170,24 +174,85 @@ def build_promote_dag(policy: Policy) -> None:
         def evaluate(candidates: dict) -> dict:
             from workflow import promote as steps
 
-            return _bad_input_fails_without_retry(lambda: steps.evaluate(policy, candidates))
+            return _bad_input_fails_without_retry(
+                lambda: steps.evaluate(policy, candidates, _run())
+            )
 
         @task
-        def decide(evaluation: dict) -> dict:
+        def conclude_evaluation(evaluation: dict) -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
+
             from workflow import promote as steps
 
-            return steps.decide(policy, evaluation)
+            try:
+                return _bad_input_fails_without_retry(
+                    lambda: steps.conclude_evaluation(policy, evaluation, _run())
+                )
+            except steps.NotPromoted as stop:
+                raise AirflowSkipException(str(stop)) from stop
 
         @task
-        def apply_verdict(evaluation: dict, verdict: dict) -> dict:
+        def promote_challenger(evaluation: dict, approval: dict | None = None) -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
+
             from workflow import promote as steps
 
-            return steps.apply(policy, evaluation, verdict, _run())
+            try:
+                return steps.promote_challenger(policy, evaluation, _run(), approval)
+            except steps.NotPromoted as stop:
+                raise AirflowSkipException(str(stop)) from stop
 
-        evaluation = evaluate(find_candidates())
-        apply_verdict(evaluation, decide(evaluation))
+        winner = conclude_evaluation(evaluate(find_candidates()))
+        if policy.approval.required:
+            promote_challenger(winner, _approval_tasks(policy, winner))
+        else:
+            promote_challenger(winner)
 
     promote()
+
+
+def _approval_tasks(policy: Policy, winner):
+    """Slack approval between the verdict and the move: post, wait without a worker slot (HITL),
+    settle. Anything but an approval stops the promotion; no answer in time is a rejection."""
+
+    @task
+    def request_approval(evaluation: dict) -> str:
+        from workflow import approve
+
+        settings = approve.ApprovalSettings.from_environment()
+        return approve.open_request(policy, evaluation, _run(), settings)
+
+    wait_for_approval = HITLOperator(
+        task_id="wait_for_approval",
+        subject=f"Promote {policy.model_name}?",
+        body="Answer with the buttons in Slack (#{channel}); the promotion re-checks the registry "
+        "before it moves anything.".format(channel=policy.approval.channel.lstrip("#")),
+        options=list(hitl.OPTIONS),
+        defaults=list(hitl.DEFAULTS),
+        multiple=False,
+        params={field: Param("", type="string") for field in hitl.PARAMS},
+        assigned_users=[{"id": hitl.SERVICE_USER, "name": hitl.SERVICE_USER}],
+        response_timeout=timedelta(minutes=policy.approval.timeout_minutes),
+    )
+
+    @task
+    def settle_approval(request_id: str, answer: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from workflow import approve
+
+        outcome = approve.settle(
+            policy, request_id, answer, approve.ApprovalSettings.from_environment()
+        )
+        if outcome["status"] != "approved":
+            raise AirflowSkipException(
+                f"not promoted: approval {outcome['status']}: {outcome['reason']}"
+            )
+        return outcome
+
+    request_id = request_approval(winner)
+    request_id >> wait_for_approval
+    return settle_approval(request_id, wait_for_approval.output)
 
 
 def build_rollback_dag(policy: Policy) -> None:

@@ -91,11 +91,99 @@ class ModelSpec(_Strict):
     hyperparameters: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
 
 
+class SliceRule(_Strict):
+    """A per-slice guardrail: no value (categorical) or bin (numeric) may regress too far."""
+
+    column: str
+    kind: Literal["categorical", "numeric"]
+    bins: list[float] = Field(default_factory=list, description="Inner bin edges (numeric).")
+    max_regression: float = Field(ge=0)
+    min_rows: int = Field(default=200, gt=0)
+    allow_insufficient: bool = False
+
+
+class CalibrationRule(_Strict):
+    """The challenger's calibration may not be worse than the champion's by more than a margin."""
+
+    measure: Literal["brier", "ece"] = "brier"
+    max_worsening: float = Field(ge=0)
+    bins: int = Field(default=10, ge=2)
+
+
 class Promotion(_Strict):
     """What counts as better when the challenger meets the champion."""
 
     metric: Metric = "roc_auc"
+    mode: Literal["superiority", "non_inferiority"] = "superiority"
     min_improvement: float = Field(default=0.0, ge=0)
+    margin: float = Field(default=0.0, ge=0, description="Non-inferiority margin.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    resamples: int = Field(default=1000, ge=100, le=100_000)
+    seed: int = 0
+    slices: list[SliceRule] = Field(default_factory=list)
+    calibration: CalibrationRule | None = None
+    max_latency_ms_per_row: float | None = Field(default=None, gt=0)
+    max_size_bytes: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> Promotion:
+        if self.mode == "superiority" and self.margin:
+            raise ValueError("margin applies to mode non_inferiority only; use min_improvement")
+        if self.mode == "non_inferiority" and self.min_improvement:
+            raise ValueError("min_improvement applies to mode superiority only; use margin")
+        for rule in self.slices:
+            if (rule.kind == "numeric") != bool(rule.bins):
+                raise ValueError(
+                    f"slices: {rule.column!r}: numeric slices need bins, categorical none"
+                )
+        return self
+
+
+class Approval(_Strict):
+    """Who must approve a promotion in Slack before any alias moves."""
+
+    required: bool = False
+    channel: str = ""
+    approvers: list[str] = Field(default_factory=list, description="Slack user ids or names.")
+    quorum: int = Field(default=1, ge=1)
+    timeout_minutes: int = Field(default=24 * 60, gt=0)
+    separation_of_duties: bool = True
+
+    @model_validator(mode="after")
+    def _approvers_when_required(self) -> Approval:
+        if self.required:
+            if not self.channel:
+                raise ValueError("channel: required when approval.required is true")
+            if len(self.approvers) < self.quorum:
+                raise ValueError(
+                    f"approvers: {len(self.approvers)} listed, fewer than quorum {self.quorum}"
+                )
+        return self
+
+
+class Rollout(_Strict):
+    """How an approved challenger meets live traffic before it becomes champion."""
+
+    mode: Literal["none", "canary", "shadow"] = "none"
+    traffic_steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5])
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    expected_effect: float = Field(default=0.03, gt=0, lt=1)
+    min_labeled_per_step: int = Field(default=500, gt=0)
+    max_step_minutes: float = Field(default=360, gt=0)
+    on_timeout: Literal["revert", "hold"] = "revert"
+    check_interval_seconds: float = Field(default=60, gt=0)
+    max_error_rate: float = Field(default=0.02, ge=0, le=1)
+    max_p99_latency_ms: float = Field(default=500, gt=0)
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    guard_window_minutes: float = Field(default=0, ge=0, description="0: no guard window.")
+    guard_margin: float = Field(default=0.01, ge=0)
+
+    @field_validator("traffic_steps")
+    @classmethod
+    def _increasing_shares(cls, steps: list[float]) -> list[float]:
+        if not steps or any(not 0 < s <= 1 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError(f"must be strictly increasing shares in (0, 1], got {steps}")
+        return steps
 
 
 class Policy(_Strict):
@@ -111,6 +199,8 @@ class Policy(_Strict):
     validation: Validation = Validation()
     model: ModelSpec
     promotion: Promotion = Promotion()
+    approval: Approval = Approval()
+    rollout: Rollout = Rollout()
 
     @field_validator("training_schedule")
     @classmethod
@@ -118,6 +208,17 @@ class Policy(_Strict):
         if value is not None and not value.strip():
             raise ValueError("use null for a manual schedule, not an empty string")
         return value
+
+    @model_validator(mode="after")
+    def _slices_are_features(self) -> Policy:
+        unknown = [
+            r.column for r in self.promotion.slices if r.column not in self.source.features.all
+        ]
+        if unknown:
+            raise ValueError(
+                f"promotion.slices: columns must be features, not {', '.join(unknown)}"
+            )
+        return self
 
     @property
     def metric_higher_is_better(self) -> bool:

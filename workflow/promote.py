@@ -2,17 +2,65 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import tempfile
+import time
 from datetime import datetime
+from pathlib import Path
+
+import numpy as np
 
 import registry
 from policies.schema import Policy
-from promotion.decisions import PromotionVerdict, decide_promotion
+from promotion.evaluation import (
+    CalibrationGuardrail,
+    EvaluationConfig,
+    EvaluationResult,
+    ModelFacts,
+    SliceGuardrail,
+    evaluate_challenger,
+)
 from promotion.records import CHALLENGER, CHAMPION
+from registry.evaluation import artifact_size_bytes, input_schema, record_evaluation
 from workflow import modeling
 from workflow.runs import RunContext
 from workflow.sources import Window, read_window, resolve_url
-from workflow.validation import validate_window
+from workflow.validation import window_problems
+
+
+class CannotEvaluate(ValueError):
+    """The challenger could not be evaluated; it is tagged with why and no alias moved."""
+
+
+def evaluation_config(policy: Policy) -> EvaluationConfig:
+    """The evaluation settings of a policy, as the pure evaluation core takes them."""
+    rules = policy.promotion
+    return EvaluationConfig(
+        metric=rules.metric,
+        mode=rules.mode,
+        min_improvement=rules.min_improvement,
+        margin=rules.margin,
+        confidence=rules.confidence,
+        resamples=rules.resamples,
+        seed=rules.seed,
+        slices=tuple(
+            SliceGuardrail(
+                column=rule.column,
+                kind=rule.kind,
+                max_regression=rule.max_regression,
+                bins=tuple(rule.bins),
+                min_rows=rule.min_rows,
+                allow_insufficient=rule.allow_insufficient,
+            )
+            for rule in rules.slices
+        ),
+        calibration=None
+        if rules.calibration is None
+        else CalibrationGuardrail(
+            rules.calibration.measure, rules.calibration.max_worsening, rules.calibration.bins
+        ),
+        max_latency_ms_per_row=rules.max_latency_ms_per_row,
+        max_size_bytes=rules.max_size_bytes,
+    )
 
 
 def find_candidates(policy: Policy, requested_version: int | None) -> dict:
@@ -25,103 +73,244 @@ def find_candidates(policy: Policy, requested_version: int | None) -> dict:
     return {"model": name, "challenger": challenger, "champion": champion}
 
 
-def evaluate(policy: Policy, candidates: dict) -> dict:
-    """Score champion and challenger on the challenger's holdout window: fresh rows neither saw."""
+def _scored(name: str, version: int, features) -> tuple[np.ndarray, ModelFacts]:
+    model = registry.load_model(name, version)
+    started = time.perf_counter()
+    probabilities = modeling.positive_probabilities(model, features)
+    per_row_ms = (time.perf_counter() - started) * 1000 / max(len(features), 1)
+    facts = ModelFacts(
+        latency_ms_per_row=per_row_ms,
+        size_bytes=artifact_size_bytes(name, version),
+        input_schema=input_schema(name, version),
+    )
+    return probabilities, facts
+
+
+def evaluate(policy: Policy, candidates: dict, run: RunContext) -> dict:
+    """Score champion and challenger on the challenger's holdout window (fresh rows neither saw),
+    decide with the paired evaluation, and leave the evidence where a reviewer looks: an MLflow
+    run with the report, and the version's tags and description."""
     name, challenger, champion = (
         candidates["model"],
         candidates["challenger"],
         candidates["champion"],
     )
+    config = evaluation_config(policy)
     tags = registry.get_version(name, challenger).tags
     holdout = Window(
         datetime.fromisoformat(tags["lineage.holdout_start"]),
         datetime.fromisoformat(tags["lineage.holdout_end"]),
     )
     frame = read_window(resolve_url(policy.source), policy.source, holdout)
-    validate_window(
-        frame, policy.source, policy.validation, f"holdout window {holdout.describe()} of {name}"
+    problems = window_problems(frame, policy.source, policy.validation)
+    base = {
+        "metric": config.metric,
+        "mode": config.mode,
+        "required_lower_bound": config.required_lower_bound,
+        "confidence": config.confidence,
+        "rows": len(frame),
+    }
+    labels = champion_p = challenger_p = None
+    if problems:
+        result = EvaluationResult(
+            "cannot_evaluate", tuple(f"holdout {holdout.describe()}: {p}" for p in problems), **base
+        )
+    else:
+        features = frame[policy.source.features.all]
+        labels = frame[policy.source.target].to_numpy()
+        challenger_p, challenger_facts = _scored(name, challenger, features)
+        if champion is None:
+            score = modeling.score(config.metric, labels, challenger_p)
+            result = EvaluationResult(
+                "promote",
+                (
+                    f"no champion yet: first valid candidate ({config.metric} {score:.4f} on the holdout)",
+                ),
+                challenger_score=score,
+                **base,
+            )
+        else:
+            champion_p, champion_facts = _scored(name, champion, features)
+            result = evaluate_challenger(
+                config,
+                labels=labels,
+                champion=champion_p,
+                challenger=challenger_p,
+                slices={rule.column: frame[rule.column].to_numpy() for rule in config.slices},
+                champion_facts=champion_facts,
+                challenger_facts=challenger_facts,
+            )
+    run_id = _log_evaluation_run(name, candidates, result, run, labels, champion_p, challenger_p)
+    from promotion.report import evaluation_tags, markdown_summary
+
+    experiment_id = _experiment_id(run_id)
+    record_evaluation(
+        name,
+        challenger,
+        {
+            **evaluation_tags(result),
+            "eval.run_id": run_id,
+            "eval.champion_version": str(champion or ""),
+        },
+        markdown_summary(result, run_link=f"#/experiments/{experiment_id}/runs/{run_id}"),
     )
-    features, labels = frame[policy.source.features.all], frame[policy.source.target].to_numpy()
-    metric = policy.promotion.metric
-
-    def score_of(version: int) -> float:
-        model = registry.load_model(name, version)
-        return modeling.score(metric, labels, modeling.positive_probabilities(model, features))
-
     return {
         **candidates,
-        "metric": metric,
-        "holdout_start": holdout.start.isoformat(),
-        "holdout_end": holdout.end.isoformat(),
-        "rows": len(frame),
-        "challenger_score": score_of(challenger),
-        "champion_score": None if champion is None else score_of(champion),
+        "holdout": holdout.describe(),
+        "eval_run_id": run_id,
+        "experiment_id": experiment_id,
+        "result": result.to_json_dict(),
     }
 
 
-def decide(policy: Policy, evaluation: dict) -> dict:
-    """The promotion verdict for an evaluation (a pure decision; see promotion.decisions)."""
-    verdict = decide_promotion(
-        metric=evaluation["metric"],
-        higher_is_better=policy.metric_higher_is_better,
-        min_improvement=policy.promotion.min_improvement,
-        challenger_score=evaluation["challenger_score"],
-        champion_score=evaluation["champion_score"],
-    )
-    return asdict(verdict)
+def _experiment_id(run_id: str) -> str:
+    import mlflow
+
+    return mlflow.get_run(run_id).info.experiment_id
 
 
-def apply(policy: Policy, evaluation: dict, verdict: dict, run: RunContext) -> dict:
-    """Act on the verdict: move `champion` to a winner, tag a loser with why; clear `challenger`."""
+def _log_evaluation_run(
+    name: str,
+    candidates: dict,
+    result: EvaluationResult,
+    run: RunContext,
+    labels: np.ndarray | None,
+    champion: np.ndarray | None,
+    challenger: np.ndarray | None,
+) -> str:
+    import mlflow
+
+    from promotion.report import render_report
+
+    versus = f"v{candidates['champion']}" if candidates["champion"] else "no champion"
+    mlflow.set_experiment(name)
+    with mlflow.start_run(run_name=f"evaluate v{candidates['challenger']} vs {versus}") as mlrun:
+        mlflow.set_tags(
+            {
+                "eval.model": name,
+                "eval.challenger_version": str(candidates["challenger"]),
+                "eval.champion_version": str(candidates["champion"] or ""),
+                "eval.verdict": result.verdict,
+                "airflow.dag_id": run.dag_id,
+                "airflow.run_id": run.run_id,
+            }
+        )
+        mlflow.log_params(
+            {
+                "metric": result.metric,
+                "mode": result.mode,
+                "confidence": result.confidence,
+                "resamples": result.resamples,
+                "seed": result.seed,
+                "required_lower_bound": result.required_lower_bound,
+            }
+        )
+        numbers = {
+            "challenger_score": result.challenger_score,
+            "champion_score": result.champion_score,
+            "improvement": result.improvement,
+            "ci_low": result.ci_low,
+            "ci_high": result.ci_high,
+            "p_value": result.p_value,
+            "holdout_rows": float(result.rows),
+        }
+        mlflow.log_metrics({key: value for key, value in numbers.items() if value is not None})
+        mlflow.log_dict(result.to_json_dict(), "evaluation.json")
+        if champion is not None and challenger is not None and labels is not None:
+            with tempfile.TemporaryDirectory() as scratch:
+                report = render_report(
+                    result,
+                    labels=labels,
+                    champion=champion,
+                    challenger=challenger,
+                    out_dir=Path(scratch),
+                    title=f"{name}: v{candidates['challenger']} vs {versus}",
+                )
+                (Path(scratch) / "report.html").write_text(report.html)
+                mlflow.log_artifacts(scratch, artifact_path="evaluation")
+        return mlrun.info.run_id
+
+
+class NotPromoted(Exception):
+    """The challenger stops here (rejected, or its approval did not come); nothing moved."""
+
+
+def _evidence(evaluation: dict, result: EvaluationResult) -> dict:
+    return {
+        "metric": result.metric,
+        "challenger_score": result.challenger_score,
+        "champion_score": result.champion_score,
+        "improvement": result.improvement,
+        "ci_low": result.ci_low,
+        "ci_high": result.ci_high,
+        "holdout_rows": result.rows,
+        "eval_run_id": evaluation["eval_run_id"],
+    }
+
+
+def conclude_evaluation(policy: Policy, evaluation: dict, run: RunContext) -> dict:
+    """Tag the verdict on the challenger. A rejected challenger loses its alias (NotPromoted); one
+    that could not be evaluated keeps it and fails the run (CannotEvaluate); a winner goes on."""
     name, challenger = evaluation["model"], evaluation["challenger"]
-    outcome = PromotionVerdict(**verdict)
-    evidence = {
-        "metric": outcome.metric,
-        "challenger_score": outcome.challenger_score,
-        "champion_score": outcome.champion_score,
-        "improvement": outcome.improvement,
-        "holdout_rows": evaluation["rows"],
-    }
+    result = EvaluationResult.from_json_dict(evaluation["result"])
+    reason = "; ".join(result.reasons)
     registry.set_version_tags(
         name,
         challenger,
         {
-            "promotion.verdict": outcome.action,
-            "promotion.reason": outcome.reason,
-            "promotion.metric": outcome.metric,
-            "promotion.challenger_score": f"{outcome.challenger_score:.6f}",
-            "promotion.champion_score": ""
-            if outcome.champion_score is None
-            else f"{outcome.champion_score:.6f}",
-            "promotion.champion_version": evaluation["champion"] or "",
-            "promotion.holdout": f"[{evaluation['holdout_start']}, {evaluation['holdout_end']})",
+            "promotion.verdict": result.verdict,
+            "promotion.reason": reason,
             "promotion.decided_by": run.actor,
         },
     )
-    moved = None
-    if outcome.action == "promote":
-        moved = registry.move_alias(
-            name,
-            CHAMPION,
-            challenger,
-            kind="promote",
-            actor=run.actor,
-            reason=outcome.reason,
-            evidence=evidence,
+    if result.verdict == "cannot_evaluate":
+        raise CannotEvaluate(f"v{challenger} of {name} cannot be evaluated: {reason}")
+    if result.verdict == "reject":
+        _clear_challenger(
+            name, challenger, "reject", run, f"rejected: {reason}", _evidence(evaluation, result)
         )
-    if registry.get_alias_version(name, CHALLENGER) == challenger:
+        raise NotPromoted(f"v{challenger} of {name} rejected: {reason}")
+    return evaluation
+
+
+def promote_challenger(
+    policy: Policy, evaluation: dict, run: RunContext, approval: dict | None = None
+) -> dict:
+    """Move `champion` to the evaluated challenger and clear `challenger`.
+
+    Refuses when `champion` moved since the evaluation: the verdict compared against a champion
+    that no longer serves, so it must be evaluated again.
+    """
+    name, challenger = evaluation["model"], evaluation["challenger"]
+    result = EvaluationResult.from_json_dict(evaluation["result"])
+    current = registry.get_alias_version(name, CHAMPION)
+    if current not in (evaluation["champion"], challenger):
+        raise NotPromoted(
+            f"champion moved from v{evaluation['champion']} to v{current} since v{challenger} was "
+            "evaluated; promote again to evaluate against the current champion"
+        )
+    evidence = _evidence(evaluation, result)
+    reason = "; ".join(result.reasons)
+    if approval is not None:
+        evidence["approved_by"] = ",".join(approval["by"])
+        reason = f"{reason}; approved by {', '.join(approval['by'])}"
+    moved = registry.move_alias(
+        name,
+        CHAMPION,
+        challenger,
+        kind="promote",
+        actor=run.actor,
+        reason=reason,
+        evidence=evidence,
+    )
+    _clear_challenger(name, challenger, "promote", run, "promoted to champion", evidence)
+    return {"champion": challenger, "previous": evaluation["champion"], "moved": moved is not None}
+
+
+def _clear_challenger(
+    name: str, version: int, kind: str, run: RunContext, reason: str, evidence: dict
+) -> None:
+    if registry.get_alias_version(name, CHALLENGER) == version:
         registry.move_alias(
-            name,
-            CHALLENGER,
-            None,
-            kind=outcome.action,
-            actor=run.actor,
-            reason=f"evaluated: {outcome.action}",
-            evidence=evidence,
-        )
-    return {
-        "action": outcome.action,
-        "champion": registry.get_alias_version(name, CHAMPION),
-        "moved": moved is not None,
-        "reason": outcome.reason,
-    }
+            name, CHALLENGER, None, kind=kind, actor=run.actor, reason=reason, evidence=evidence
+        )  # type: ignore[arg-type]

@@ -126,6 +126,7 @@ def train_and_register(
             "lineage.code_version": code_version(),
             "lineage.airflow_dag_id": run.dag_id,
             "lineage.airflow_run_id": run.run_id,
+            "lineage.triggered_by": run.triggered_by,
             f"train.validation_{policy.promotion.metric}": f"{validation_score:.6f}",
         }
         registry.ensure_registered_model(name, policy.description)

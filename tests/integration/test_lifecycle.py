@@ -85,8 +85,29 @@ def run_lifecycle(lifecycle: Lifecycle) -> None:
     promoted = registry.alias_history(MODEL, "champion")[-1]
     assert (promoted.from_version, promoted.to_version, promoted.kind) == (1, 2, "promote")
     assert promoted.actor.startswith(f"promote_{MODEL}/manual__")
-    assert promoted.evidence["challenger_score"] > promoted.evidence["champion_score"]
-    assert "challenger wins" in promoted.reason
+    assert promoted.evidence["ci_low"] > 0.005  # the interval's lower bound cleared the policy
+    assert "superiority needs the lower bound ≥ +0.0050: met" in promoted.reason
+    v2 = registry.get_version(MODEL, 2)
+    assert v2.tags["eval.verdict"] == "promote"
+    assert (
+        float(v2.tags["eval.ci_low"])
+        <= float(v2.tags["eval.delta"])
+        <= float(v2.tags["eval.ci_high"])
+    )
+    assert v2.tags["eval.test"] == "delong"
+    report_run = mlflow.get_run(v2.tags["eval.run_id"])
+    assert report_run.data.tags["eval.challenger_version"] == "2"
+    artifacts = {
+        a.path for a in mlflow.MlflowClient().list_artifacts(report_run.info.run_id, "evaluation")
+    }
+    assert artifacts == {
+        "evaluation/report.html",
+        "evaluation/roc_curve.png",
+        "evaluation/calibration.png",
+    }
+    description = mlflow.MlflowClient().get_model_version(MODEL, "2").description
+    assert description.startswith("**Evaluation: promote**")
+    assert report_run.info.run_id in description
 
     with pytest.raises(DagRunFailed, match="never champion; set force=true"):
         lifecycle.run_dag(f"rollback_{MODEL}", {"version": 3})
@@ -138,3 +159,18 @@ def test_bad_source_windows_fail_clearly_and_register_nothing(
     assert not any(
         (lifecycle.workspace.root / "work").rglob("*.parquet")
     )  # cleaned up after failure
+
+
+def test_challenger_with_an_empty_holdout_cannot_be_evaluated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lifecycle = start(Workspace(tmp_path / "ws"), monkeypatch)
+    lifecycle.run_dag(f"train_{MODEL}", {"as_of": "2026-07-20"})  # the source ends on 2026-06-30
+    with pytest.raises(
+        DagRunFailed, match=r"v1 of user_churn cannot be evaluated: .*too few rows: 0"
+    ):
+        lifecycle.run_dag(f"promote_{MODEL}")
+    assert aliases() == (None, 1)  # no alias moved; the candidate waits for a usable holdout
+    tags = registry.get_version(MODEL, 1).tags
+    assert tags["eval.verdict"] == "cannot_evaluate"
+    assert tags["promotion.verdict"] == "cannot_evaluate"
