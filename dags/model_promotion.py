@@ -27,9 +27,14 @@ DEFAULT_ARGS = {
 }
 
 
-def candidate_asset(model_name: str) -> Asset:
+def candidate_asset(policy: Policy) -> Asset:
     """The Asset a training run updates when it registers a new `challenger`."""
-    return Asset(name=f"{model_name}_challenger", uri=f"model-registry://{model_name}/challenger")
+    return Asset(name=f"{policy.model_name}_challenger", uri=policy.candidate_asset_uri)
+
+
+def rollout_asset(policy: Policy) -> Asset:
+    """The Asset a promotion updates when it hands its winner to rollout_<model>."""
+    return Asset(name=f"{policy.model_name}_rollout", uri=policy.rollout_asset_uri)
 
 
 def _run():
@@ -105,7 +110,7 @@ def build_train_dag(policy: Policy) -> None:
 
             return _bad_input_fails_without_retry(lambda: steps.validate(policy, extracted))
 
-        @task(outlets=[candidate_asset(name)])
+        @task(outlets=[candidate_asset(policy)])
         def register_candidate(validated: dict) -> dict:
             from workflow import train as steps
 
@@ -135,7 +140,7 @@ def build_promote_dag(policy: Policy) -> None:
     @dag(
         dag_id=f"promote_{name}",
         description=f"Champion–challenger evaluation of {name}; moves `champion` to a winner.",
-        schedule=[candidate_asset(name)],
+        schedule=[candidate_asset(policy)],
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -202,11 +207,16 @@ def build_promote_dag(policy: Policy) -> None:
             except steps.NotPromoted as stop:
                 raise AirflowSkipException(str(stop)) from stop
 
+        @task(outlets=[rollout_asset(policy)])
+        def start_rollout(evaluation: dict, approval: dict | None = None) -> dict:
+            from workflow import rollout as steps
+
+            return steps.start(policy, evaluation, _run(), approval)
+
         winner = conclude_evaluation(evaluate(find_candidates()))
-        if policy.approval.required:
-            promote_challenger(winner, _approval_tasks(policy, winner))
-        else:
-            promote_challenger(winner)
+        approval = _approval_tasks(policy, winner) if policy.approval.required else None
+        finish = promote_challenger if policy.rollout.mode == "none" else start_rollout
+        finish(winner, approval)
 
     promote()
 

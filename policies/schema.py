@@ -221,5 +221,15 @@ class Policy(_Strict):
         return self
 
     @property
+    def candidate_asset_uri(self) -> str:
+        """The Asset a training run updates when it registers a new `challenger`."""
+        return f"model-registry://{self.model_name}/challenger"
+
+    @property
+    def rollout_asset_uri(self) -> str:
+        """The Asset a promotion run updates when it hands an approved winner to the rollout."""
+        return f"model-registry://{self.model_name}/rollout"
+
+    @property
     def metric_higher_is_better(self) -> bool:
         return self.promotion.metric not in LOWER_IS_BETTER
