@@ -10,7 +10,6 @@ of the models, and stratifying keeps every resample's AUC defined.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,11 +34,6 @@ class Kernel(Protocol):
     ) -> float: ...
 
 
-# Resamples are drawn in blocks, each from its own child of the seed, so the draws are the same
-# whatever the number of worker threads (numpy's generators and kernels release the GIL).
-BLOCK = 50
-
-
 @dataclass(frozen=True)
 class PairedDraws:
     """The metric of each model on each resample; row `i` of both arrays used the same rows."""
@@ -56,12 +50,11 @@ def paired_bootstrap(
     *,
     resamples: int,
     seed: int,
-    workers: int = 1,
 ) -> PairedDraws:
     """Draw `resamples` paired bootstrap values of `metric` for both models, reproducibly.
 
     Inputs must already be validated: equal lengths, labels in {0, 1} with both classes present,
-    probabilities without NaN. `workers` threads share the work without changing the draws.
+    probabilities without NaN.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
@@ -69,7 +62,7 @@ def paired_bootstrap(
     positive = labels == 1
     classes = (np.flatnonzero(positive), np.flatnonzero(~positive))
     if metric in LABEL_METRICS:
-        draw_block = _LabelMetricBlocks(metric, classes, champion, challenger)
+        draw = _LabelMetricDraws(metric, classes, champion, challenger)
     else:
         # Row counts are exchangeable, so they may be drawn directly in the champion's score
         # order: the champion's AUC then needs no reordering of each resample's counts.
@@ -81,12 +74,8 @@ def paired_bootstrap(
                 _MeanKernel(row_log_loss(labels, champion), *classes),
                 _MeanKernel(row_log_loss(labels, challenger), *classes),
             )
-        draw_block = _WeightedBlocks(kernels, classes[0].size, classes[1].size)
-    sizes = [min(BLOCK, resamples - start) for start in range(0, resamples, BLOCK)]
-    seeds = np.random.SeedSequence(seed).spawn(len(sizes))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        blocks = list(pool.map(draw_block, seeds, sizes))
-    draws = np.concatenate(blocks, axis=1)
+        draw = _WeightedDraws(kernels, classes[0].size, classes[1].size)
+    draws = draw(np.random.default_rng(seed), resamples)
     return PairedDraws(draws[0], draws[1])
 
 
@@ -103,7 +92,7 @@ def _multinomial_counts(
     return counts
 
 
-class _WeightedBlocks:
+class _WeightedDraws:
     """Draws row counts per class and evaluates both models' kernels on the same counts."""
 
     def __init__(self, kernels: tuple[Kernel, Kernel], n_pos: int, n_neg: int) -> None:
@@ -111,10 +100,9 @@ class _WeightedBlocks:
         self.n_pos = n_pos
         self.n_neg = n_neg
 
-    def __call__(self, seed: np.random.SeedSequence, size: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        # Buffers are reused across the block's resamples: at a million rows, fresh arrays for
-        # every resample cost more in page faults than the arithmetic does.
+    def __call__(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        # Buffers are reused across resamples: at a million rows, fresh arrays for every
+        # resample cost more in page faults than the arithmetic does.
         pos_counts = np.empty(self.n_pos, dtype=np.uint16)
         neg_counts = np.empty(self.n_neg, dtype=np.uint16)
         scratches = [kernel.scratch() for kernel in self.kernels]
@@ -127,7 +115,7 @@ class _WeightedBlocks:
         return draws
 
 
-class _LabelMetricBlocks:
+class _LabelMetricDraws:
     # A label metric depends on a row only through (label, champion says positive, challenger
     # says positive): 2 x 4 cells. Resampling rows within a class is exactly a multinomial draw
     # over its 4 cells, so each resample costs O(1) whatever the number of rows.
@@ -146,8 +134,7 @@ class _LabelMetricBlocks:
             cell = 2 * predicted_positive(champion[rows]) + predicted_positive(challenger[rows])
             self.frequencies.append(np.bincount(cell, minlength=4) / rows.size)
 
-    def __call__(self, seed: np.random.SeedSequence, size: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
+    def __call__(self, rng: np.random.Generator, size: int) -> np.ndarray:
         predicted = []
         for rows, frequencies in zip(self.sizes, self.frequencies, strict=True):
             counts = rng.multinomial(rows, frequencies, size=size)

@@ -266,7 +266,6 @@ def evaluate_challenger(
     slices: Mapping[str, np.ndarray] | None = None,
     champion_facts: ModelFacts | None = None,
     challenger_facts: ModelFacts | None = None,
-    workers: int = 1,
 ) -> EvaluationResult:
     """Decide whether the challenger replaces the champion, from both models' probabilities of
     the positive class on the same holdout rows.
@@ -274,8 +273,7 @@ def evaluate_challenger(
     Promote only when the improvement's lower confidence bound (paired bootstrap) reaches the
     configured bound and no guardrail blocks. Problems with the inputs give `cannot_evaluate`
     rather than a guess. Guardrails whose inputs were not given are reported as "skipped" and
-    listed in the reasons; they do not block. `workers` threads share the bootstrap; the result
-    does not depend on their number.
+    listed in the reasons; they do not block.
     """
     champion_facts = champion_facts or ModelFacts()
     challenger_facts = challenger_facts or ModelFacts()
@@ -315,7 +313,6 @@ def evaluate_challenger(
         challenger,
         resamples=config.resamples,
         seed=config.seed,
-        workers=workers,
     )
     improvement = _signed_improvement(config.metric, champion_score, challenger_score)
     differences = _signed_improvement(config.metric, draws.champion, draws.challenger)

@@ -113,7 +113,9 @@ def _number(value: float | None) -> str:
 def _p_value_text(result: EvaluationResult, prefix: str = "") -> str:
     if result.p_value is None or result.test is None:
         return ""
-    return f"{prefix}{_TEST_NAMES.get(result.test, result.test)} p = {result.p_value:.3g}"
+    # The normal tail underflows to exactly 0 for very large effects on many rows.
+    value = "< 1e-300" if result.p_value == 0 else f"= {result.p_value:.3g}"
+    return f"{prefix}{_TEST_NAMES.get(result.test, result.test)} p {value}"
 
 
 def _figure():
