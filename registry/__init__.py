@@ -2,19 +2,37 @@
 
 from registry.client import (
     VersionInfo,
-    alias_history,
     ensure_registered_model,
     find_version_by_tag,
     get_alias_version,
     get_version,
     load_model,
     model_uri,
-    move_alias,
     register_version,
     set_version_tags,
 )
+from registry.ledger import LockTimeout
+from registry.moves import (
+    ANY,
+    AliasMovedSinceDecision,
+    MoveRefused,
+    RegistryUnavailable,
+    alias_history,
+    move_alias,
+    record_transition,
+    state_history,
+    version_state,
+)
+from registry.settings import LEDGER_URL_ENV, LedgerConfigError
 
 __all__ = [
+    "ANY",
+    "LEDGER_URL_ENV",
+    "AliasMovedSinceDecision",
+    "LedgerConfigError",
+    "LockTimeout",
+    "MoveRefused",
+    "RegistryUnavailable",
     "VersionInfo",
     "alias_history",
     "ensure_registered_model",
@@ -24,6 +42,9 @@ __all__ = [
     "load_model",
     "model_uri",
     "move_alias",
+    "record_transition",
     "register_version",
     "set_version_tags",
+    "state_history",
+    "version_state",
 ]

@@ -1,15 +1,12 @@
-"""Every call to the MLflow Model Registry goes through here.
+"""Reads and plain writes of the MLflow Model Registry.
 
-The rest of the project gets small typed records back, never MLflow objects, and moves an alias
-only through `move_alias`, which records each move on the registered model so the MLflow UI shows
-the alias history that the registry itself does not keep.
+The rest of the project gets small typed records back, never MLflow objects. Aliases move only
+through `registry.moves.move_alias`, which guards and records each move.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -23,10 +20,7 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.tracking import MlflowClient
 
-from promotion.records import AliasMove, MoveKind
 from registry.retry import retry_transient
-
-HISTORY_TAG_PREFIX = "alias_move."
 
 
 @dataclass(frozen=True)
@@ -57,10 +51,6 @@ def client() -> MlflowClient:
 
 def _is(error: MlflowException, code: int) -> bool:
     return error.error_code == ErrorCode.Name(code)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @retry_transient()
@@ -132,91 +122,6 @@ def set_version_tags(model_name: str, version: int, tags: dict[str, Any]) -> Non
     for key, value in tags.items():
         client().set_model_version_tag(
             model_name, str(version), key, "" if value is None else str(value)
-        )
-
-
-@retry_transient()
-def alias_history(model_name: str, alias: str | None = None) -> list[AliasMove]:
-    """Recorded alias moves of a model, oldest first; only those of `alias` when given."""
-    try:
-        tags = client().get_registered_model(model_name).tags
-    except MlflowException as error:
-        if _is(error, RESOURCE_DOES_NOT_EXIST):
-            return []
-        raise
-    moves = [
-        AliasMove.from_json_dict(json.loads(value))
-        for key, value in tags.items()
-        if key.startswith(HISTORY_TAG_PREFIX)
-    ]
-    moves.sort(key=lambda move: move.sequence)
-    return [move for move in moves if alias is None or move.alias == alias]
-
-
-def move_alias(
-    model_name: str,
-    alias: str,
-    to_version: int | None,
-    *,
-    kind: MoveKind,
-    actor: str,
-    reason: str,
-    evidence: dict[str, float | int | str | None] | None = None,
-) -> AliasMove | None:
-    """Point `alias` at `to_version` (None removes it) and record the move; the one way aliases move.
-
-    Safe to rerun: when the alias already points at the target and the record says so, nothing
-    happens; when the record was lost (a crash between setting the alias and writing the record),
-    the record is written then. Returns the recorded move, or None when there was nothing to do.
-    """
-    current = get_alias_version(model_name, alias)
-    history = alias_history(model_name)
-    last = next((move for move in reversed(history) if move.alias == alias), None)
-    recorded_target = None if last is None else last.to_version
-    if current == to_version and recorded_target == to_version:
-        return None
-    if to_version is not None:
-        get_version(model_name, to_version)  # refuses a version that does not exist
-    move = AliasMove(
-        sequence=(history[-1].sequence + 1) if history else 1,
-        alias=alias,
-        from_version=current if current != to_version else recorded_target,
-        to_version=to_version,
-        kind=kind,
-        at=_now(),
-        actor=actor,
-        reason=reason,
-        evidence=dict(evidence or {}),
-    )
-    if current != to_version:
-        _point_alias(model_name, alias, to_version)
-    _record_move(model_name, move)
-    return move
-
-
-@retry_transient()
-def _point_alias(model_name: str, alias: str, version: int | None) -> None:
-    if version is None:
-        client().delete_registered_model_alias(model_name, alias)
-    else:
-        client().set_registered_model_alias(model_name, alias, str(version))
-
-
-@retry_transient()
-def _record_move(model_name: str, move: AliasMove) -> None:
-    client().set_registered_model_tag(
-        model_name, f"{HISTORY_TAG_PREFIX}{move.sequence:06d}", json.dumps(move.to_json_dict())
-    )
-    if move.to_version is not None:
-        prefix = f"alias.{move.alias}"
-        set_version_tags(
-            model_name,
-            move.to_version,
-            {
-                f"{prefix}.since": move.at,
-                f"{prefix}.by": move.actor,
-                f"{prefix}.reason": move.reason,
-            },
         )
 
 
