@@ -1,4 +1,9 @@
-"""Task bodies of rollback_<model>: choose the version `champion` returns to, then move it."""
+"""Task bodies of rollback_<model>: choose the version `champion` returns to, then move it.
+
+A rollback cannot make things worse: its target must have been champion (unless forced), still
+exist and still load; a running canary is cleared first; and the move is a compare-and-set on the
+champion the plan saw, so a rollback planned before another move changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,50 +12,99 @@ from dataclasses import asdict
 import registry
 from policies.schema import Policy
 from promotion.decisions import NothingToRollBack, RollbackPlan, rollback_target
-from promotion.records import CHAMPION
+from promotion.records import CANARY, CHAMPION
 from workflow.runs import RunContext
 
 
-def plan(policy: Policy, requested_version: int | None, force: bool) -> dict:
-    """The rollback plan; raises NothingToRollBack (nothing moved) when there is no valid target."""
+def plan(
+    policy: Policy, requested_version: int | None, force: bool, run: RunContext | None = None
+) -> dict:
+    """The rollback plan; raises NothingToRollBack (nothing moved) when there is no valid target.
+
+    Given its `run`, a rerun of a run that already rolled back plans that same move again, so
+    clearing the whole run cannot undo its own rollback.
+    """
     name = policy.model_name
-    target = rollback_target(
-        registry.alias_history(name, CHAMPION),
-        current_champion=registry.get_alias_version(name, CHAMPION),
-        requested_version=requested_version,
-        force=force,
+    history = registry.alias_history(name, CHAMPION)
+    done = next(
+        (
+            m
+            for m in reversed(history)
+            if run is not None and (m.actor, m.kind) == (run.actor, "rollback")
+        ),
+        None,
     )
+    if done is not None and done.from_version is not None and done.to_version is not None:
+        target = RollbackPlan(done.from_version, done.to_version, "already done by this run")
+    else:
+        target = rollback_target(
+            history,
+            current_champion=registry.get_alias_version(name, CHAMPION),
+            requested_version=requested_version,
+            force=force,
+        )
+    _require_loadable(name, target.to_version)
+    return {**asdict(target), "canary": registry.get_alias_version(name, CANARY), "force": force}
+
+
+def _require_loadable(name: str, version: int) -> None:
     try:
-        registry.get_version(name, target.to_version)
+        info = registry.get_version(name, version)
     except Exception as error:
         raise NothingToRollBack(
-            f"version {target.to_version} cannot be read from the registry: {error}"
+            f"version {version} cannot be read from the registry (deleted?): {error}"
         ) from error
-    return asdict(target)
+    if info.status != "READY":
+        raise NothingToRollBack(f"version {version} is {info.status}, not READY")
+    try:
+        registry.load_model(name, version)
+    except Exception as error:
+        raise NothingToRollBack(
+            f"version {version}'s artifacts no longer load ({type(error).__name__}: {error}); "
+            "roll back to another version, or restore its artifacts"
+        ) from error
 
 
 def apply(policy: Policy, planned: dict, reason: str, run: RunContext) -> dict:
-    """Move `champion` as planned, unless it moved since the plan was made (then nothing moves)."""
+    """Clear a running canary, then move `champion` as planned, unless either moved since the plan.
+
+    A retried task finds its moves done and changes nothing; a refusal raises NothingToRollBack
+    with the reason, and nothing of this rollback moves.
+    """
     name = policy.model_name
-    target = RollbackPlan(**planned)
-    current = registry.get_alias_version(name, CHAMPION)
-    if current != target.from_version:
-        raise NothingToRollBack(
-            f"champion moved from v{target.from_version} to v{current} after the rollback was planned; "
-            "trigger the rollback again"
+    canary, force = planned.get("canary"), bool(planned.get("force"))
+    target = RollbackPlan(planned["from_version"], planned["to_version"], planned["reason"])
+    try:
+        if canary is not None:
+            registry.move_alias(
+                name,
+                CANARY,
+                None,
+                kind="rollback",
+                actor=run.actor,
+                reason=f"canary cleared before the rollback of champion: {reason}",
+                expected_from=canary,
+            )
+        registry.move_alias(
+            name,
+            CHAMPION,
+            target.to_version,
+            kind="rollback",
+            actor=run.actor,
+            reason=f"{reason} ({target.reason})",
+            evidence={"from_version": target.from_version},
+            expected_from=target.from_version,
+            force=force,
         )
-    registry.move_alias(
-        name,
-        CHAMPION,
-        target.to_version,
-        kind="rollback",
-        actor=run.actor,
-        reason=f"{reason} ({target.reason})",
-        evidence={"from_version": target.from_version},
-    )
+    except registry.MoveRefused as refusal:
+        raise NothingToRollBack(f"{refusal}; trigger the rollback again") from refusal
     registry.set_version_tags(
         name,
         target.from_version,
         {"promotion.rolled_back_by": run.actor, "promotion.rollback_reason": reason},
     )
-    return {"champion": target.to_version, "previous": target.from_version}
+    return {
+        "champion": target.to_version,
+        "previous": target.from_version,
+        "canary_cleared": canary,
+    }
