@@ -11,6 +11,7 @@ import registry
 from policies.loader import load_policy
 from promotion.decisions import NothingToRollBack
 from promotion.lifecycle import State
+from tests.registry.support import save_loadable_model
 from tests.support import write_policy
 from workflow import rollback
 from workflow.runs import RunContext
@@ -21,14 +22,7 @@ RUN = RunContext(dag_id="rollback_churn", run_id="manual__1")
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import mlflow.sklearn
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    path = tmp_path_factory.mktemp("model") / "model"
-    fitted = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
-    mlflow.sklearn.save_model(fitted, path, serialization_format="skops", skops_trusted_types=[])
-    return path
+    return save_loadable_model(tmp_path_factory.mktemp("model") / "model")
 
 
 @pytest.fixture

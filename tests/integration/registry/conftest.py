@@ -1,0 +1,193 @@
+"""Fixtures of the registry's integration tests: real MLflow tracking servers that a test can stop
+and restart, and Airflow running tasks in their own processes (LocalExecutor) so one can be killed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+BIN = Path(sys.executable).parent
+FAULT_DAGS = Path(__file__).resolve().parent / "dags"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop_group(process: subprocess.Popen, timeout_s: float = 20) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+@dataclass
+class MlflowServer:
+    """`mlflow server` on loopback over a backend store; stop() and start() keep its data."""
+
+    backend_uri: str
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.root / "mlflow-server.log"
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                self.backend_uri,
+                "--default-artifact-root",
+                (self.root / "artifacts").as_uri(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=log.open("a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        _wait_until_up(f"{self.url}/health", self.process, log, timeout_s=120)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_group(self.process)
+
+
+@pytest.fixture
+def mlflow_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, Path], MlflowServer]]:
+    """Start MLflow tracking servers and make the last one current; all are stopped at the end.
+
+    MLflow's own HTTP retries are turned off, so the registry's backoff is the one at work.
+    """
+    import mlflow
+
+    started: list[MlflowServer] = []
+
+    def start(backend_uri: str, root: Path) -> MlflowServer:
+        server = MlflowServer(backend_uri, root)
+        server.start()
+        started.append(server)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        mlflow.set_tracking_uri(server.url)
+        return server
+
+    yield start
+    mlflow.set_tracking_uri(None)
+    for server in started:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class AirflowExecutor:
+    """An Airflow home whose `dags test --use-executor` runs each task in a process of its own."""
+
+    home: Path
+    env: dict[str, str]
+
+    def dags_test(self, dag_id: str, extra_env: dict[str, str], timeout_s: float) -> Path:
+        """Run one DAG run through the LocalExecutor; returns its log, raising when it fails."""
+        log = self.home / f"{dag_id}-{uuid.uuid4().hex[:6]}.log"
+        with log.open("w") as out:
+            result = subprocess.run(
+                [str(BIN / "airflow"), "dags", "test", "--use-executor", dag_id],
+                env={**self.env, **extra_env},
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_s,
+            )
+        if result.returncode != 0:
+            raise AssertionError(f"`airflow dags test {dag_id}` failed:\n{log.read_text()[-4000:]}")
+        return log
+
+
+@pytest.fixture(scope="module")
+def airflow_executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowExecutor]:
+    """Airflow on SQLite with the LocalExecutor, and the api-server its task processes report to."""
+    home = tmp_path_factory.mktemp("airflow-executor")
+    dags = home / "dags"
+    shutil.copytree(FAULT_DAGS, dags, ignore=shutil.ignore_patterns("__pycache__"))
+    port = free_port()
+    secret = uuid.uuid4().hex
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_", "MLFLOW_"))},
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret,
+        "AIRFLOW__API__SECRET_KEY": secret,
+        "AIRFLOW__WORKERS__SOCKET_CLEANUP_TIMEOUT": "1",
+        "GIT_PYTHON_REFRESH": "quiet",
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    subprocess.run(
+        [str(BIN / "airflow"), "db", "migrate"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    log = home / "api-server.log"
+    server = subprocess.Popen(
+        [str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_until_up(f"http://127.0.0.1:{port}/api/v2/version", server, log, timeout_s=180)
+        yield AirflowExecutor(home=home, env=env)
+    finally:
+        _stop_group(server)
