@@ -1,0 +1,527 @@
+"""The rollout's task bodies on a real (SQLite) MLflow store and prediction log, without Airflow."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+import registry
+from approval.testing.slack_fake import FakeSlack
+from gateway.predlog import ArmWindow, ShadowPairs, log_tables
+from policies.schema import Policy
+from promotion.evaluation import EvaluationResult
+from promotion.lifecycle import State
+from tests.support import write_policy
+from workflow import rollout
+from workflow.promote import NotPromoted
+from workflow.runs import RunContext
+
+T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+PROMOTE_RUN = RunContext("promote_m", "run-1")
+ROLLOUT_RUN = RunContext("rollout_m", "run-1")
+
+
+def policy(tmp_path: Path, name: str, **rollout_fields: object) -> Policy:
+    from policies import load_policy
+
+    fields = {"mode": "canary", "traffic_steps": [0.2, 0.5], "min_labeled_per_step": 100}
+    return load_policy(write_policy(tmp_path, name, rollout={**fields, **rollout_fields}))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One SQLite MLflow store for the module (each test uses a model of its own)."""
+    import os
+
+    import mlflow
+
+    root = tmp_path_factory.mktemp("rollout-store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    yield root
+    mlflow.set_tracking_uri(None)
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def register(tmp_path: Path, *, champion: bool = True) -> str:
+    """A registered model with three versions: v1 champion (when asked) and v2 challenger."""
+    name = f"m_{uuid.uuid4().hex[:8]}"
+    registry.ensure_registered_model(name)
+    for i in (1, 2, 3):
+        registry.register_version(
+            name, (tmp_path / f"model{i}").as_uri(), run_id=None, tags={}, description=""
+        )
+    if champion:
+        registry.move_alias(name, "champion", 1, kind="promote", actor="setup", reason="setup")
+    registry.move_alias(name, "challenger", 2, kind="candidate", actor="setup", reason="setup")
+    return name
+
+
+@pytest.fixture
+def model(store: Path, tmp_path: Path) -> str:
+    return register(tmp_path)
+
+
+@pytest.fixture
+def log_db(tmp_path: Path) -> tuple[str, sa.Engine]:
+    url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    engine = sa.create_engine(url)
+    log_tables().metadata.create_all(engine)
+    return url, engine
+
+
+def settings(url: str, **env: str) -> rollout.RolloutSettings:
+    return rollout.RolloutSettings.from_environment({"GATEWAY_LOG_URL": url, **env})
+
+
+def evaluation(name: str, challenger: int = 2, champion: int | None = 1) -> dict:
+    result = EvaluationResult(
+        "promote", ("better on the holdout",), "roc_auc", "superiority", 0.0, 0.95, 1000
+    )
+    return {
+        "model": name,
+        "challenger": challenger,
+        "champion": champion,
+        "eval_run_id": "r1",
+        "experiment_id": "0",
+        "holdout": "2026-04-01 … 2026-04-15",
+        "result": result.to_json_dict(),
+    }
+
+
+def log_outcomes(
+    engine: sa.Engine,
+    name: str,
+    role: str,
+    version: int,
+    *,
+    labeled: int,
+    correct: int,
+    at: datetime,
+    unlabeled: int = 0,
+) -> None:
+    """Write answered rows (one per request) and labels: `correct` of `labeled` right."""
+    tables = log_tables()
+    rows, labels = [], []
+    for i in range(labeled + unlabeled):
+        request_id = f"{role}-{version}-{uuid.uuid4().hex}"
+        rows.append(
+            {
+                "request_id": request_id,
+                "row_index": 0,
+                "model_name": name,
+                "version": version,
+                "role": role,
+                "features": {},
+                "prediction": 0.9,
+                "latency_ms": 5.0,
+                "created_at": at,
+            }
+        )
+        if i < labeled:
+            labels.append(
+                {
+                    "model_name": name,
+                    "request_id": request_id,
+                    "row_index": 0,
+                    "label": 1.0 if i < correct else 0.0,
+                    "labeled_at": at,
+                }
+            )
+    with engine.begin() as connection:
+        connection.execute(tables.predictions.insert(), rows)
+        if labels:
+            connection.execute(tables.labels.insert(), labels)
+
+
+def started(tmp_path: Path, name: str, **rollout_fields: object) -> tuple[Policy, dict]:
+    rules = policy(tmp_path, name, **rollout_fields)
+    rollout.start(rules, evaluation(name), PROMOTE_RUN)
+    return rules, rollout.begin(rules, ROLLOUT_RUN)
+
+
+def restart_clock(name: str, version: int = 2, at: datetime = T0) -> None:
+    """Pretend the current step started at `at`, so tests control the clock."""
+    registry.set_version_tags(
+        name, version, {rollout.STEP_STARTS_TAG: json.dumps([at.isoformat()])}
+    )
+
+
+# Configuration and settings
+
+
+def test_policy_values_the_analysis_refuses_name_the_policy_file(tmp_path: Path) -> None:
+    with pytest.raises(rollout.RolloutError, match=r"policies/m\.yaml: .*min_agreement"):
+        rollout.rollout_config(policy(tmp_path, "m", mode="shadow", min_agreement=1.0))
+
+
+def test_step_duration_is_taken_in_minutes_from_the_policy(tmp_path: Path) -> None:
+    config = rollout.rollout_config(policy(tmp_path, "m", max_step_minutes=2.5))
+    assert config.max_step_seconds == 150
+    assert config.traffic_steps == (0.2, 0.5)
+
+
+def test_missing_prediction_log_setting_names_the_gateway_variable() -> None:
+    with pytest.raises(rollout.RolloutError, match="GATEWAY_LOG_URL is not set"):
+        rollout.RolloutSettings.from_environment({})
+
+
+def test_slack_is_optional_and_read_from_the_approval_settings() -> None:
+    assert settings("sqlite://").slack is None
+    configured = settings("sqlite://", SLACK_BOT_TOKEN="xoxb-1", SLACK_API_URL="http://slack/api/")
+    assert configured.slack is not None
+    assert configured.slack.slack().base_url == "http://slack/api/"
+
+
+# Reading the prediction log
+
+
+def window(role: str, version: int, labeled: int, correct: int) -> ArmWindow:
+    return ArmWindow(role, version, labeled, 0, labeled, correct, 12.0, np.empty(0), np.empty(0))
+
+
+def test_step_windows_follow_each_other_and_the_last_ends_now() -> None:
+    starts = [T0, T0 + timedelta(minutes=5)]
+    assert rollout.step_windows(starts, T0 + timedelta(minutes=7)) == [
+        (T0, T0 + timedelta(minutes=5)),
+        (T0 + timedelta(minutes=5), T0 + timedelta(minutes=7)),
+    ]
+
+
+def test_step_stats_take_the_champion_and_canary_of_the_rollout_only() -> None:
+    windows = [
+        window("champion", 1, 300, 270),
+        window("canary", 2, 60, 50),
+        window("canary", 9, 40, 10),  # an earlier canary's leftovers
+    ]
+    stats = rollout.step_stats(windows, champion=1, canary=2)
+    assert (stats.champion.labeled, stats.champion.correct) == (300, 270)
+    assert (stats.challenger.labeled, stats.challenger.correct) == (60, 50)
+
+
+def test_shadow_stats_judge_both_arms_on_the_same_labeled_requests() -> None:
+    windows = [window("champion", 1, 500, 450), window("shadow", 2, 480, 400)]
+    pairs = [ShadowPairs(2, 480, 470, 400, 360, 350, 340)]
+    stats = rollout.shadow_stats(windows, pairs, champion=1, shadow=2)
+    assert stats.champion.labeled == stats.challenger.labeled == 400
+    assert (stats.champion.correct, stats.challenger.correct) == (360, 350)
+    assert (stats.compared, stats.agreed, stats.both_correct) == (480, 470, 340)
+
+
+# start: the hand-off from promote_<model>
+
+
+def test_start_aliases_the_canary_at_the_first_step_and_clears_the_challenger(
+    tmp_path: Path, model: str
+) -> None:
+    started = rollout.start(policy(tmp_path, model), evaluation(model), PROMOTE_RUN)
+    assert started["alias"] == "canary" and started["canary_share"] == 0.2
+    assert registry.get_alias_version(model, "canary") == 2
+    assert registry.get_alias_version(model, "challenger") is None
+    assert registry.get_alias_version(model, "champion") == 1
+    tags = registry.get_version(model, 2).tags
+    assert tags["rollout.canary_share"] == "0.2"
+    assert tags["rollout.champion_version"] == "1"
+
+
+def test_start_in_shadow_mode_aliases_the_shadow_without_a_share(
+    tmp_path: Path, model: str
+) -> None:
+    rollout.start(policy(tmp_path, model, mode="shadow"), evaluation(model), PROMOTE_RUN)
+    assert registry.get_alias_version(model, "shadow") == 2
+    assert registry.get_alias_version(model, "canary") is None
+    assert "rollout.canary_share" not in registry.get_version(model, 2).tags
+
+
+def test_start_refuses_when_the_champion_moved_since_the_evaluation(
+    tmp_path: Path, model: str
+) -> None:
+    registry.move_alias(model, "champion", 3, kind="promote", actor="other", reason="manual")
+    with pytest.raises(NotPromoted, match="champion moved from v1 to v3"):
+        rollout.start(policy(tmp_path, model), evaluation(model), PROMOTE_RUN)
+    assert registry.get_alias_version(model, "canary") is None
+
+
+def test_start_without_a_champion_promotes_at_once(tmp_path: Path, store: Path) -> None:
+    model = register(tmp_path, champion=False)
+    rollout.start(policy(tmp_path, model), evaluation(model, champion=None), PROMOTE_RUN)
+    assert registry.get_alias_version(model, "champion") == 2
+    assert registry.get_alias_version(model, "canary") is None
+
+
+def test_rerunning_start_keeps_the_rollout_clock(tmp_path: Path, model: str) -> None:
+    rules = policy(tmp_path, model)
+    rollout.start(rules, evaluation(model), PROMOTE_RUN)
+    restart_clock(model)
+    rollout.start(rules, evaluation(model), PROMOTE_RUN)
+    assert json.loads(registry.get_version(model, 2).tags["rollout.step_starts"]) == [
+        T0.isoformat()
+    ]
+
+
+# check: one look at a running canary or shadow
+
+
+def test_canary_without_enough_labels_waits_and_says_so(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model)
+    restart_clock(model)
+    log_outcomes(log_db[1], model, "champion", 1, labeled=400, correct=360, at=T0)
+    log_outcomes(log_db[1], model, "canary", 2, labeled=40, correct=36, at=T0)
+    now = T0 + timedelta(minutes=1)
+    assert rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), now) is None
+    status = registry.get_version(model, 2).tags["rollout.status"]
+    assert "waiting for labels" in status and "need 100" in status
+
+
+def test_canary_with_enough_labels_steps_up_and_records_the_step(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model)
+    restart_clock(model)
+    log_outcomes(log_db[1], model, "champion", 1, labeled=400, correct=360, at=T0)
+    log_outcomes(log_db[1], model, "canary", 2, labeled=120, correct=108, at=T0)
+    now = T0 + timedelta(minutes=1)
+    assert rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), now) is None
+    tags = registry.get_version(model, 2).tags
+    assert (tags["rollout.canary_share"], tags["rollout.step"]) == ("0.5", "2")
+    assert json.loads(tags["rollout.step_starts"]) == [T0.isoformat(), now.isoformat()]
+    [step] = [c for c in registry.state_history(model, 2) if c.actor == ROLLOUT_RUN.actor]
+    assert step.to_state == State.CANARY and step.evidence == {"step": 2, "canary_share": 0.5}
+
+
+def test_labels_of_an_earlier_step_still_count_for_that_step(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model)
+    second = T0 + timedelta(minutes=10)
+    registry.set_version_tags(
+        model, 2, {rollout.STEP_STARTS_TAG: json.dumps([T0.isoformat(), second.isoformat()])}
+    )
+    # Step 1's requests are in the earlier window; the current step has enough of its own.
+    log_outcomes(log_db[1], model, "champion", 1, labeled=400, correct=360, at=T0)
+    log_outcomes(log_db[1], model, "canary", 2, labeled=100, correct=20, at=T0)
+    log_outcomes(log_db[1], model, "champion", 1, labeled=200, correct=180, at=second)
+    log_outcomes(log_db[1], model, "canary", 2, labeled=100, correct=90, at=second)
+    verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), second + timedelta(1))
+    assert verdict is not None and verdict["action"] == "revert"
+    assert verdict["evidence"]["challenger_labeled"] == 200
+
+
+def test_step_at_its_maximum_duration_without_labels_reverts(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model, max_step_minutes=5)
+    restart_clock(model)
+    log_outcomes(log_db[1], model, "canary", 2, labeled=0, correct=0, unlabeled=50, at=T0)
+    now = T0 + timedelta(minutes=5)
+    verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), now)
+    assert verdict is not None and verdict["action"] == "revert"
+    assert "maximum duration" in verdict["reasons"][0] and "fail closed" in verdict["reasons"][0]
+
+
+def test_step_at_its_maximum_duration_holds_when_the_policy_says_hold(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model, max_step_minutes=5, on_timeout="hold")
+    restart_clock(model)
+    now = T0 + timedelta(minutes=6)
+    assert rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), now) is None
+
+
+def test_shadow_that_disagrees_and_is_wrong_is_reverted(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model, mode="shadow")
+    restart_clock(model)
+    tables = log_tables()
+    with log_db[1].begin() as connection:
+        for i in range(150):
+            for role, version, score in (("champion", 1, 0.9), ("shadow", 2, 0.1)):
+                connection.execute(
+                    tables.predictions.insert(),
+                    {
+                        "request_id": f"r{i}",
+                        "row_index": 0,
+                        "model_name": model,
+                        "version": version,
+                        "role": role,
+                        "features": {},
+                        "prediction": score,
+                        "latency_ms": 3.0,
+                        "created_at": T0,
+                    },
+                )
+            connection.execute(
+                tables.labels.insert(),
+                {
+                    "model_name": model,
+                    "request_id": f"r{i}",
+                    "row_index": 0,
+                    "label": 1.0,
+                    "labeled_at": T0,
+                },
+            )
+    verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0 + timedelta(1))
+    assert verdict is not None and verdict["action"] == "revert"
+    assert verdict["evidence"]["agreement_rate"] == 0.0
+
+
+def test_a_canary_moved_by_someone_else_ends_the_rollout_without_moving_anything(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model)
+    registry.move_alias(model, "canary", 3, kind="promote", actor="other", reason="newer")
+    verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0)
+    assert verdict is not None and verdict["action"] == "superseded"
+    assert registry.get_alias_version(model, "canary") == 3
+
+
+# conclude: promote or revert
+
+
+def test_promotion_moves_champion_clears_the_canary_and_records_the_previous_champion(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model, guard_window_minutes=30)
+    verdict = {
+        "action": "promote",
+        "reasons": ["step 2/2: enough labels"],
+        "evidence": {"metric": "accuracy", "champion_value": 0.9, "challenger_value": 0.91},
+        "step": 2,
+        "decided_at": T0.isoformat(),
+    }
+    outcome = rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
+    assert registry.get_alias_version(model, "champion") == 2
+    assert registry.get_alias_version(model, "canary") is None
+    [move] = [m for m in registry.alias_history(model, "champion") if m.to_version == 2]
+    assert move.from_version == 1
+    tags = registry.get_version(model, 2).tags
+    assert tags["rollout.verdict"] == "promoted"
+    assert tags["rollout.previous_champion_level"] == "0.9"
+    assert outcome["guard_until"] == (T0 + timedelta(minutes=30)).isoformat()
+
+
+def test_revert_clears_the_canary_and_tags_the_numbers(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model)
+    verdict = {
+        "action": "revert",
+        "reasons": ["step 1/2 (20% traffic): the challenger is worse than the champion"],
+        "evidence": {"metric": "accuracy", "challenger_value": 0.3, "e_value": 1e6},
+        "step": 1,
+        "decided_at": T0.isoformat(),
+    }
+    rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
+    assert registry.get_alias_version(model, "canary") is None
+    assert registry.get_alias_version(model, "champion") == 1
+    tags = registry.get_version(model, 2).tags
+    assert tags["rollout.verdict"] == "reverted"
+    assert tags["rollout.challenger_value"] == "0.3"
+    assert "challenger is worse" in tags["rollout.reason"]
+    assert registry.version_state(model, 2) == State.REVERTED
+    assert tags["rollout.notice"] == "not sent: SLACK_BOT_TOKEN is not set"
+
+
+def test_revert_is_told_in_the_policy_channel(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model)
+    rules = rules.model_copy(
+        update={"approval": rules.approval.model_copy(update={"channel": "#ml"})}
+    )
+    verdict = {
+        "action": "revert",
+        "reasons": ["error-rate guardrail: challenger failed 9 of 100 requests"],
+        "evidence": {},
+        "step": 1,
+        "decided_at": T0.isoformat(),
+    }
+    with FakeSlack() as slack:
+        configured = settings(log_db[0], SLACK_BOT_TOKEN="xoxb-1", SLACK_API_URL=slack.url)
+        rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, configured, T0)
+    [call] = [c for c in slack.calls if c.method == "chat.postMessage"]
+    assert call.payload["channel"] == "#ml"
+    assert "reverted" in call.payload["text"] and "error-rate guardrail" in json.dumps(
+        call.payload["blocks"]
+    )
+
+
+def test_guard_window_reverts_a_champion_below_the_previous_level(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules = policy(tmp_path, model, guard_window_minutes=30)
+    promoted = {
+        "model": model,
+        "version": 1,
+        "champion": 3,
+        "previous_level": 0.9,
+        "promoted_at": T0.isoformat(),
+        "guard_until": (T0 + timedelta(minutes=30)).isoformat(),
+    }
+    log_outcomes(log_db[1], model, "champion", 1, labeled=200, correct=120, at=T0)
+    guard = rollout.guard_check(rules, promoted, settings(log_db[0]), T0 + timedelta(minutes=1))
+    assert guard is not None and guard["action"] == "revert"
+
+
+def test_guard_window_keeps_a_healthy_champion_until_the_window_ends(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules = policy(tmp_path, model, guard_window_minutes=30)
+    promoted = {
+        "model": model,
+        "version": 1,
+        "champion": 3,
+        "previous_level": 0.9,
+        "promoted_at": T0.isoformat(),
+        "guard_until": (T0 + timedelta(minutes=30)).isoformat(),
+    }
+    log_outcomes(log_db[1], model, "champion", 1, labeled=200, correct=182, at=T0)
+    db = settings(log_db[0])
+    assert rollout.guard_check(rules, promoted, db, T0 + timedelta(minutes=10)) is None
+    kept = rollout.guard_check(rules, promoted, db, T0 + timedelta(minutes=30))
+    assert kept is not None and kept["action"] == "keep"
+
+
+def test_a_watch_that_ended_without_a_verdict_reverts_the_rollout(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, _ = started(tmp_path, model)
+    rollout.revert_unfinished(rules, ROLLOUT_RUN, settings(log_db[0]), T0)
+    assert registry.get_alias_version(model, "canary") is None
+    tags = registry.get_version(model, 2).tags
+    assert tags["rollout.verdict"] == "reverted"
+    assert "fail closed" in tags["rollout.reason"]
+
+
+def test_promotion_refused_because_the_champion_moved_reverts_instead(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model)
+    registry.move_alias(model, "champion", 3, kind="promote", actor="other", reason="manual")
+    verdict = {
+        "action": "promote",
+        "reasons": ["step 2/2: enough labels"],
+        "evidence": {},
+        "step": 2,
+        "decided_at": T0.isoformat(),
+    }
+    outcome = rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
+    assert outcome["verdict"] == "reverted"
+    assert registry.get_alias_version(model, "champion") == 3
+    assert registry.get_alias_version(model, "canary") is None
+    assert "moved since the decision" in registry.get_version(model, 2).tags["rollout.reason"]

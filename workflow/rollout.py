@@ -1,0 +1,624 @@
+"""Task bodies of the rollout: hand an approved winner to live traffic, watch it step by step, then
+promote or revert it, and guard the new champion for a while.
+
+The verdicts are `promotion.rollout`'s pure functions; this module feeds them the gateway's
+prediction log, moves aliases through `registry`, and keeps the rollout's state on the version's
+`rollout.*` tags, so a rerun, a restart or a person reading the MLflow UI sees where it stands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import registry
+from approval.messages import Message, escape
+from approval.slack import SlackDeliveryError
+from gateway.predlog import ArmWindow, ShadowPairs, arm_windows, create_engine, log_tables
+from gateway.predlog import shadow_pairs as read_shadow_pairs
+from policies.schema import Policy
+from promotion.decisions import NothingToRollBack
+from promotion.evaluation import EvaluationResult
+from promotion.lifecycle import State
+from promotion.records import CHAMPION
+from promotion.rollout import (
+    ArmStats,
+    RolloutConfig,
+    ShadowStats,
+    StepStats,
+    StepVerdict,
+    analyze_shadow,
+    analyze_step,
+    guard_window_verdict,
+)
+from registry.serving import get_model_aliases
+from workflow import rollback
+from workflow.approve import ApprovalSettings
+from workflow.promote import NotPromoted, _clear_challenger, _evidence, promote_challenger
+from workflow.runs import RunContext
+
+LOG_URL_ENV = "GATEWAY_LOG_URL"
+LOG_SCHEMA_ENV = "GATEWAY_LOG_SCHEMA"
+
+SHARE_TAG = "rollout.canary_share"
+STEP_TAG = "rollout.step"
+STEP_STARTS_TAG = "rollout.step_starts"
+STARTED_BY_TAG = "rollout.started_by"
+CHAMPION_TAG = "rollout.champion_version"
+STATUS_TAG = "rollout.status"
+VERDICT_TAG = "rollout.verdict"
+
+log = logging.getLogger(__name__)
+
+
+class RolloutError(ValueError):
+    """The rollout cannot go on as asked; the message says why and what to fix. A retry would
+    meet the same problem."""
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """Where the gateway's prediction log is and how Slack is reached; read once at the task edge."""
+
+    log_url: str
+    log_schema: str | None = None
+    slack: ApprovalSettings | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> RolloutSettings:
+        env = dict(os.environ if environ is None else environ)
+        if not env.get(LOG_URL_ENV):
+            raise RolloutError(
+                f"{LOG_URL_ENV} is not set: the rollout reads the serving gateway's prediction log; "
+                "set it to the URL the gateway logs to (its --log-url)"
+            )
+        slack = None
+        if env.get("SLACK_BOT_TOKEN"):
+            # ApprovalSettings also insists on the approval database, which a notice never opens.
+            slack = ApprovalSettings.from_environment({"APPROVAL_DB_URL": "unused", **env})
+        return cls(env[LOG_URL_ENV], env.get(LOG_SCHEMA_ENV) or None, slack)
+
+
+def rollout_config(policy: Policy) -> RolloutConfig:
+    """The rollout settings of a policy, as the pure rollout analysis takes them."""
+    rules = policy.rollout
+    if rules.mode == "none":
+        raise RolloutError(f"policies/{policy.model_name}.yaml: rollout.mode is none: no rollout")
+    try:
+        return RolloutConfig(
+            mode=rules.mode,
+            traffic_steps=tuple(rules.traffic_steps),
+            alpha=rules.alpha,
+            expected_effect=rules.expected_effect,
+            min_labeled_per_step=rules.min_labeled_per_step,
+            max_step_seconds=rules.max_step_minutes * 60,
+            on_timeout=rules.on_timeout,
+            max_error_rate=rules.max_error_rate,
+            max_p99_latency_ms=rules.max_p99_latency_ms,
+            min_agreement=rules.min_agreement,
+            guard_margin=rules.guard_margin,
+        )
+    except ValueError as error:
+        raise RolloutError(f"policies/{policy.model_name}.yaml: {error}") from error
+
+
+def start(policy: Policy, evaluation: dict, run: RunContext, approval: dict | None = None) -> dict:
+    """Hand the evaluated (and approved) challenger to live traffic: tag its rollout, point the
+    policy's `canary` (at the first traffic step) or `shadow` alias at it, and clear `challenger`.
+
+    Refuses (NotPromoted) when `champion` moved since the evaluation. With no champion yet, live
+    traffic has nothing to compare with, so the challenger is promoted at once.
+    """
+    name, version, champion = evaluation["model"], evaluation["challenger"], evaluation["champion"]
+    config = rollout_config(policy)
+    current = registry.get_alias_version(name, CHAMPION)
+    if champion is None or current == version:
+        return {**promote_challenger(policy, evaluation, run, approval), "alias": None}
+    if current != champion:
+        raise NotPromoted(
+            f"champion moved from v{champion} to v{current} since v{version} was evaluated; "
+            "promote again to evaluate against the current champion"
+        )
+    result = EvaluationResult.from_json_dict(evaluation["result"])
+    evidence = _evidence(evaluation, result)
+    reason = f"{config.mode} rollout against champion v{champion}: " + "; ".join(result.reasons)
+    if approval is not None:
+        evidence["approved_by"] = ",".join(approval["by"])
+        reason = f"{reason}; approved by {', '.join(approval['by'])}"
+    alias = config.mode
+    before = registry.get_alias_version(name, alias)
+    tags = registry.get_version(name, version).tags
+    if not (before == version and tags.get(STARTED_BY_TAG) == run.actor):
+        # The share is tagged before the alias moves, so the gateway never routes the new canary
+        # with its configured default share first.
+        registry.set_version_tags(
+            name, version, _start_tags(config, champion, run, datetime.now(UTC))
+        )
+    _move(name, alias, version, kind="promote", run=run, reason=reason, evidence=evidence)
+    _clear_challenger(name, version, "promote", run, f"handed to the {alias} rollout", evidence)
+    return {
+        "model": name,
+        "version": version,
+        "alias": alias,
+        "champion": champion,
+        "canary_share": config.traffic_steps[0] if alias == "canary" else None,
+    }
+
+
+def _start_tags(
+    config: RolloutConfig, champion: int, run: RunContext, now: datetime
+) -> dict[str, str]:
+    tags = {
+        "rollout.mode": config.mode,
+        "rollout.started_at": _iso(now),
+        STARTED_BY_TAG: run.actor,
+        CHAMPION_TAG: str(champion),
+        STEP_TAG: "1",
+        STEP_STARTS_TAG: json.dumps([_iso(now)]),
+        STATUS_TAG: f"{config.mode} started",
+    }
+    if config.mode == "canary":
+        tags[SHARE_TAG] = str(config.traffic_steps[0])
+    return tags
+
+
+def begin(policy: Policy, run: RunContext, now: datetime | None = None) -> dict | None:
+    """The rollout to watch: the version the policy's rollout alias points at and the champion it
+    is compared with; None when no version holds the alias (nothing to watch).
+
+    A version aliased by hand, without the tags `start` writes, starts its rollout clock now.
+    """
+    name, config = policy.model_name, rollout_config(policy)
+    version = registry.get_alias_version(name, config.mode)
+    if version is None:
+        return None
+    tags = registry.get_version(name, version).tags
+    if STEP_STARTS_TAG not in tags:
+        champion = registry.get_alias_version(name, CHAMPION)
+        if champion is None:
+            raise RolloutError(
+                f"{name} v{version} holds `{config.mode}` but there is no champion to compare it "
+                "with; promote a champion first"
+            )
+        tags = _start_tags(config, champion, run, now or datetime.now(UTC))
+        registry.set_version_tags(name, version, tags)
+    return {
+        "model": name,
+        "version": version,
+        "alias": config.mode,
+        "champion": int(tags[CHAMPION_TAG]),
+        "started_at": tags["rollout.started_at"],
+    }
+
+
+def step_windows(starts: list[datetime], now: datetime) -> list[tuple[datetime, datetime]]:
+    """The [since, until) window of each step from the times the steps started; the last ends now."""
+    return list(zip(starts, [*starts[1:], now], strict=True))
+
+
+def arm_stats(windows: list[ArmWindow], role: str, version: int) -> ArmStats:
+    """One arm's counts from the prediction log's windows (empty when it served nothing)."""
+    found = next((w for w in windows if (w.role, w.version) == (role, version)), None)
+    if found is None:
+        return ArmStats()
+    return ArmStats(
+        labeled=found.labeled,
+        correct=found.correct,
+        requests=found.requests,
+        errors=found.errors,
+        p99_latency_ms=found.p99_latency_ms,
+    )
+
+
+def step_stats(windows: list[ArmWindow], champion: int, canary: int) -> StepStats:
+    """Champion and canary over one step, as the canary analysis takes them."""
+    return StepStats(
+        champion=arm_stats(windows, "champion", champion),
+        challenger=arm_stats(windows, "canary", canary),
+    )
+
+
+def shadow_stats(
+    windows: list[ArmWindow], pairs: list[ShadowPairs], champion: int, shadow: int
+) -> ShadowStats:
+    """Champion and shadow on the same requests, as the shadow analysis takes them.
+
+    Labeled counts come from the pairs, so both arms are judged on the same labeled requests;
+    request health (errors, latency) from each arm's own window.
+    """
+    pair = next((p for p in pairs if p.shadow_version == shadow), None)
+    answered = arm_stats(windows, "champion", champion)
+    scored = arm_stats(windows, "shadow", shadow)
+    labeled = pair.labeled if pair else 0
+    return ShadowStats(
+        champion=ArmStats(
+            labeled,
+            pair.answered_correct if pair else 0,
+            answered.requests,
+            answered.errors,
+            answered.p99_latency_ms,
+        ),
+        challenger=ArmStats(
+            labeled,
+            pair.shadow_correct if pair else 0,
+            scored.requests,
+            scored.errors,
+            scored.p99_latency_ms,
+        ),
+        compared=pair.compared if pair else 0,
+        agreed=pair.agreed if pair else 0,
+        both_correct=pair.both_correct if pair else 0,
+    )
+
+
+def check(
+    policy: Policy,
+    begun: dict,
+    run: RunContext,
+    settings: RolloutSettings,
+    now: datetime | None = None,
+) -> dict | None:
+    """One look at the rollout: analyze the current step on the prediction log; step the canary up
+    when the step passed; return the final verdict (promote, revert, superseded) or None to wait.
+    """
+    now = now or datetime.now(UTC)
+    name, version, alias, champion = (
+        begun["model"],
+        begun["version"],
+        begun["alias"],
+        begun["champion"],
+    )
+    config = rollout_config(policy)
+    aliases = get_model_aliases(name)
+    if aliases.get(alias) != version:
+        return _final(
+            "superseded",
+            f"{alias} moved from v{version} to {_v(aliases.get(alias))} during the rollout; "
+            "this rollout ends and moves nothing",
+        )
+    if aliases.get(CHAMPION) != champion:
+        return _final(
+            "revert",
+            f"champion moved from v{champion} to {_v(aliases.get(CHAMPION))} during the rollout, "
+            "so its evidence compares against a champion that no longer serves; roll out again",
+        )
+    tags = registry.get_version(name, version).tags
+    starts = [datetime.fromisoformat(s) for s in json.loads(tags[STEP_STARTS_TAG])]
+    windows = step_windows(starts, now)
+    elapsed = (now - starts[-1]).total_seconds()
+    engine, tables = create_engine(settings.log_url), log_tables(settings.log_schema)
+    try:
+        if config.mode == "canary":
+            periods = [
+                step_stats(arm_windows(engine, tables, name, since=a, until=b), champion, version)
+                for a, b in windows
+            ]
+            verdict = analyze_step(
+                config, len(starts) - 1, periods[-1], elapsed, earlier_steps=periods[:-1]
+            )
+        else:
+            since, until = windows[0]
+            stats = shadow_stats(
+                arm_windows(engine, tables, name, since=since, until=until),
+                read_shadow_pairs(engine, tables, name, since=since, until=until),
+                champion,
+                version,
+            )
+            verdict = analyze_shadow(config, stats, elapsed)
+    finally:
+        engine.dispose()
+    log.info("%s v%s: %s", name, version, " | ".join(verdict.reasons))
+    if verdict.action == "step_up":
+        _step_up(name, version, config, starts, verdict, run, now)
+        return None
+    if verdict.action == "wait":
+        registry.set_version_tags(
+            name, version, {STATUS_TAG: verdict.reasons[0], "rollout.checked_at": _iso(now)}
+        )
+        return None
+    return {
+        "action": verdict.action,
+        "reasons": list(verdict.reasons),
+        "evidence": verdict.evidence.as_dict(),
+        "step": len(starts),
+        "decided_at": _iso(now),
+    }
+
+
+def _step_up(
+    name: str,
+    version: int,
+    config: RolloutConfig,
+    starts: list[datetime],
+    verdict: StepVerdict,
+    run: RunContext,
+    now: datetime,
+) -> None:
+    step = len(starts) + 1
+    share = config.traffic_steps[step - 1]
+    try:
+        registry.record_transition(
+            name,
+            version,
+            State.CANARY,
+            actor=run.actor,
+            reason=f"step {step}/{len(config.traffic_steps)}: {share:.0%} of traffic; "
+            + "; ".join(verdict.reasons),
+            evidence={"step": step, "canary_share": share},
+        )
+    except registry.MoveRefused as refusal:
+        raise RolloutError(str(refusal)) from refusal
+    registry.set_version_tags(
+        name,
+        version,
+        {
+            STEP_STARTS_TAG: json.dumps([*map(_iso, starts), _iso(now)]),
+            STEP_TAG: str(step),
+            SHARE_TAG: str(share),
+            STATUS_TAG: verdict.reasons[0],
+            "rollout.checked_at": _iso(now),
+        },
+    )
+
+
+def _final(action: str, reason: str) -> dict:
+    return {"action": action, "reasons": [reason], "evidence": {}, "step": None, "decided_at": None}
+
+
+def conclude(
+    policy: Policy,
+    begun: dict,
+    verdict: dict,
+    run: RunContext,
+    settings: RolloutSettings,
+    now: datetime | None = None,
+) -> dict:
+    """Act on the final verdict. Promote: `champion` moves to the version (the previous champion is
+    recorded for rollback) and the rollout alias is cleared. Revert: the rollout alias is cleared.
+    Either way the version is tagged with the verdict and its numbers, and Slack is told.
+    """
+    now = now or datetime.now(UTC)
+    name, version, alias, champion = (
+        begun["model"],
+        begun["version"],
+        begun["alias"],
+        begun["champion"],
+    )
+    reasons, evidence = list(verdict["reasons"]), verdict["evidence"]
+    outcome = {"model": name, "version": version, "champion": champion, "reasons": reasons}
+    if verdict["action"] == "superseded":
+        registry.set_version_tags(
+            name, version, {VERDICT_TAG: "superseded", "rollout.reason": reasons[0]}
+        )
+        return {**outcome, "verdict": "superseded"}
+    promoted = False
+    if verdict["action"] == "promote":
+        try:
+            _move(
+                name,
+                CHAMPION,
+                version,
+                kind="promote",
+                run=run,
+                reason=f"{alias} rollout passed: " + "; ".join(reasons),
+                evidence=evidence,
+                expected_from=champion,
+            )
+            promoted = True
+        except RolloutError as refusal:
+            reasons.insert(0, f"not promoted: {refusal}")
+    try:
+        _move(
+            name,
+            alias,
+            None,
+            kind="promote" if promoted else "revert",
+            run=run,
+            reason="promoted to champion" if promoted else "reverted: " + "; ".join(reasons),
+            evidence=evidence,
+            expected_from=version,
+        )
+    except RolloutError as refusal:
+        if promoted:
+            raise
+        reasons.append(f"{alias} not cleared: {refusal}")
+    outcome["verdict"] = "promoted" if promoted else "reverted"
+    step = f" after step {verdict['step']}" if verdict["step"] else ""
+    tags = {
+        VERDICT_TAG: outcome["verdict"],
+        STATUS_TAG: outcome["verdict"] + step,
+        "rollout.reason": "; ".join(reasons),
+        "rollout.decided_by": run.actor,
+        "rollout.decided_at": _iso(now),
+        **{f"rollout.{key}": value for key, value in evidence.items() if value is not None},
+    }
+    if promoted:
+        minutes = policy.rollout.guard_window_minutes
+        guard_until = _iso(now + timedelta(minutes=minutes)) if minutes else None
+        level = evidence.get("champion_value")
+        outcome |= {"previous_level": level, "promoted_at": _iso(now), "guard_until": guard_until}
+        tags |= {
+            "rollout.previous_champion": champion,
+            "rollout.previous_champion_level": level,
+            "rollout.promoted_at": _iso(now),
+            "rollout.guard_until": guard_until,
+        }
+        headline = f":white_check_mark: *{escape(name)} v{version} promoted* to champion"
+    else:
+        headline = f":no_entry: *{escape(name)} v{version} reverted*: its {alias} did not hold up"
+    registry.set_version_tags(name, version, tags)
+    _tell_slack(policy, settings, version, headline, reasons, "rollout.notice")
+    return outcome
+
+
+def revert_unfinished(
+    policy: Policy, run: RunContext, settings: RolloutSettings, now: datetime | None = None
+) -> dict | None:
+    """Fail closed: when the watch ends without a verdict (an error, or Airflow's timeout), revert
+    the version still holding the rollout alias. None when no version holds it."""
+    begun = begin(policy, run, now)
+    if begun is None:
+        return None
+    reason = (
+        "the rollout's watch ended without a verdict (failed or timed out; see the task log of "
+        "watch_rollout): reverted, fail closed"
+    )
+    return conclude(policy, begun, _final("revert", reason), run, settings, now)
+
+
+def guard_check(
+    policy: Policy, promoted: dict, settings: RolloutSettings, now: datetime | None = None
+) -> dict | None:
+    """One look at a new champion in its guard window: revert when it is shown to fall below the
+    previous champion's recorded level by the margin; keep at the window's end; else None (wait).
+    """
+    now = now or datetime.now(UTC)
+    name, version = promoted["model"], promoted["version"]
+    if registry.get_alias_version(name, CHAMPION) != version:
+        return _final("moved", f"champion no longer points at v{version}: nothing to guard")
+    level = promoted["previous_level"]
+    if level is None:
+        return _final("keep", "no level of the previous champion was recorded: nothing to guard")
+    engine, tables = create_engine(settings.log_url), log_tables(settings.log_schema)
+    try:
+        since = datetime.fromisoformat(promoted["promoted_at"])
+        windows = arm_windows(engine, tables, name, since=since, until=now)
+    finally:
+        engine.dispose()
+    verdict = guard_window_verdict(
+        rollout_config(policy), arm_stats(windows, "champion", version), level
+    )
+    log.info("%s v%s guard window: %s", name, version, " | ".join(verdict.reasons))
+    ended = now >= datetime.fromisoformat(promoted["guard_until"])
+    if verdict.action == "revert" or ended:
+        return {
+            "action": verdict.action,
+            "reasons": list(verdict.reasons),
+            "evidence": verdict.evidence.as_dict(),
+            "step": None,
+            "decided_at": _iso(now),
+        }
+    registry.set_version_tags(name, version, {"rollout.guard_status": verdict.reasons[-1]})
+    return None
+
+
+def settle_guard(
+    policy: Policy, promoted: dict, guard: dict, run: RunContext, settings: RolloutSettings
+) -> dict:
+    """Act on the guard window's verdict: put the previous champion back through the rollback
+    (the same plan and move as rollback_<model>), or record that the new champion stays."""
+    name, version, previous = promoted["model"], promoted["version"], promoted["champion"]
+    reasons = list(guard["reasons"])
+    tags = {
+        f"rollout.guard_{key}": value
+        for key, value in guard["evidence"].items()
+        if value is not None
+    }
+    if guard["action"] != "revert":
+        verdict = "kept" if guard["action"] == "keep" else "ended"
+        registry.set_version_tags(
+            name,
+            version,
+            {**tags, "rollout.guard_verdict": verdict, "rollout.guard_reason": reasons[0]},
+        )
+        return {"model": name, "champion": version, "guard_verdict": verdict, "reasons": reasons}
+    reason = f"guard window of v{version}: " + "; ".join(reasons)
+    try:
+        planned = rollback.plan(policy, previous, False, run)
+        rollback.apply(policy, planned, reason, run)
+    except NothingToRollBack as refusal:
+        raise RolloutError(f"guard window could not revert v{version}: {refusal}") from refusal
+    registry.set_version_tags(
+        name,
+        version,
+        {**tags, "rollout.guard_verdict": "reverted", "rollout.guard_reason": "; ".join(reasons)},
+    )
+    headline = (
+        f":rewind: *{escape(name)} v{version} reverted* in its guard window: "
+        f"champion is v{previous} again"
+    )
+    _tell_slack(policy, settings, version, headline, reasons, "rollout.guard_notice")
+    return {"model": name, "champion": previous, "guard_verdict": "reverted", "reasons": reasons}
+
+
+def notice(model: str, version: int, headline: str, reasons: list[str], link: str) -> Message:
+    """The Slack message telling a rollout's outcome, with every reason and the version's link."""
+    details = "\n".join(f"• {escape(reason)}" for reason in reasons)[:2900]
+    return Message(
+        text=headline.replace("*", ""),
+        blocks=[
+            {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": details or "no details"}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"<{link}|{model} v{version}>"}],
+            },
+        ],
+    )
+
+
+def _tell_slack(
+    policy: Policy,
+    settings: RolloutSettings,
+    version: int,
+    headline: str,
+    reasons: list[str],
+    tag: str,
+) -> None:
+    # A notice Slack refuses is recorded on the version, never undoes or blocks the moves above.
+    name, channel = policy.model_name, policy.approval.channel
+    if settings.slack is None or not channel:
+        result = "not sent: " + (
+            "SLACK_BOT_TOKEN is not set"
+            if settings.slack is None
+            else "the policy names no channel"
+        )
+    else:
+        link = f"{settings.slack.mlflow_ui_url}/#/models/{name}/versions/{version}"
+        try:
+            posted = settings.slack.slack().post_message(
+                channel, notice(name, version, headline, reasons, link)
+            )
+            result = f"posted to {posted.channel} at {posted.ts}"
+        except SlackDeliveryError as error:
+            log.error("%s v%s: Slack was not told: %s", name, version, error)
+            result = f"not sent: {error}"
+    registry.set_version_tags(name, version, {tag: result})
+
+
+def _move(
+    name: str,
+    alias: str,
+    to_version: int | None,
+    *,
+    kind: str,
+    run: RunContext,
+    reason: str,
+    evidence: dict,
+    expected_from: int | None | str = registry.ANY,
+) -> None:
+    try:
+        registry.move_alias(
+            name,
+            alias,
+            to_version,
+            kind=kind,  # type: ignore[arg-type]
+            actor=run.actor,
+            reason=reason,
+            evidence=evidence,
+            expected_from=expected_from,  # type: ignore[arg-type]
+        )
+    except registry.MoveRefused as refusal:
+        raise RolloutError(str(refusal)) from refusal
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+def _v(version: int | None) -> str:
+    return "nothing" if version is None else f"v{version}"
