@@ -339,7 +339,9 @@ def _require_servable(model_name: str, version: int) -> None:
         )
 
 
-@retry_transient()
+# The alias set retries longer than reads (about 30 s): its intent is recorded by then, and a
+# tracking server that restarts takes tens of seconds to answer again.
+@retry_transient(attempts=8)
 def _point_alias(model_name: str, alias: str, version: int | None) -> None:
     if version is None:
         client().delete_registered_model_alias(model_name, alias)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _stop_group(process: subprocess.Popen, timeout_s: float = 20) -> None:
+def _stop_group(process: subprocess.Popen, timeout_s: float = 5) -> None:
     if process.poll() is not None:
         return
     os.killpg(process.pid, signal.SIGTERM)
@@ -94,30 +94,45 @@ class MlflowServer:
             _stop_group(self.process)
 
 
-@pytest.fixture
-def mlflow_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, Path], MlflowServer]]:
-    """Start MLflow tracking servers and make the last one current; all are stopped at the end.
-
-    MLflow's own HTTP retries are turned off, so the registry's backoff is the one at work.
-    """
+def use_server(patch: pytest.MonkeyPatch, server: MlflowServer) -> None:
+    """Make `server` the current tracking server, with MLflow's own HTTP retries turned off so
+    the registry's backoff is the one at work."""
     import mlflow
 
-    started: list[MlflowServer] = []
+    patch.setenv("MLFLOW_TRACKING_URI", server.url)
+    patch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    patch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    mlflow.set_tracking_uri(server.url)
 
-    def start(backend_uri: str, root: Path) -> MlflowServer:
-        server = MlflowServer(backend_uri, root)
-        server.start()
-        started.append(server)
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        mlflow.set_tracking_uri(server.url)
-        return server
 
-    yield start
+@pytest.fixture(scope="module")
+def sqlite_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One tracking server on SQLite for a module, current while it runs; tests may stop it."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    server = MlflowServer(f"sqlite:///{root / 'mlflow.db'}", root)
+    server.start()
+    with pytest.MonkeyPatch.context() as patch:
+        use_server(patch, server)
+        yield server
+        mlflow.set_tracking_uri(None)
+    server.stop()
+
+
+@pytest.fixture
+def postgres_mlflow_server(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MlflowServer]:
+    """A tracking server backed by a PostgreSQL database of the test's own, current for the test."""
+    import mlflow
+
+    server = MlflowServer(postgres_url, tmp_path)
+    server.start()
+    use_server(monkeypatch, server)
+    yield server
     mlflow.set_tracking_uri(None)
-    for server in started:
-        server.stop()
+    server.stop()
 
 
 @dataclass(frozen=True)
