@@ -187,6 +187,9 @@ def mlflow_server(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
                 pass
             time.sleep(0.2)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.setenv(
+            "PROMOTION_LEDGER_URL", store.uri
+        )  # the alias history stays in the store
         mlflow.set_tracking_uri(url)
         yield url
     finally:
