@@ -30,6 +30,8 @@ def main() -> int:
         ("promote_" + MODEL, None, "promote: no champion yet"),
         ("train_" + MODEL, {"as_of": as_of_for_window(2)}, "train on window 2 (after the drift)"),
         ("promote_" + MODEL, None, "promote: challenger vs champion on the fresh holdout"),
+        ("train_" + MODEL, {"as_of": as_of_for_window(3)}, "train a week later (same regime)"),
+        ("promote_" + MODEL, None, "promote: a challenger no better than the champion"),
         (
             "rollback_" + MODEL,
             {"reason": "demo: one-click rollback"},

@@ -74,5 +74,6 @@ def write_source(url: str, frame: pd.DataFrame, table: str = TABLE) -> int:
 
 
 def as_of_for_window(window: int) -> str:
-    """The `as_of` date of demo window 1 (before the drift) or 2 (after it)."""
-    return {1: "2026-03-15", 2: "2026-06-15"}[window]
+    """The `as_of` date of demo window 1 (before the drift), 2 (after it) or 3 (a week after 2,
+    same regime: a challenger no better than the champion)."""
+    return {1: "2026-03-15", 2: "2026-06-15", 3: "2026-06-22"}[window]
