@@ -1,0 +1,129 @@
+"""Fixtures of the rollout's integration tests: one workspace (MLflow store, Airflow home) with a
+policy per scenario, a gateway under real uvicorn serving every scenario's model, a fake Slack,
+and a way to run rollout_<model> through `airflow dags test` while a test drives traffic."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from approval.testing.slack_fake import FakeSlack
+from demo.lifecycle import Lifecycle, Workspace
+from policies import load_policy
+from tests.integration.rollout.support import BASE_ROLLOUT, CHANNEL, SCENARIOS, Rig, log_model
+from tests.support import write_policy
+
+STARTUP_TIMEOUT_S = 90
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    import mlflow
+
+    import registry
+
+    root = tmp_path_factory.mktemp("rollout")
+    workspace = Workspace(root)
+    policies_dir = root / "policies"
+    policies_dir.mkdir()
+    policies = {
+        model: load_policy(
+            write_policy(
+                policies_dir,
+                model,
+                approval={"channel": CHANNEL},
+                rollout={**BASE_ROLLOUT, **scenario.rollout},
+            )
+        )
+        for model, scenario in SCENARIOS.items()
+    }
+    previous_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = workspace.tracking_uri
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+    experiment = mlflow.create_experiment(
+        "rollout-tests", artifact_location=str(root / "artifacts")
+    )
+    logged = {
+        "champion": log_model(experiment, flip_labels=False, strength=0.01),
+        "good": log_model(experiment, flip_labels=False, strength=1.0),
+        "flipped": log_model(experiment, flip_labels=True, strength=1.0),
+    }
+    versions = {}
+    for model, scenario in SCENARIOS.items():
+        registry.ensure_registered_model(model)
+        numbers = []
+        for kind in ("champion", scenario.challenger):
+            uri, run_id = logged[kind]
+            info = registry.register_version(model, uri, run_id=run_id, tags={}, description="")
+            numbers.append(info.version)
+        registry.move_alias(model, "champion", numbers[0], kind="promote", actor="setup", reason="")
+        registry.move_alias(
+            model, "challenger", numbers[1], kind="candidate", actor="setup", reason=""
+        )
+        versions[model] = (numbers[0], numbers[1])
+
+    log_url = f"sqlite:///{root / 'predictions.db'}"
+    port = _free_port()
+    output = root / "gateway.log"
+    models = [flag for model in SCENARIOS for flag in ("--model", model)]
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--port", str(port), "--log-url", log_url, *models]
+        + ["--refresh-interval", "1", "--log-flush-interval", "0.5"],
+        env={**os.environ, "MLFLOW_TRACKING_URI": workspace.tracking_uri, "OMP_NUM_THREADS": "1"},
+        stdout=output.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    slack = FakeSlack().start()
+    try:
+        _wait_ready(gateway, url, output)
+        lifecycle = Lifecycle(workspace, policies_dir)
+        workspace.logs.mkdir(parents=True, exist_ok=True)
+        lifecycle.env.update(
+            {"GATEWAY_LOG_URL": log_url, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.url}
+        )
+        lifecycle.prepare_airflow()
+        rig = Rig(lifecycle, url, log_url, slack, policies, versions)
+        yield rig
+        for run in rig.runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    finally:
+        slack.stop()
+        gateway.kill()
+        gateway.wait()
+        mlflow.set_tracking_uri(None)
+        if previous_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_uri
+
+
+def _wait_ready(process: subprocess.Popen, url: str, output: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited:\n{output.read_text()}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gateway not ready:\n{output.read_text()}")
+        time.sleep(0.2)

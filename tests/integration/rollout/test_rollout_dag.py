@@ -1,0 +1,196 @@
+"""rollout_<model> through Airflow (`airflow dags test`), on live traffic at a gateway under uvicorn.
+
+Each test hands a challenger over as promote_<model> does, runs the rollout DAG in the background
+and, meanwhile, sends requests and labels to the gateway; then checks aliases, tags, the recorded
+lifecycle and Slack, as a user of the registry would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+
+import registry
+from gateway.predlog import arm_windows, create_engine, log_tables
+from promotion.lifecycle import State
+from registry.serving import get_model_aliases
+from tests.integration.rollout.support import CHANNEL, Rig, Traffic
+
+pytestmark = pytest.mark.integration
+RUN_TIMEOUT_S = 120
+
+
+def tags(model: str, version: int) -> dict[str, str]:
+    return registry.get_version(model, version).tags
+
+
+def poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout_s} s")
+        time.sleep(0.5)
+
+
+def canary_steps(model: str, version: int) -> list[str]:
+    """The reasons recorded with each canary step-up, in order."""
+    return [
+        change.reason
+        for change in registry.state_history(model, version)
+        if change.to_state == State.CANARY and "step" in change.evidence
+    ]
+
+
+def slack_texts(rig: Rig, model: str) -> list[str]:
+    return [
+        call.payload["text"]
+        for call in rig.slack.calls
+        if call.method == "chat.postMessage"
+        and call.payload["channel"] == CHANNEL
+        and model in call.payload["text"]
+    ]
+
+
+def served_canary_share(rig: Rig, model: str, since: str, until: str) -> float:
+    engine = create_engine(rig.log_url)
+    try:
+        windows = arm_windows(
+            engine,
+            log_tables(),
+            model,
+            since=datetime.fromisoformat(since),
+            until=datetime.fromisoformat(until),
+        )
+    finally:
+        engine.dispose()
+    requests = {w.role: w.requests for w in windows}
+    return requests.get("canary", 0) / (requests.get("canary", 0) + requests.get("champion", 0))
+
+
+def test_label_flipped_canary_is_reverted_tagged_and_told(rig: Rig) -> None:
+    model = "canary_flipped"
+    champion, challenger = rig.versions[model]
+    rig.hand_off(model)
+    with Traffic(rig.gateway_url, model):
+        rig.run_rollout(model).wait(RUN_TIMEOUT_S)
+
+    assert get_model_aliases(model) == {"champion": champion}
+    found = tags(model, challenger)
+    assert found["rollout.verdict"] == "reverted"
+    assert "the challenger is worse than the champion" in found["rollout.reason"]
+    assert float(found["rollout.challenger_value"]) < float(found["rollout.champion_value"]) - 0.2
+    assert float(found["rollout.e_value"]) >= float(found["rollout.threshold"])
+    assert registry.version_state(model, challenger) == State.REVERTED
+    [told] = slack_texts(rig, model)
+    assert f"v{challenger} reverted" in told
+
+
+def test_good_canary_steps_through_every_traffic_step_and_becomes_champion(rig: Rig) -> None:
+    model = "canary_good"
+    champion, challenger = rig.versions[model]
+    rig.hand_off(model)
+    with Traffic(rig.gateway_url, model):
+        rig.run_rollout(model).wait(RUN_TIMEOUT_S)
+
+    assert get_model_aliases(model) == {"champion": challenger}
+    found = tags(model, challenger)
+    assert found["rollout.verdict"] == "promoted"
+    [step_up] = canary_steps(model, challenger)
+    assert step_up.startswith("step 2/2: 50% of traffic")
+    first, second = json.loads(found["rollout.step_starts"])
+    assert served_canary_share(rig, model, first, second) < 0.35
+    assert served_canary_share(rig, model, second, found["rollout.decided_at"]) > 0.35
+    promotion = registry.alias_history(model, "champion")[-1]
+    assert (promotion.from_version, promotion.to_version) == (champion, challenger)
+    assert found["rollout.previous_champion"] == str(champion)
+    assert found["rollout.guard_verdict"] == "kept"
+
+
+@pytest.mark.parametrize(
+    ("model", "verdict"), [("shadow_good", "promoted"), ("shadow_flipped", "reverted")]
+)
+def test_shadow_period_promotes_or_reverts_on_the_same_requests(
+    rig: Rig, model: str, verdict: str
+) -> None:
+    champion, challenger = rig.versions[model]
+    rig.hand_off(model)
+    with Traffic(rig.gateway_url, model):
+        rig.run_rollout(model).wait(RUN_TIMEOUT_S)
+
+    found = tags(model, challenger)
+    assert found["rollout.verdict"] == verdict
+    expected = challenger if verdict == "promoted" else champion
+    assert get_model_aliases(model) == {"champion": expected}
+    agreement = float(found["rollout.agreement_rate"])
+    assert agreement > 0.8 if verdict == "promoted" else agreement < 0.2
+
+
+def test_guard_window_puts_the_previous_champion_back_when_the_new_one_degrades(
+    rig: Rig,
+) -> None:
+    model = "guard_drift"
+    champion, challenger = rig.versions[model]
+    rig.hand_off(model)
+    with Traffic(rig.gateway_url, model) as traffic:
+        run = rig.run_rollout(model)
+        poll(
+            lambda: tags(model, challenger).get("rollout.verdict") == "promoted",
+            RUN_TIMEOUT_S,
+            "promotion",
+        )
+        traffic.drift.set()
+        run.wait(RUN_TIMEOUT_S)
+
+    assert get_model_aliases(model) == {"champion": champion}
+    found = tags(model, challenger)
+    assert found["rollout.guard_verdict"] == "reverted"
+    assert "below the previous champion's level" in found["rollout.guard_reason"]
+    back = registry.alias_history(model, "champion")[-1]
+    assert (back.kind, back.from_version, back.to_version) == ("rollback", challenger, champion)
+    assert any("guard window" in text for text in slack_texts(rig, model))
+
+
+def test_late_labels_hold_each_step_until_they_arrive_and_no_step_is_skipped(rig: Rig) -> None:
+    model = "late_labels"
+    champion, challenger = rig.versions[model]
+    rig.hand_off(model)
+    with Traffic(rig.gateway_url, model, labels="held", label_delay_s=2.0) as traffic:
+        run = rig.run_rollout(model)
+        poll(
+            lambda: "waiting for labels" in tags(model, challenger).get("rollout.status", ""),
+            RUN_TIMEOUT_S,
+            "the first check",
+        )
+        time.sleep(3)  # a few more checks while no label has arrived
+        waiting = tags(model, challenger)
+        assert (waiting["rollout.step"], waiting["rollout.canary_share"]) == ("1", "0.2")
+        assert not run.done()
+        traffic.release.set()
+        run.wait(RUN_TIMEOUT_S)
+
+    found = tags(model, challenger)
+    assert found["rollout.verdict"] == "promoted"
+    assert get_model_aliases(model) == {"champion": challenger}
+    [step_up] = canary_steps(model, challenger)
+    counted = re.search(r"(\d+) challenger and (\d+) champion labels this step", step_up)
+    assert counted is not None and min(int(counted[1]), int(counted[2])) >= 200
+    assert len(json.loads(found["rollout.step_starts"])) == 2
+
+
+def test_step_without_enough_labels_by_its_maximum_duration_is_reverted(rig: Rig) -> None:
+    model = "no_labels"
+    champion, challenger = rig.versions[model]
+    rig.hand_off(model)
+    with Traffic(rig.gateway_url, model, labels="never"):
+        rig.run_rollout(model).wait(RUN_TIMEOUT_S)
+
+    assert get_model_aliases(model) == {"champion": champion}
+    found = tags(model, challenger)
+    assert found["rollout.verdict"] == "reverted"
+    assert "maximum duration" in found["rollout.reason"]
+    assert "fail closed" in found["rollout.reason"]
