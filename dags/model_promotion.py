@@ -40,13 +40,7 @@ def rollout_asset(policy: Policy) -> Asset:
 def _run():
     from workflow.runs import RunContext
 
-    context = get_current_context()
-    dag_run = context["dag_run"]
-    return RunContext(
-        dag_id=dag_run.dag_id,
-        run_id=dag_run.run_id,
-        triggered_by=getattr(dag_run, "triggering_user_name", None) or "",
-    )
+    return RunContext.of(get_current_context()["dag_run"])
 
 
 def _work_root() -> str | None:
@@ -58,12 +52,19 @@ def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
     would only meet the same data. Transient errors still go through the task's retries."""
     from promotion.decisions import NothingToRollBack
     from workflow.promote import CannotEvaluate
+    from workflow.rollout import RolloutError
     from workflow.sources import SourceError
     from workflow.validation import DataValidationError
 
     try:
         return step()
-    except (DataValidationError, SourceError, NothingToRollBack, CannotEvaluate) as error:
+    except (
+        DataValidationError,
+        SourceError,
+        NothingToRollBack,
+        CannotEvaluate,
+        RolloutError,
+    ) as error:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(str(error)) from error
@@ -209,9 +210,16 @@ def build_promote_dag(policy: Policy) -> None:
 
         @task(outlets=[rollout_asset(policy)])
         def start_rollout(evaluation: dict, approval: dict | None = None) -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
+
             from workflow import rollout as steps
 
-            return steps.start(policy, evaluation, _run(), approval)
+            try:
+                return _bad_input_fails_without_retry(
+                    lambda: steps.start(policy, evaluation, _run(), approval)
+                )
+            except steps.NotPromoted as stop:
+                raise AirflowSkipException(str(stop)) from stop
 
         winner = conclude_evaluation(evaluate(find_candidates()))
         approval = _approval_tasks(policy, winner) if policy.approval.required else None

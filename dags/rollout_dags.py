@@ -35,12 +35,7 @@ LONGEST_HOLD = timedelta(days=7)
 def _run():
     from workflow.runs import RunContext
 
-    dag_run = get_current_context()["dag_run"]
-    return RunContext(
-        dag_id=dag_run.dag_id,
-        run_id=dag_run.run_id,
-        triggered_by=getattr(dag_run, "triggering_user_name", None) or "",
-    )
+    return RunContext.of(get_current_context()["dag_run"])
 
 
 def _settings():

@@ -174,9 +174,9 @@ class Rollout(_Strict):
     check_interval_seconds: float = Field(default=60, gt=0)
     max_error_rate: float = Field(default=0.02, ge=0, le=1)
     max_p99_latency_ms: float = Field(default=500, gt=0)
-    min_agreement: float | None = Field(default=None, ge=0, le=1)
+    min_agreement: float | None = Field(default=None, gt=0, lt=1)
     guard_window_minutes: float = Field(default=0, ge=0, description="0: no guard window.")
-    guard_margin: float = Field(default=0.01, ge=0)
+    guard_margin: float = Field(default=0.01, ge=0, lt=1)
 
     @field_validator("traffic_steps")
     @classmethod

@@ -10,7 +10,7 @@ CHALLENGER = "challenger"
 CANARY = "canary"
 SHADOW = "shadow"
 
-MoveKind = Literal["candidate", "promote", "reject", "rollback"]
+MoveKind = Literal["candidate", "promote", "reject", "revert", "rollback"]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,20 +23,24 @@ WAIT_TASK_ID = "wait_for_approval"
 class ApprovalSettings:
     """Where the approval flow's services are; read once from the environment at the task edge."""
 
-    db_url: str
+    db_url: str | None
     slack_token: str
     slack_api_url: str
     mlflow_ui_url: str
     airflow_ui_url: str
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str] | None = None) -> ApprovalSettings:
-        env = dict(os.environ) if environ is None else environ
-        missing = [name for name in ("APPROVAL_DB_URL", "SLACK_BOT_TOKEN") if not env.get(name)]
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, *, require_store: bool = True
+    ) -> ApprovalSettings:
+        """Read the settings; a notice that only posts to Slack needs no decision store."""
+        env = dict(os.environ if environ is None else environ)
+        needed = ("APPROVAL_DB_URL", "SLACK_BOT_TOKEN") if require_store else ("SLACK_BOT_TOKEN",)
+        missing = [name for name in needed if not env.get(name)]
         if missing:
-            raise ValueError(f"approval is required but {', '.join(missing)} is not set")
+            raise ValueError(f"Slack settings incomplete: {', '.join(missing)} is not set")
         return cls(
-            db_url=env["APPROVAL_DB_URL"],
+            db_url=env.get("APPROVAL_DB_URL"),
             slack_token=env["SLACK_BOT_TOKEN"],
             slack_api_url=env.get("SLACK_API_URL", "https://slack.com/api/"),
             mlflow_ui_url=env.get("MLFLOW_UI_URL", "http://localhost:5000").rstrip("/"),
@@ -45,6 +50,8 @@ class ApprovalSettings:
     def store(self):
         from approval.store import DecisionStore
 
+        if self.db_url is None:
+            raise ValueError("APPROVAL_DB_URL is not set: the approval decision store is needed")
         store = DecisionStore.from_url(self.db_url)
         store.create_tables()
         return store

@@ -235,7 +235,8 @@ class NotPromoted(Exception):
     """The challenger stops here (rejected, or its approval did not come); nothing moved."""
 
 
-def _evidence(evaluation: dict, result: EvaluationResult) -> dict:
+def evidence_of(evaluation: dict, result: EvaluationResult) -> dict:
+    """The numbers an alias move made on this evaluation records as its evidence."""
     return {
         "metric": result.metric,
         "challenger_score": result.challenger_score,
@@ -266,8 +267,8 @@ def conclude_evaluation(policy: Policy, evaluation: dict, run: RunContext) -> di
     if result.verdict == "cannot_evaluate":
         raise CannotEvaluate(f"v{challenger} of {name} cannot be evaluated: {reason}")
     if result.verdict == "reject":
-        _clear_challenger(
-            name, challenger, "reject", run, f"rejected: {reason}", _evidence(evaluation, result)
+        clear_challenger(
+            name, challenger, "reject", run, f"rejected: {reason}", evidence_of(evaluation, result)
         )
         raise NotPromoted(f"v{challenger} of {name} rejected: {reason}")
     return evaluation
@@ -289,11 +290,8 @@ def promote_challenger(
             f"champion moved from v{evaluation['champion']} to v{current} since v{challenger} was "
             "evaluated; promote again to evaluate against the current champion"
         )
-    evidence = _evidence(evaluation, result)
-    reason = "; ".join(result.reasons)
-    if approval is not None:
-        evidence["approved_by"] = ",".join(approval["by"])
-        reason = f"{reason}; approved by {', '.join(approval['by'])}"
+    evidence = evidence_of(evaluation, result)
+    reason = with_approval("; ".join(result.reasons), evidence, approval)
     moved = registry.move_alias(
         name,
         CHAMPION,
@@ -303,11 +301,19 @@ def promote_challenger(
         reason=reason,
         evidence=evidence,
     )
-    _clear_challenger(name, challenger, "promote", run, "promoted to champion", evidence)
+    clear_challenger(name, challenger, "promote", run, "promoted to champion", evidence)
     return {"champion": challenger, "previous": evaluation["champion"], "moved": moved is not None}
 
 
-def _clear_challenger(
+def with_approval(reason: str, evidence: dict, approval: dict | None) -> str:
+    """Add who approved (if anyone had to) to a move's evidence and reason."""
+    if approval is None:
+        return reason
+    evidence["approved_by"] = ",".join(approval["by"])
+    return f"{reason}; approved by {', '.join(approval['by'])}"
+
+
+def clear_challenger(
     name: str, version: int, kind: str, run: RunContext, reason: str, evidence: dict
 ) -> None:
     if registry.get_alias_version(name, CHALLENGER) == version:

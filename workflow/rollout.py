@@ -38,7 +38,13 @@ from promotion.rollout import (
 from registry.serving import get_model_aliases
 from workflow import rollback
 from workflow.approve import ApprovalSettings
-from workflow.promote import NotPromoted, _clear_challenger, _evidence, promote_challenger
+from workflow.promote import (
+    NotPromoted,
+    clear_challenger,
+    evidence_of,
+    promote_challenger,
+    with_approval,
+)
 from workflow.runs import RunContext
 
 LOG_URL_ENV = "GATEWAY_LOG_URL"
@@ -78,8 +84,7 @@ class RolloutSettings:
             )
         slack = None
         if env.get("SLACK_BOT_TOKEN"):
-            # ApprovalSettings also insists on the approval database, which a notice never opens.
-            slack = ApprovalSettings.from_environment({"APPROVAL_DB_URL": "unused", **env})
+            slack = ApprovalSettings.from_environment(env, require_store=False)
         return cls(env[LOG_URL_ENV], env.get(LOG_SCHEMA_ENV) or None, slack)
 
 
@@ -124,11 +129,12 @@ def start(policy: Policy, evaluation: dict, run: RunContext, approval: dict | No
             "promote again to evaluate against the current champion"
         )
     result = EvaluationResult.from_json_dict(evaluation["result"])
-    evidence = _evidence(evaluation, result)
-    reason = f"{config.mode} rollout against champion v{champion}: " + "; ".join(result.reasons)
-    if approval is not None:
-        evidence["approved_by"] = ",".join(approval["by"])
-        reason = f"{reason}; approved by {', '.join(approval['by'])}"
+    evidence = evidence_of(evaluation, result)
+    reason = with_approval(
+        f"{config.mode} rollout against champion v{champion}: " + "; ".join(result.reasons),
+        evidence,
+        approval,
+    )
     alias = config.mode
     before = registry.get_alias_version(name, alias)
     tags = registry.get_version(name, version).tags
@@ -139,7 +145,7 @@ def start(policy: Policy, evaluation: dict, run: RunContext, approval: dict | No
             name, version, _start_tags(config, champion, run, datetime.now(UTC))
         )
     _move(name, alias, version, kind="promote", run=run, reason=reason, evidence=evidence)
-    _clear_challenger(name, version, "promote", run, f"handed to the {alias} rollout", evidence)
+    clear_challenger(name, version, "promote", run, f"handed to the {alias} rollout", evidence)
     return {
         "model": name,
         "version": version,

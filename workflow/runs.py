@@ -21,6 +21,15 @@ class RunContext:
     run_id: str
     triggered_by: str = ""
 
+    @classmethod
+    def of(cls, dag_run: object) -> RunContext:
+        """The context of an Airflow DagRun (what `get_current_context()["dag_run"]` gives)."""
+        return cls(
+            dag_id=dag_run.dag_id,  # type: ignore[attr-defined]
+            run_id=dag_run.run_id,  # type: ignore[attr-defined]
+            triggered_by=getattr(dag_run, "triggering_user_name", None) or "",
+        )
+
     @property
     def actor(self) -> str:
         by = f" (triggered by {self.triggered_by})" if self.triggered_by else ""

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import registry
 from approval.testing.slack_fake import FakeSlack
 from gateway.predlog import ArmWindow, ShadowPairs, log_tables
+from policies import PolicyError
 from policies.schema import Policy
 from promotion.evaluation import EvaluationResult
 from promotion.lifecycle import State
@@ -162,9 +163,9 @@ def restart_clock(name: str, version: int = 2, at: datetime = T0) -> None:
 # Configuration and settings
 
 
-def test_policy_values_the_analysis_refuses_name_the_policy_file(tmp_path: Path) -> None:
-    with pytest.raises(rollout.RolloutError, match=r"policies/m\.yaml: .*min_agreement"):
-        rollout.rollout_config(policy(tmp_path, "m", mode="shadow", min_agreement=1.0))
+def test_policy_values_the_analysis_refuses_are_refused_with_the_policy(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"m\.yaml: rollout\.min_agreement"):
+        policy(tmp_path, "m", mode="shadow", min_agreement=1.0)
 
 
 def test_step_duration_is_taken_in_minutes_from_the_policy(tmp_path: Path) -> None:
