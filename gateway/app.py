@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.batching import LogEntry
 from gateway.config import GatewayConfig
 from gateway.holder import AliasFollower, Arms, LoadedVersion, VersionSource
-from gateway.payload import PayloadError, SchemaMismatch, parse_payload
+from gateway.payload import Columns, PayloadError, SchemaMismatch, parse_payload
 from gateway.predlog import (
     Label,
     LogTables,
@@ -301,7 +303,7 @@ def _arms_or_404(follower: AliasFollower, name: str) -> Arms:
     return arms
 
 
-def _columns(body: bytes, max_rows: int):
+def _columns(body: bytes, max_rows: int) -> Columns:
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
@@ -312,7 +314,7 @@ def _columns(body: bytes, max_rows: int):
         raise HTTPException(400, str(error)) from None
 
 
-def _score(version: LoadedVersion, columns):
+def _score(version: LoadedVersion, columns: Columns) -> tuple[pd.DataFrame, np.ndarray, float]:
     try:
         frame = version.frame(columns)
     except SchemaMismatch as error:
