@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -135,15 +136,36 @@ def postgres_mlflow_server(
     server.stop()
 
 
-@dataclass(frozen=True)
 class AirflowExecutor:
-    """An Airflow home whose `dags test --use-executor` runs each task in a process of its own."""
+    """An Airflow home whose `dags test --use-executor` runs each task in a process of its own.
 
-    home: Path
-    env: dict[str, str]
+    Its metadata DB and api-server start in the background, while the test sets up its models.
+    """
+
+    def __init__(self, home: Path, env: dict[str, str], port: int) -> None:
+        self.home, self.env, self.port = home, env, port
+        self.server: subprocess.Popen | None = None
+        self._starting = threading.Thread(target=self._start)
+        self._starting.start()
+
+    def _start(self) -> None:
+        airflow = str(BIN / "airflow")
+        migrate = [airflow, "db", "migrate"]
+        subprocess.run(migrate, env=self.env, check=True, capture_output=True, timeout=300)
+        self.server = subprocess.Popen(
+            [airflow, "api-server", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env,
+            stdout=(self.home / "api-server.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def dags_test(self, dag_id: str, extra_env: dict[str, str], timeout_s: float) -> Path:
         """Run one DAG run through the LocalExecutor; returns its log, raising when it fails."""
+        self._starting.join()
+        assert self.server is not None, "airflow db migrate failed"
+        url = f"http://127.0.0.1:{self.port}/api/v2/version"
+        _wait_until_up(url, self.server, self.home / "api-server.log", timeout_s=180)
         log = self.home / f"{dag_id}-{uuid.uuid4().hex[:6]}.log"
         with log.open("w") as out:
             result = subprocess.run(
@@ -157,6 +179,11 @@ class AirflowExecutor:
         if result.returncode != 0:
             raise AssertionError(f"`airflow dags test {dag_id}` failed:\n{log.read_text()[-4000:]}")
         return log
+
+    def stop(self) -> None:
+        self._starting.join()
+        if self.server is not None:
+            _stop_group(self.server)
 
 
 @pytest.fixture(scope="module")
@@ -186,23 +213,8 @@ def airflow_executor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airfl
             [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
         ),
     }
-    subprocess.run(
-        [str(BIN / "airflow"), "db", "migrate"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    log = home / "api-server.log"
-    server = subprocess.Popen(
-        [str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    executor = AirflowExecutor(home, env, port)
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}/api/v2/version", server, log, timeout_s=180)
-        yield AirflowExecutor(home=home, env=env)
+        yield executor
     finally:
-        _stop_group(server)
+        executor.stop()
