@@ -51,6 +51,7 @@ def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
     """Run a task body; a bad window, source or rollback target fails at once, since a retry
     would only meet the same data. Transient errors still go through the task's retries."""
     from promotion.decisions import NothingToRollBack
+    from registry import MoveRefused
     from workflow.promote import CannotEvaluate
     from workflow.rollout import RolloutError
     from workflow.sources import SourceError
@@ -64,6 +65,7 @@ def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
         NothingToRollBack,
         CannotEvaluate,
         RolloutError,
+        MoveRefused,
     ) as error:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -111,7 +113,7 @@ def build_train_dag(policy: Policy) -> None:
 
             return _bad_input_fails_without_retry(lambda: steps.validate(policy, extracted))
 
-        @task(outlets=[candidate_asset(policy)])
+        @task(outlets=[candidate_asset(policy)], pool=policy.alias_pool)
         def register_candidate(validated: dict) -> dict:
             from workflow import train as steps
 
@@ -184,7 +186,7 @@ def build_promote_dag(policy: Policy) -> None:
                 lambda: steps.evaluate(policy, candidates, _run())
             )
 
-        @task
+        @task(pool=policy.alias_pool)
         def conclude_evaluation(evaluation: dict) -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
 
@@ -197,7 +199,7 @@ def build_promote_dag(policy: Policy) -> None:
             except steps.NotPromoted as stop:
                 raise AirflowSkipException(str(stop)) from stop
 
-        @task
+        @task(pool=policy.alias_pool)
         def promote_challenger(evaluation: dict, approval: dict | None = None) -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
 
@@ -208,7 +210,7 @@ def build_promote_dag(policy: Policy) -> None:
             except steps.NotPromoted as stop:
                 raise AirflowSkipException(str(stop)) from stop
 
-        @task(outlets=[rollout_asset(policy)])
+        @task(outlets=[rollout_asset(policy)], pool=policy.alias_pool)
         def start_rollout(evaluation: dict, approval: dict | None = None) -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
 
@@ -253,14 +255,14 @@ def _approval_tasks(policy: Policy, winner):
         response_timeout=timedelta(minutes=policy.approval.timeout_minutes),
     )
 
-    @task
+    @task(pool=policy.alias_pool)
     def settle_approval(request_id: str, answer: dict) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from workflow import approve
 
         outcome = approve.settle(
-            policy, request_id, answer, approve.ApprovalSettings.from_environment()
+            policy, request_id, answer, _run(), approve.ApprovalSettings.from_environment()
         )
         if outcome["status"] != "approved":
             raise AirflowSkipException(
@@ -315,10 +317,10 @@ def build_rollback_dag(policy: Policy) -> None:
 
             params = get_current_context()["params"]
             return _bad_input_fails_without_retry(
-                lambda: steps.plan(policy, params.get("version"), bool(params.get("force")))
+                lambda: steps.plan(policy, params.get("version"), bool(params.get("force")), _run())
             )
 
-        @task
+        @task(pool=policy.alias_pool)
         def apply_rollback(planned: dict) -> dict:
             from workflow import rollback as steps
 

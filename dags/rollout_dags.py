@@ -96,7 +96,7 @@ def build_rollout_dag(policy: Policy) -> None:
         f"cleared, the version tagged `rollout.verdict=reverted`, Slack told; {guard}.",
     )
     def rollout():
-        @task
+        @task(pool=policy.alias_pool)
         def begin_rollout() -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
 
@@ -120,7 +120,7 @@ def build_rollout_dag(policy: Policy) -> None:
             )
             return PokeReturnValue(is_done=verdict is not None, xcom_value=verdict)
 
-        @task
+        @task(pool=policy.alias_pool)
         def conclude_rollout(begun: dict, verdict: dict) -> dict:
             from workflow import rollout as steps
 
@@ -128,7 +128,7 @@ def build_rollout_dag(policy: Policy) -> None:
                 lambda: steps.conclude(policy, begun, verdict, _run(), _settings())
             )
 
-        @task(trigger_rule=TriggerRule.ONE_FAILED)
+        @task(trigger_rule=TriggerRule.ONE_FAILED, pool=policy.alias_pool)
         def revert_unfinished() -> dict | None:
             from workflow import rollout as steps
 
@@ -168,7 +168,7 @@ def _guard_tasks(policy: Policy, outcome) -> None:
         )
         return PokeReturnValue(is_done=guard is not None, xcom_value=guard)
 
-    @task
+    @task(pool=policy.alias_pool)
     def settle_guard(promoted: dict, guard: dict) -> dict:
         from workflow import rollout as steps
 

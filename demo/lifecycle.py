@@ -89,7 +89,25 @@ class Lifecycle:
         """Create Airflow's metadata DB and serialize the DAGs, as the DAG processor would."""
         self.workspace.airflow_home.mkdir(parents=True, exist_ok=True)
         self._airflow("db-migrate", "db", "migrate")
+        self._airflow("pools-import", "pools", "import", str(self._write_pools()))
         self._airflow("dags-reserialize", "dags", "reserialize")
+
+    def _write_pools(self) -> Path:
+        """One single-slot pool per model: its alias-moving tasks never run at the same time."""
+        from policies import load_valid_policies
+
+        policies, _ = load_valid_policies(self.env.get("PROMOTION_POLICIES_DIR"))
+        pools = {
+            policy.alias_pool: {
+                "slots": 1,
+                "description": f"one writer of {policy.model_name}'s aliases at a time",
+                "include_deferred": False,
+            }
+            for policy in policies
+        }
+        path = self.workspace.airflow_home / "pools.json"
+        path.write_text(json.dumps(pools, indent=2))
+        return path
 
     def run_dag(self, dag_id: str, conf: dict | None = None) -> Path:
         """Run one DAG through `airflow dags test`; raise DagRunFailed with the task errors."""

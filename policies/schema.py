@@ -221,6 +221,11 @@ class Policy(_Strict):
         return self
 
     @property
+    def alias_pool(self) -> str:
+        """The Airflow pool (one slot) every alias-moving task of this model runs in."""
+        return f"aliases_{self.model_name}"
+
+    @property
     def candidate_asset_uri(self) -> str:
         """The Asset a training run updates when it registers a new `challenger`."""
         return f"model-registry://{self.model_name}/challenger"

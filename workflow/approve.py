@@ -14,6 +14,7 @@ from approval.records import CurrentAliases, Guardrail, TaskRef
 from policies.schema import Policy
 from promotion.evaluation import EvaluationResult
 from promotion.records import CHALLENGER, CHAMPION
+from workflow.promote import clear_challenger
 from workflow.runs import RunContext
 
 WAIT_TASK_ID = "wait_for_approval"
@@ -118,10 +119,13 @@ def open_request(
     return request.request_id
 
 
-def settle(policy: Policy, request_id: str, answer: dict, settings: ApprovalSettings) -> dict:
+def settle(
+    policy: Policy, request_id: str, answer: dict, run: RunContext, settings: ApprovalSettings
+) -> dict:
     """Record the approval outcome once, tell Slack, tag the version; return the outcome.
 
-    Only an `approved` outcome lets the promotion go on; the caller stops on any other.
+    Only an `approved` outcome lets the promotion go on; any other clears `challenger` (the
+    version is rejected) and the caller stops.
     """
     from approval.hitl import HITLAnswer
     from approval.service import finish_approval
@@ -139,6 +143,14 @@ def settle(policy: Policy, request_id: str, answer: dict, settings: ApprovalSett
         service_user_id=hitl.SERVICE_USER,
         now=datetime.now(UTC),
     )
-    stored = settings.store().get(request_id)
-    registry.set_version_tags(name, stored.request.challenger_version, outcome.tags())
+    version = settings.store().get(request_id).request.challenger_version
+    registry.set_version_tags(name, version, outcome.tags())
+    evidence = {"approval_request": request_id, "by": ",".join(outcome.by)}
+    if outcome.status == "approved":
+        registry.record_transition(
+            name, version, "approved", actor=run.actor, reason=outcome.reason, evidence=evidence
+        )
+    else:
+        reason = f"approval {outcome.status}: {outcome.reason}"
+        clear_challenger(name, version, "reject", run, reason, evidence)
     return {"status": outcome.status, "by": list(outcome.by), "reason": outcome.reason}

@@ -266,11 +266,13 @@ def conclude_evaluation(policy: Policy, evaluation: dict, run: RunContext) -> di
     )
     if result.verdict == "cannot_evaluate":
         raise CannotEvaluate(f"v{challenger} of {name} cannot be evaluated: {reason}")
+    evidence = evidence_of(evaluation, result)
     if result.verdict == "reject":
-        clear_challenger(
-            name, challenger, "reject", run, f"rejected: {reason}", evidence_of(evaluation, result)
-        )
+        clear_challenger(name, challenger, "reject", run, f"rejected: {reason}", evidence)
         raise NotPromoted(f"v{challenger} of {name} rejected: {reason}")
+    registry.record_transition(
+        name, challenger, "evaluated", actor=run.actor, reason=reason, evidence=evidence
+    )
     return evaluation
 
 
@@ -279,28 +281,30 @@ def promote_challenger(
 ) -> dict:
     """Move `champion` to the evaluated challenger and clear `challenger`.
 
-    Refuses when `champion` moved since the evaluation: the verdict compared against a champion
-    that no longer serves, so it must be evaluated again.
+    Refuses (NotPromoted) when `champion` moved since the evaluation: the verdict compared
+    against a champion that no longer serves, so it must be evaluated again.
     """
     name, challenger = evaluation["model"], evaluation["challenger"]
     result = EvaluationResult.from_json_dict(evaluation["result"])
-    current = registry.get_alias_version(name, CHAMPION)
-    if current not in (evaluation["champion"], challenger):
-        raise NotPromoted(
-            f"champion moved from v{evaluation['champion']} to v{current} since v{challenger} was "
-            "evaluated; promote again to evaluate against the current champion"
-        )
     evidence = evidence_of(evaluation, result)
     reason = with_approval("; ".join(result.reasons), evidence, approval)
-    moved = registry.move_alias(
-        name,
-        CHAMPION,
-        challenger,
-        kind="promote",
-        actor=run.actor,
-        reason=reason,
-        evidence=evidence,
-    )
+    try:
+        # Compare-and-set under the registry's per-model lock: the verdict compared against
+        # the champion of the evaluation, so a champion that moved since voids it.
+        moved = registry.move_alias(
+            name,
+            CHAMPION,
+            challenger,
+            kind="promote",
+            actor=run.actor,
+            reason=reason,
+            evidence=evidence,
+            expected_from=evaluation["champion"],
+        )
+    except registry.AliasMovedSinceDecision as moved_on:
+        raise NotPromoted(
+            f"{moved_on}; promote again to evaluate it against the current champion"
+        ) from moved_on
     clear_challenger(name, challenger, "promote", run, "promoted to champion", evidence)
     return {"champion": challenger, "previous": evaluation["champion"], "moved": moved is not None}
 

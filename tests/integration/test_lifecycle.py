@@ -148,6 +148,7 @@ def test_bad_source_windows_fail_clearly_and_register_nothing(
         policies,
         "missing_column",
         source__features={"numeric": ["sessions_7d", "lifetime_value"], "categorical": []},
+        promotion__slices=[],
     )
     lifecycle = start(Workspace(tmp_path / "ws"), monkeypatch, policies)
 
