@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from policies.loader import describe_validation_error
 from policies.schema import MODEL_NAME_PATTERN
 
 
@@ -96,7 +97,9 @@ def parse_config(raw: object, source: str) -> GatewayConfig:
     try:
         config = GatewayConfig.model_validate(raw)
     except ValidationError as error:
-        raise GatewayConfigError(source, _describe(error)) from None
+        raise GatewayConfigError(
+            source, describe_validation_error(error, "unknown setting (see gateway/README.md)")
+        ) from None
     names = [model.name for model in config.models]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -122,14 +125,3 @@ def parse_model_spec(spec: str) -> dict:
     """`name` or `name:share` (as given on the command line) into a served-model mapping."""
     name, _, share = spec.partition(":")
     return {"name": name} if not share else {"name": name, "canary_share": share}
-
-
-def _describe(error: ValidationError) -> list[str]:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown setting (see gateway/README.md)"
-        problems.append(f"{where}: {message}")
-    return problems

@@ -24,13 +24,17 @@ class PolicyError(ValueError):
         super().__init__("\n".join(f"{self.path}: {problem}" for problem in problems))
 
 
-def _describe(error: ValidationError) -> list[str]:
+def describe_validation_error(
+    error: ValidationError,
+    unknown_field: str = "unknown field (check the spelling against policies/README.md)",
+) -> list[str]:
+    """One `field.path: what is wrong` line per problem pydantic found, in the order found."""
     problems = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown field (check the spelling against policies/README.md)"
+            message = unknown_field
         problems.append(f"{where}: {message}")
     return problems
 
@@ -49,7 +53,7 @@ def load_policy(path: Path | str) -> Policy:
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
-        raise PolicyError(path, _describe(exc)) from exc
+        raise PolicyError(path, describe_validation_error(exc)) from exc
     if policy.model_name != path.stem:
         raise PolicyError(
             path, [f"model_name: {policy.model_name!r} must match the file name {path.stem!r}"]
