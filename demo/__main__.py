@@ -41,7 +41,8 @@ def main() -> int:
     try:
         for dag_id, conf, title in steps:
             print(
-                f"\n▶ {title}: airflow dags test {dag_id}" + (f" --conf '{json.dumps(conf)}'" if conf else "")
+                f"\n▶ {title}: airflow dags test {dag_id}"
+                + (f" --conf '{json.dumps(conf)}'" if conf else "")
             )
             lifecycle.run_dag(dag_id, conf)
             print_state()

@@ -15,8 +15,9 @@ import pytest
 from fastapi import FastAPI
 
 import registry
-from approval.airflow_api import AirflowHITLClient
+from approval.airflow_api import AirflowHITLClient, AirflowHITLError
 from approval.app import INTERACTIONS_PATH, create_app
+from approval.records import TaskRef
 from approval.reference import ButtonRef
 from approval.slack import SlackApprovalHook
 from approval.store import DecisionStore
@@ -111,18 +112,19 @@ def test_promotion_moves_champion_only_on_a_signed_approval(
         create_app(signing_secret=SIGNING_SECRET, store=store, slack=slack, airflow=airflow)
     )
 
+    def awaiting_input(task: TaskRef) -> bool:
+        try:
+            return airflow.detail(task)["task_instance"]["state"] == "awaiting_input"
+        except AirflowHITLError:  # the HITL detail is not written yet
+            return False
+
     def click(approve: bool, user: str) -> None:
         posted = fake_slack.calls_of("chat.postMessage")[-1]
         value = next(b for b in posted.payload["blocks"] if b["type"] == "actions")["elements"][0][
             "value"
         ]
         stored = store.get(ButtonRef.decode(value).request_id)
-        wait_for(
-            lambda: (
-                airflow.detail(stored.request.task)["task_instance"]["state"] == "awaiting_input"
-            ),
-            "the promotion to wait for input",
-        )
+        wait_for(lambda: awaiting_input(stored.request.task), "the promotion to wait for input")
         body = button_click(user_id=user, value=value, approve=approve, message=stored.message)
         response = httpx.post(
             endpoint + INTERACTIONS_PATH,
