@@ -12,14 +12,18 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
 import pytest
 
 import registry
+from approval.testing.samples import ALICE
+from approval.testing.slack_fake import FakeSlack
 from demo.lifecycle import Lifecycle, Workspace
 from demo.source_data import as_of_for_window, generate_user_features, write_source
+from tests.support import write_policy
 
 pytestmark = pytest.mark.integration
 MODEL = "user_churn"
@@ -31,12 +35,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def scheduled_airflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lifecycle]:
-    """API server, scheduler (LocalExecutor) and DAG processor on one workspace."""
+@contextmanager
+def scheduled_airflow(
+    root: Path, policies_dir: Path | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[Lifecycle]:
+    """API server, scheduler (LocalExecutor), DAG processor and triggerer on one workspace."""
     port = free_port()
-    workspace = Workspace(tmp_path / "ws")
-    lifecycle = Lifecycle(workspace)
+    workspace = Workspace(root / "ws")
+    lifecycle = Lifecycle(workspace, policies_dir)
     lifecycle.reset()
     lifecycle.env.update(
         {
@@ -49,18 +55,20 @@ def scheduled_airflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            **(extra_env or {}),
         }
     )
     write_source(workspace.source, generate_user_features())
     lifecycle.prepare_airflow()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri)
     mlflow.set_tracking_uri(workspace.tracking_uri)
-    processes = []
-    for command in (
+    commands = (
         ["api-server", "--host", "127.0.0.1", "--port", str(port)],
         ["scheduler"],
         ["dag-processor"],
-    ):
+        ["triggerer"],
+    )
+    processes = []
+    for command in commands:
         log = (workspace.logs / f"{command[0]}.log").open("w")
         processes.append(
             subprocess.Popen(
@@ -74,6 +82,7 @@ def scheduled_airflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     try:
         yield lifecycle
     finally:
+        mlflow.set_tracking_uri(None)
         for process in processes:
             os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
@@ -83,36 +92,87 @@ def scheduled_airflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def dag_runs(workspace: Workspace) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(workspace.airflow_home / "airflow.db") as db:
-        return list(db.execute("SELECT dag_id, run_type, state FROM dag_run ORDER BY id"))
-
-
-def test_training_run_makes_the_scheduler_start_the_promotion(scheduled_airflow: Lifecycle) -> None:
-    workspace = scheduled_airflow.workspace
+def trigger_training(lifecycle: Lifecycle, window: int) -> None:
     subprocess.run(
         [
-            scheduled_airflow.airflow,
+            lifecycle.airflow,
             "dags",
             "trigger",
             f"train_{MODEL}",
             "--conf",
-            json.dumps({"as_of": as_of_for_window(1)}),
+            json.dumps({"as_of": as_of_for_window(window)}),
         ],
-        env=scheduled_airflow.env,
+        env=lifecycle.env,
         check=True,
         capture_output=True,
     )
-    expected = [
-        (f"train_{MODEL}", "manual", "success"),
-        (f"promote_{MODEL}", "asset_triggered", "success"),
-    ]
-    deadline = time.monotonic() + 360
+
+
+def wait_for_runs(
+    workspace: Workspace, expected: list[tuple[str, str, str]], timeout: float
+) -> None:
+    """Wait until the DAG runs, in order, are exactly `expected` (dag_id, run_type, state)."""
+    deadline = time.monotonic() + timeout
     while dag_runs(workspace) != expected:
         failed = [run for run in dag_runs(workspace) if run[2] == "failed"]
         assert not failed and time.monotonic() < deadline, (
             f"runs: {dag_runs(workspace)}; see the logs in {workspace.logs}"
         )
         time.sleep(2)
-    assert registry.get_alias_version(MODEL, "champion") == 1
-    assert registry.get_alias_version(MODEL, "challenger") is None
+
+
+def dag_runs(workspace: Workspace) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(workspace.airflow_home / "airflow.db") as db:
+        return list(db.execute("SELECT dag_id, run_type, state FROM dag_run ORDER BY id"))
+
+
+def test_training_run_makes_the_scheduler_start_the_promotion(tmp_path: Path) -> None:
+    with scheduled_airflow(tmp_path) as lifecycle:
+        trigger_training(lifecycle, window=1)
+        wait_for_runs(
+            lifecycle.workspace,
+            [
+                (f"train_{MODEL}", "manual", "success"),
+                (f"promote_{MODEL}", "asset_triggered", "success"),
+            ],
+            timeout=360,
+        )
+        assert registry.get_alias_version(MODEL, "champion") == 1
+        assert registry.get_alias_version(MODEL, "challenger") is None
+
+
+def test_an_approval_nobody_gives_in_time_rejects_and_moves_nothing(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    write_policy(
+        policies,
+        MODEL,
+        approval={
+            "required": True,
+            "channel": "#model-approvals",
+            "approvers": [ALICE],
+            "timeout_minutes": 1,
+        },
+    )
+    with FakeSlack(token="xoxb-test") as slack:
+        settings = {
+            "APPROVAL_DB_URL": f"sqlite:///{tmp_path / 'approval.db'}",
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_API_URL": slack.url,
+        }
+        with scheduled_airflow(tmp_path, policies, settings) as lifecycle:
+            trigger_training(lifecycle, window=1)
+            wait_for_runs(
+                lifecycle.workspace,
+                [
+                    (f"train_{MODEL}", "manual", "success"),
+                    (f"promote_{MODEL}", "asset_triggered", "success"),
+                ],
+                timeout=420,
+            )
+            assert registry.get_alias_version(MODEL, "champion") is None
+            assert registry.get_alias_version(MODEL, "challenger") is None  # rejected
+            assert registry.get_version(MODEL, 1).tags["approval.status"] == "expired"
+        assert len(slack.calls_of("chat.postMessage")) == 1
+        [final] = slack.messages.values()  # the request, as its last update left it
+        assert "xpired" in json.dumps(final)
