@@ -29,9 +29,12 @@ def decide_promotion(
     challenger_score: float,
     champion_score: float | None,
 ) -> PromotionVerdict:
-    """Promote when there is no champion, or when the challenger beats it by `min_improvement`.
+    """The point-estimate rule: promote when there is no champion, or when the challenger's score
+    beats the champion's by `min_improvement`.
 
-    Both scores must come from the same holdout rows. Improvement is signed so that a positive
+    The workflow decides with `promotion.evaluation.evaluate_challenger` instead; this rule stays
+    as the baseline `bench/decision_quality.py` measures it against (it promotes an equally good
+    model about half the time). Both scores must come from the same holdout rows. Improvement is signed so that a positive
     value always means "the challenger is better", whatever the metric's direction.
     """
     if challenger_score != challenger_score:  # NaN: the metric could not be computed
