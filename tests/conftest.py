@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-POSTGRES_ENV = "PROMOTION_TEST_POSTGRES_URL"
+from tests.support import postgres_base_url
 
 # Airflow reads its home when first imported: keep tests away from the user's ~/airflow.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-home-")
@@ -32,9 +32,7 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL database of the test's own, dropped afterwards (needs PROMOTION_TEST_POSTGRES_URL)."""
-    base = os.environ.get(POSTGRES_ENV)
-    if not base:
-        pytest.skip(f"{POSTGRES_ENV} is not set; CI sets it to run the PostgreSQL variant")
+    base = postgres_base_url()
     import sqlalchemy as sa
 
     name = f"promotion_test_{uuid.uuid4().hex[:10]}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 import yaml
 
 from policies.loader import POLICIES_DIR
@@ -25,3 +27,17 @@ def write_policy(directory: Path, name: str, **changes: object) -> Path:
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+POSTGRES_ENV = "PROMOTION_TEST_POSTGRES_URL"
+
+
+def postgres_base_url() -> str:
+    """The PostgreSQL server of the PostgreSQL variants. Unset, they are skipped on a developer's
+    machine (the variant is opt-in) but fail under CI, which must run them."""
+    url = os.environ.get(POSTGRES_ENV, "")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{POSTGRES_ENV} is not set: CI must run the PostgreSQL variants")
+        pytest.skip(f"{POSTGRES_ENV} is not set; it enables the PostgreSQL variant (CI sets it)")
+    return url

@@ -26,8 +26,8 @@ from approval.slack import SlackApprovalHook
 from approval.store import DecisionStore, engine_url
 from approval.testing.hitl_fake import RecordingResponder
 from approval.testing.slack_fake import FakeSlack
+from tests.support import postgres_base_url
 
-POSTGRES_ENV = "PROMOTION_TEST_POSTGRES_URL"
 BOT_TOKEN = "xoxb-test-token"
 AIRFLOW_USER = "approval_service"
 AIRFLOW_PASSWORD = "approval-service-password"
@@ -60,9 +60,7 @@ def sqlite_store(tmp_path: Path) -> DecisionStore:
 @pytest.fixture
 def postgres_store() -> Iterator[DecisionStore]:
     """A decision store in a schema of its own, dropped afterwards (needs PROMOTION_TEST_POSTGRES_URL)."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set")
+    url = postgres_base_url()
     import sqlalchemy as sa
 
     schema = f"approval_test_{uuid.uuid4().hex[:10]}"

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.integration.gateway.support import Gateway, Store, log_pipeline
+from tests.support import postgres_base_url
 
 STARTUP_TIMEOUT_S = 90
 
@@ -118,9 +119,7 @@ def start_gateway(
 @pytest.fixture
 def postgres_log_schema() -> Iterator[tuple[str, str]]:
     """(URL, schema): a schema of the test's own in PROMOTION_TEST_POSTGRES_URL, dropped after."""
-    base = os.environ.get("PROMOTION_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("PROMOTION_TEST_POSTGRES_URL is not set; it enables the PostgreSQL variant")
+    base = postgres_base_url()
     import uuid
 
     import sqlalchemy as sa
