@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -187,6 +188,15 @@ def _routes(app: FastAPI, services: Services) -> None:
         )
         answering = arms.canary if role == "canary" else arms.champion
         at = datetime.now(UTC)
+        answered = partial(
+            LogEntry,
+            request_id=request_id,
+            model_name=name,
+            version=answering.version,
+            role=role,
+            routing_key=routing_key,
+            at=at,
+        )
         try:
             if columns.n_rows <= INLINE_ROWS:
                 frame, scores, latency_ms = _score(answering, columns)
@@ -195,35 +205,11 @@ def _routes(app: FastAPI, services: Services) -> None:
         except Exception as error:
             # Logged against the arm, so a rollout sees a canary that fails where the champion
             # does not; the caller still gets the 4xx (or 500) it raised.
-            services.log.submit(
-                LogEntry(
-                    request_id=request_id,
-                    model_name=name,
-                    version=answering.version,
-                    role=role,
-                    routing_key=routing_key,
-                    features=None,
-                    scores=None,
-                    latency_ms=0.0,
-                    at=at,
-                    error=str(error.detail) if isinstance(error, HTTPException) else repr(error),
-                )
-            )
+            detail = str(error.detail) if isinstance(error, HTTPException) else repr(error)
+            services.log.submit(answered(features=None, scores=None, latency_ms=0.0, error=detail))
             raise
         predictions = scores.tolist()
-        services.log.submit(
-            LogEntry(
-                request_id=request_id,
-                model_name=name,
-                version=answering.version,
-                role=role,
-                routing_key=routing_key,
-                features=frame,
-                scores=predictions,
-                latency_ms=latency_ms,
-                at=at,
-            )
-        )
+        services.log.submit(answered(features=frame, scores=predictions, latency_ms=latency_ms))
         if arms.shadow is not None:
             services.shadow.submit(
                 ShadowJob(
