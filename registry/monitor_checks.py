@@ -1,0 +1,140 @@
+"""Monitor checks: one row per check of a model's retraining triggers, in the ledger database.
+
+The monitor DAG writes a row each time it looks at a champion (fired, quiet, or not checked and
+why); the monitoring view reads them to plot the signals. The table is created on first use and
+reads the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import sqlalchemy as sa
+
+from registry.ledger import ledger_at
+
+Outcome = Literal["fired", "quiet", "not_checked"]
+OUTCOMES: tuple[str, ...] = ("fired", "quiet", "not_checked")
+
+metadata = sa.MetaData()
+
+monitor_checks = sa.Table(
+    "promotion_monitor_checks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(256), nullable=False),
+    sa.Column("checked_at", sa.String(40), nullable=False),
+    sa.Column("champion_version", sa.Integer),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("fired", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("signals", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(256)),
+    sa.Index("ix_promotion_monitor_checks_model_at", "model_name", "checked_at"),
+)
+
+
+@dataclass(frozen=True)
+class MonitorCheck:
+    """One check of a model's triggers: what fired (if anything), why, and the numbers behind it."""
+
+    model_name: str
+    checked_at: str
+    champion_version: int | None
+    outcome: Outcome
+    fired: tuple[str, ...]
+    reason: str
+    signals: dict = field(default_factory=dict)
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(
+                f"monitor check outcome must be one of {OUTCOMES}, got {self.outcome!r}"
+            )
+        if (self.outcome == "fired") != bool(self.fired):
+            raise ValueError(
+                f"a {self.outcome!r} monitor check cannot list fired triggers {self.fired!r}"
+                if self.fired
+                else "a 'fired' monitor check must list the triggers that fired"
+            )
+
+
+_ready: set[str] = set()
+
+
+def _engine(ledger_url: str) -> sa.Engine:
+    engine = ledger_at(ledger_url).engine
+    if ledger_url in _ready:
+        return engine
+    for attempt in range(3):
+        try:
+            metadata.create_all(engine)
+            break
+        except sa.exc.DBAPIError:
+            # Another process created the table between our check and our CREATE.
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+    _ready.add(ledger_url)
+    return engine
+
+
+def _canonical(moment: str) -> str:
+    """An ISO-8601 time as UTC in one fixed format, so that times compare as strings in SQL."""
+    parsed = datetime.fromisoformat(moment)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def record_check(ledger_url: str, check: MonitorCheck) -> None:
+    """Append one monitor check to the ledger database."""
+    with _engine(ledger_url).begin() as connection:
+        connection.execute(
+            monitor_checks.insert().values(
+                model_name=check.model_name,
+                checked_at=_canonical(check.checked_at),
+                champion_version=check.champion_version,
+                outcome=check.outcome,
+                fired=json.dumps(list(check.fired)),
+                reason=check.reason,
+                signals=json.dumps(check.signals, allow_nan=False),
+                run_id=check.run_id,
+            )
+        )
+
+
+def read_checks(
+    ledger_url: str,
+    model_name: str | None = None,
+    since: str | None = None,
+    limit: int | None = None,
+) -> list[MonitorCheck]:
+    """Recorded monitor checks, newest first; of one model, from `since` (ISO-8601 UTC) on."""
+    query = monitor_checks.select()
+    if model_name is not None:
+        query = query.where(monitor_checks.c.model_name == model_name)
+    if since is not None:
+        query = query.where(monitor_checks.c.checked_at >= _canonical(since))
+    query = query.order_by(monitor_checks.c.checked_at.desc(), monitor_checks.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    with _engine(ledger_url).connect() as connection:
+        return [
+            MonitorCheck(
+                model_name=row.model_name,
+                checked_at=row.checked_at,
+                champion_version=row.champion_version,
+                outcome=row.outcome,
+                fired=tuple(json.loads(row.fired)),
+                reason=row.reason,
+                signals=json.loads(row.signals),
+                run_id=row.run_id,
+            )
+            for row in connection.execute(query)
+        ]
