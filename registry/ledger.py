@@ -221,6 +221,11 @@ class Ledger:
     def _ensure_tables(self) -> None:
         if self._tables_ready:
             return
+        self.create_tables(metadata)
+        self._tables_ready = True
+
+    def create_tables(self, schema: sa.MetaData) -> None:
+        """Create the tables of `schema` in the ledger database unless they exist."""
         for attempt in range(3):
             try:
                 with self.engine.begin() as connection:
@@ -230,13 +235,12 @@ class Ledger:
                             sa.text("SELECT pg_advisory_xact_lock(:key)"),
                             {"key": _lock_key("promotion-ledger-schema")},
                         )
-                    metadata.create_all(connection)
+                    schema.create_all(connection)
                 break
             except sa.exc.DBAPIError:
                 if attempt == 2:
                     raise
                 time.sleep(0.2)
-        self._tables_ready = True
 
     def moves(self, model_name: str, alias: str | None = None) -> list[AliasMove]:
         """Recorded alias moves of a model, oldest first; only those of `alias` when given."""
@@ -475,3 +479,12 @@ def _busy(model_name: str, timeout_s: float) -> LockTimeout:
 def ledger_at(url: str) -> Ledger:
     """The ledger at a SQLAlchemy URL, built once per URL and process."""
     return Ledger(url)
+
+
+@cache
+def engine_with_tables(url: str, schema: sa.MetaData) -> sa.Engine:
+    """The ledger database's engine with the tables of `schema` created, once per URL and process;
+    for the records other modules keep beside the ledger (validations, monitor checks)."""
+    ledger = ledger_at(url)
+    ledger.create_tables(schema)
+    return ledger.engine
