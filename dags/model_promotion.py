@@ -127,7 +127,7 @@ def build_train_dag(policy: Policy) -> None:
         def validate_window(extracted: dict) -> dict:
             from workflow import train as steps
 
-            return _bad_input_fails_without_retry(lambda: steps.validate(policy, extracted))
+            return _bad_input_fails_without_retry(lambda: steps.validate(policy, extracted, _run()))
 
         @task(outlets=[candidate_asset(policy)], pool=policy.alias_pool)
         def register_candidate(validated: dict) -> dict:

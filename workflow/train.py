@@ -10,10 +10,12 @@ import pandas as pd
 import registry
 from policies.schema import Policy
 from promotion.records import CHALLENGER
+from registry.moves import current_ledger
+from registry.validation_records import ValidationRecord, record_validation
 from workflow import modeling
 from workflow.runs import RunContext, code_version
 from workflow.sources import describe_url, read_window, resolve_url, windows_for
-from workflow.validation import validate_window
+from workflow.validation import DataValidationError, window_problems
 
 EXTRACT_FILE = "training_window.parquet"
 VALIDATION_SHARE = 0.2  # the newest 20% of the training window scores the fit
@@ -46,11 +48,29 @@ def extract(policy: Policy, as_of: datetime, directory: Path) -> dict:
     }
 
 
-def validate(policy: Policy, extracted: dict) -> dict:
-    """Fail with every problem of the extracted window, before anything is trained or registered."""
+def validate(policy: Policy, extracted: dict, run: RunContext) -> dict:
+    """Fail with every problem of the extracted window, before anything is trained or registered.
+
+    Every validated window is recorded in the ledger database, passed or failed, with its checks.
+    """
     frame = pd.read_parquet(extracted["path"])
-    where = f"training window {extracted['window_start']} → {extracted['window_end']} of {policy.model_name}"
-    validate_window(frame, policy.source, policy.validation, where)
+    problems = window_problems(frame, policy.source, policy.validation)
+    record_validation(
+        current_ledger().url,
+        ValidationRecord(
+            model_name=policy.model_name,
+            validated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            window_start=extracted["window_start"],
+            window_end=extracted["window_end"],
+            rows=len(frame),
+            passed=not problems,
+            failed_checks=tuple(problems),
+            run_id=run.run_id,
+        ),
+    )
+    if problems:
+        where = f"training window {extracted['window_start']} → {extracted['window_end']} of {policy.model_name}"
+        raise DataValidationError(where, problems)
     return {**extracted, "validated": True}
 
 

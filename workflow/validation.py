@@ -53,12 +53,3 @@ def window_problems(frame: pd.DataFrame, source: Source, validation: Validation)
                 f"numeric feature {column!r} has non-numeric type {frame[column].dtype}"
             )
     return problems
-
-
-def validate_window(
-    frame: pd.DataFrame, source: Source, validation: Validation, where: str
-) -> None:
-    """Raise DataValidationError naming every failed check of the window."""
-    problems = window_problems(frame, source, validation)
-    if problems:
-        raise DataValidationError(where, problems)
