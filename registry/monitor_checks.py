@@ -8,14 +8,13 @@ reads the same on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 import sqlalchemy as sa
 
-from registry.ledger import ledger_at
+from registry.ledger import engine_with_tables
 
 Outcome = Literal["fired", "quiet", "not_checked"]
 OUTCOMES: tuple[str, ...] = ("fired", "quiet", "not_checked")
@@ -64,26 +63,6 @@ class MonitorCheck:
             )
 
 
-_ready: set[str] = set()
-
-
-def _engine(ledger_url: str) -> sa.Engine:
-    engine = ledger_at(ledger_url).engine
-    if ledger_url in _ready:
-        return engine
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine)
-            break
-        except sa.exc.DBAPIError:
-            # Another process created the table between our check and our CREATE.
-            if attempt == 2:
-                raise
-            time.sleep(0.2)
-    _ready.add(ledger_url)
-    return engine
-
-
 def _canonical(moment: str) -> str:
     """An ISO-8601 time as UTC in one fixed format, so that times compare as strings in SQL."""
     parsed = datetime.fromisoformat(moment)
@@ -94,7 +73,7 @@ def _canonical(moment: str) -> str:
 
 def record_check(ledger_url: str, check: MonitorCheck) -> None:
     """Append one monitor check to the ledger database."""
-    with _engine(ledger_url).begin() as connection:
+    with engine_with_tables(ledger_url, metadata).begin() as connection:
         connection.execute(
             monitor_checks.insert().values(
                 model_name=check.model_name,
@@ -124,7 +103,7 @@ def read_checks(
     query = query.order_by(monitor_checks.c.checked_at.desc(), monitor_checks.c.id.desc())
     if limit is not None:
         query = query.limit(limit)
-    with _engine(ledger_url).connect() as connection:
+    with engine_with_tables(ledger_url, metadata).connect() as connection:
         return [
             MonitorCheck(
                 model_name=row.model_name,
