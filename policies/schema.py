@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Literal
 
+from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
@@ -14,6 +16,32 @@ Metric = Literal["accuracy", "roc_auc", "log_loss", "f1", "precision", "recall"]
 
 # Metrics where a smaller value is the better model.
 LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss"})
+
+# Airflow's cron presets (the ones that repeat), resolved to the expressions Airflow uses.
+CRON_PRESETS: dict[str, str] = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
+}
+
+
+def cron_expression(value: str) -> str:
+    """The cron expression of a schedule given as an expression or preset; ValueError if invalid."""
+    expression = CRON_PRESETS.get(value.strip(), value.strip())
+    if not expression:
+        raise ValueError("use null for no schedule, not an empty string")
+    try:
+        croniter(expression)
+    except (CroniterError, ValueError) as error:
+        presets = ", ".join(CRON_PRESETS)
+        raise ValueError(
+            f"{value!r} is not a cron expression (minute hour day month weekday) or one of {presets}"
+            f" ({error})"
+        ) from None
+    return expression
 
 
 class _Strict(BaseModel):
@@ -186,6 +214,69 @@ class Rollout(_Strict):
         return steps
 
 
+class PerformanceTrigger(_Strict):
+    """Retrain when the champion's live metric is shown to be below a floor or to have dropped."""
+
+    floor: float | None = Field(default=None, description="Absolute floor of the live metric.")
+    max_drop: float | None = Field(
+        default=None, ge=0, description="Largest drop from the level the champion was promoted at."
+    )
+    min_labeled: int = Field(default=500, gt=0)
+    lookback_hours: float = Field(default=7 * 24, gt=0)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> PerformanceTrigger:
+        if self.floor is None and self.max_drop is None:
+            raise ValueError("give a floor, a max_drop, or both")
+        return self
+
+
+class DataVolumeTrigger(_Strict):
+    """Retrain when enough new labeled rows arrived since the champion's data ended."""
+
+    min_new_rows: int = Field(gt=0)
+
+
+class DriftTrigger(_Strict):
+    """Retrain when recent inputs are shown to differ from the champion's training profile."""
+
+    features: list[str] | None = Field(default=None, description="null: every feature.")
+    source: Literal["prediction_log", "source"] = "prediction_log"
+    window_hours: float = Field(default=24, gt=0)
+    min_rows: int = Field(default=500, gt=0)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Family-wise false-alarm rate.")
+    min_psi: float = Field(
+        default=0.02, ge=0, description="Effect-size floor of a drifted feature."
+    )
+
+
+class Triggers(_Strict):
+    """When train_<model> runs: a schedule, and signals that the monitor checks."""
+
+    schedule: str | None = Field(
+        default=None, description="Cron expression or preset for train_<model>; null: none."
+    )
+    check_every: str = Field(default="@hourly", description="Schedule of monitor_<model>.")
+    cooldown_hours: float = Field(default=24, ge=0)
+    max_per_day: int = Field(default=2, gt=0)
+    performance: PerformanceTrigger | None = None
+    data_volume: DataVolumeTrigger | None = None
+    drift: DriftTrigger | None = None
+
+    @field_validator("schedule", "check_every")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            cron_expression(value)
+        return value
+
+    @property
+    def monitored(self) -> bool:
+        """Whether any signal is configured, so that monitor_<model> has something to check."""
+        return any(t is not None for t in (self.performance, self.data_volume, self.drift))
+
+
 class Policy(_Strict):
     """One model's promotion policy."""
 
@@ -193,7 +284,8 @@ class Policy(_Strict):
     description: str = ""
     owner: str = ""
     training_schedule: str | None = Field(
-        default=None, description="Cron expression or preset for train_<model>; null: manual."
+        default=None,
+        description="Deprecated: use triggers.schedule. Cron expression or preset; null: manual.",
     )
     source: Source
     validation: Validation = Validation()
@@ -201,13 +293,43 @@ class Policy(_Strict):
     promotion: Promotion = Promotion()
     approval: Approval = Approval()
     rollout: Rollout = Rollout()
+    triggers: Triggers = Triggers()
 
     @field_validator("training_schedule")
     @classmethod
-    def _schedule_not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("use null for a manual schedule, not an empty string")
+    def _schedule_valid(cls, value: str | None) -> str | None:
+        if value is not None:
+            cron_expression(value)
+            warnings.warn(
+                "training_schedule is deprecated: move it to triggers.schedule",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         return value
+
+    @model_validator(mode="after")
+    def _one_schedule_and_known_drift_features(self) -> Policy:
+        if self.training_schedule is not None and self.triggers.schedule is not None:
+            raise ValueError(
+                "training_schedule and triggers.schedule both set; keep triggers.schedule only"
+            )
+        drift = self.triggers.drift
+        if drift is not None and drift.features is not None:
+            unknown = [f for f in drift.features if f not in self.source.features.all]
+            if unknown or not drift.features:
+                raise ValueError(
+                    "triggers.drift.features: must be features of source.features, not "
+                    + (", ".join(unknown) or "an empty list (use null for all)")
+                )
+        performance = self.triggers.performance
+        bounded = self.promotion.metric not in LOWER_IS_BETTER
+        if performance is not None and performance.floor is not None and bounded:
+            if not 0 <= performance.floor <= 1:
+                raise ValueError(
+                    f"triggers.performance.floor: {self.promotion.metric} lies in [0, 1], "
+                    f"got {performance.floor}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _slices_are_features(self) -> Policy:
@@ -234,6 +356,18 @@ class Policy(_Strict):
     def rollout_asset_uri(self) -> str:
         """The Asset a promotion run updates when it hands an approved winner to the rollout."""
         return f"model-registry://{self.model_name}/rollout"
+
+    @property
+    def training_cron(self) -> str | None:
+        """The cron expression train_<model> runs on (triggers.schedule, else the deprecated
+        training_schedule); None: no schedule."""
+        schedule = self.triggers.schedule or self.training_schedule
+        return None if schedule is None else cron_expression(schedule)
+
+    @property
+    def retrain_asset_uri(self) -> str:
+        """The Asset monitor_<model> updates when a trigger fires; it starts train_<model>."""
+        return f"model-registry://{self.model_name}/retrain"
 
     @property
     def metric_higher_is_better(self) -> bool:
