@@ -31,7 +31,11 @@ def test_a_full_triggers_section_loads_with_its_defaults(tmp_path: Path) -> None
         },
     )
     triggers = load_policy(path).triggers
-    assert (triggers.check_every, triggers.cooldown_hours, triggers.max_per_day) == ("@hourly", 24, 2)
+    assert (triggers.check_every, triggers.cooldown_hours, triggers.max_per_day) == (
+        "@hourly",
+        24,
+        2,
+    )
     assert (triggers.performance.min_labeled, triggers.performance.confidence) == (500, 0.95)
     assert (triggers.drift.alpha, triggers.drift.min_psi, triggers.drift.window_hours) == (
         0.05,
@@ -90,8 +94,9 @@ def test_a_floor_outside_the_metric_range_is_refused(tmp_path: Path) -> None:
 
 def test_drift_features_must_be_features(tmp_path: Path) -> None:
     path = write_policy(tmp_path, "churn", triggers={"drift": {"features": ["plan", "target"]}})
-    assert "triggers.drift.features: must be features of source.features, not target" in (
-        problems(path)[0]
+    assert (
+        "triggers.drift.features: must be features of source.features, not target"
+        in (problems(path)[0])
     )
 
 
