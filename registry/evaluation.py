@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from promotion.descriptions import version_description
 from registry.client import client, set_version_tags
 from registry.retry import retry_transient
 
@@ -34,9 +35,10 @@ def artifact_size_bytes(model_name: str, version: int) -> int:
 
 @retry_transient()
 def record_evaluation(model_name: str, version: int, tags: dict[str, str], summary: str) -> None:
-    """Write the evaluation's tags on the version and its summary at the top of the description,
-    so the version page answers "why was this (not) promoted" without opening Airflow."""
+    """Write the evaluation's tags on the version and its summary in the description, below the
+    state line, so the version page answers "why was this (not) promoted" without opening Airflow."""
     set_version_tags(model_name, version, tags)
     current = client().get_model_version(model_name, str(version)).description or ""
-    training_note = current.split("\n\n---\n\n")[-1]
-    client().update_model_version(model_name, str(version), f"{summary}\n\n---\n\n{training_note}")
+    client().update_model_version(
+        model_name, str(version), version_description(current, evaluation=summary)
+    )

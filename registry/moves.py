@@ -23,6 +23,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from promotion import lifecycle
 from promotion.lifecycle import State, StateChange, TransitionRefused
 from promotion.records import AliasMove, MoveKind
+from registry import descriptions
 from registry.client import client, get_alias_version, get_version, set_version_tags
 from registry.ledger import Ledger, LockedLedger, PendingWrite, Recorded, ledger_at
 from registry.retry import is_transient, retry_transient
@@ -274,6 +275,7 @@ def _mirror_and_finish(book: LockedLedger, done: Recorded) -> None:
     """Copy a recorded write onto the MLflow tags, then forget it; a failed copy is retried later."""
     try:
         _mirror(book.model_name, done)
+        descriptions.refresh(book, done)
     except Exception as error:
         if not is_transient(error):
             raise
@@ -292,7 +294,9 @@ def _mirror(model_name: str, done: Recorded) -> None:
     if move is not None:
         record = {**move.to_json_dict(), "forced": done.forced}
         client().set_registered_model_tag(
-            model_name, f"{HISTORY_TAG_PREFIX}{move.sequence:06d}", json.dumps(record)
+            model_name,
+            f"{HISTORY_TAG_PREFIX}{move.sequence:06d}",
+            json.dumps(record, ensure_ascii=False),
         )
         if move.to_version is not None:
             prefix = f"alias.{move.alias}"

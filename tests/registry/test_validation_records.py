@@ -1,4 +1,5 @@
-"""Validation records: every validated window is kept, newest first, with its failed checks."""
+"""Validation records: every validated window is kept, newest first, with its failed checks
+(SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ def _record(at: str, *, model: str = "churn", failed: tuple[str, ...] = ()) -> V
     )
 
 
-@pytest.fixture
-def ledger_url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
     return f"sqlite:///{tmp_path / 'ledger.db'}"
 
 
