@@ -75,7 +75,8 @@ def validate(policy: Policy, extracted: dict, run: RunContext) -> dict:
 
 
 def train_and_register(
-    policy: Policy, extracted: dict, run: RunContext, artifact_root: str | None = None
+    policy: Policy, extracted: dict, run: RunContext, artifact_root: str | None = None,
+    trigger: dict[str, str] | None = None,
 ) -> dict:
     """Train the pipeline, log it to MLflow with its dataset, register it as the `challenger`.
 
@@ -87,6 +88,7 @@ def train_and_register(
     from mlflow.models import infer_signature
 
     from workflow.lineage import SqlWindowSource
+    from workflow.profile import log_profile
 
     name = policy.model_name
     existing = registry.find_version_by_tag(name, "lineage.airflow_run_id", run.run_id)
@@ -106,7 +108,10 @@ def train_and_register(
         with mlflow.start_run(
             run_name=f"train {extracted['window_start'][:10]}..{extracted['window_end'][:10]}"
         ) as mlrun:
-            mlflow.set_tags({"airflow.dag_id": run.dag_id, "airflow.run_id": run.run_id})
+            mlflow.set_tags(
+                {"airflow.dag_id": run.dag_id, "airflow.run_id": run.run_id, **(trigger or {})}
+            )
+            log_profile(frame, policy.source.features)
             mlflow.log_params({"flavor": policy.model.flavor, **policy.model.hyperparameters})
             mlflow.log_params({k: extracted[k] for k in ("window_start", "window_end", "rows")})
             mlflow.log_metric(f"validation_{policy.promotion.metric}", validation_score)
@@ -147,6 +152,7 @@ def train_and_register(
             "lineage.airflow_dag_id": run.dag_id,
             "lineage.airflow_run_id": run.run_id,
             "lineage.triggered_by": run.triggered_by,
+            **(trigger or {}),
             f"train.validation_{policy.promotion.metric}": f"{validation_score:.6f}",
         }
         registry.ensure_registered_model(name, policy.description)
