@@ -58,8 +58,10 @@ def _run():
     return RunContext.of(get_current_context()["dag_run"])
 
 
-def _work_root() -> str | None:
-    return os.environ.get("PROMOTION_WORK_DIR")
+def _storage_root() -> str:
+    from workflow.runs import STORAGE_URL_ENV, storage_root
+
+    return storage_root(os.environ.get(STORAGE_URL_ENV), os.environ.get("PROMOTION_WORK_DIR"))
 
 
 def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
@@ -115,33 +117,40 @@ def build_train_dag(policy: Policy) -> None:
         @task
         def extract_window() -> dict:
             from workflow import train as steps
-            from workflow.runs import run_dir
 
             context = get_current_context()
             fallback = context.get("logical_date") or context["dag_run"].run_after
             as_of = steps.parse_as_of(context["params"].get("as_of"), fallback)
-            directory = run_dir(_work_root(), _run())
-            return _bad_input_fails_without_retry(lambda: steps.extract(policy, as_of, directory))
+            window = _bad_input_fails_without_retry(
+                lambda: steps.extract(policy, as_of, _storage_root(), _run())
+            )
+            return window.to_xcom()
 
         @task
         def validate_window(extracted: dict) -> dict:
             from workflow import train as steps
 
-            return _bad_input_fails_without_retry(lambda: steps.validate(policy, extracted, _run()))
+            window = steps.TrainingWindow.from_xcom(extracted)
+            return _bad_input_fails_without_retry(
+                lambda: steps.validate(policy, window, _run())
+            ).to_xcom()
 
         @task(outlets=[candidate_asset(policy)], pool=policy.alias_pool)
         def register_candidate(validated: dict) -> dict:
             from workflow import train as steps
 
             return steps.train_and_register(
-                policy, validated, _run(), artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT")
+                policy,
+                steps.TrainingWindow.from_xcom(validated),
+                _run(),
+                artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT"),
             )
 
         @task
         def remove_temporary_files() -> str:
-            from workflow.runs import remove_run_dir
+            from workflow.runs import remove_run_storage
 
-            return remove_run_dir(_work_root(), _run())
+            return remove_run_storage(_storage_root(), _run())
 
         extracted = extract_window()
         cleanup = remove_temporary_files().as_teardown(setups=extracted)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from gateway.config import (
     GatewayConfig,
     GatewayConfigError,
+    api_tokens_from_env,
     load_config_file,
     parse_config,
     parse_model_spec,
@@ -76,6 +77,8 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[GatewayCo
     _override(raw, "refresh_interval_s", args.refresh_interval, env, "GATEWAY_REFRESH_INTERVAL")
     if env.get("GATEWAY_WEBHOOK_SECRET"):
         raw["webhook_secret"] = env["GATEWAY_WEBHOOK_SECRET"]
+    if (tokens := api_tokens_from_env(env)) is not None:
+        raw["api_tokens"] = tokens
     log = dict(raw.get("prediction_log") or {})
     _override(log, "url", args.log_url, env, "GATEWAY_LOG_URL")
     _override(log, "db_schema", args.log_schema, env, "GATEWAY_LOG_SCHEMA")

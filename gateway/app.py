@@ -17,20 +17,27 @@ import pandas as pd
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.answered import FAILED, RESERVED, AnsweredRequests
+from gateway.auth import TokenSet
 from gateway.batching import LogEntry
 from gateway.config import GatewayConfig
 from gateway.holder import AliasFollower, Arms, LoadedVersion, VersionSource
-from gateway.payload import Columns, PayloadError, SchemaMismatch, parse_payload
+from gateway.limits import BodyLimit
+from gateway.payload import Columns, PayloadError, SchemaMismatch, parse_payload, shown
 from gateway.predlog import (
     Label,
+    LabelConflict,
     LogTables,
     PredictionLogWriter,
+    answered_rows,
     create_engine,
     log_tables,
     record_labels,
+    request_logged,
 )
 from gateway.routing import choose_role
 from gateway.shadow import ShadowJob, ShadowRunner
@@ -38,6 +45,7 @@ from gateway.webhook import (
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    DeliveryLog,
     WebhookError,
     parse_event,
     verify,
@@ -50,17 +58,36 @@ ROUTING_KEY_HEADER = "X-Routing-Key"
 # Requests up to this many rows are scored on the event loop: a thread hop would cost more than
 # the model. Bigger ones go to the thread pool so they cannot stall other requests.
 INLINE_ROWS = 64
+# Bodies larger than this are parsed in the thread pool, so parsing never stalls the event loop.
+INLINE_BODY_BYTES = 64 * 1024
 _MAX_ID_LENGTH = 128
+_MAX_DETAIL_CHARS = 500
+# The gateway serves binary classifiers (a version that is not one never passes its warm-up), so
+# the ground truth of a row is one of these.
+BINARY_LABELS = (0.0, 1.0)
+
+
+def _binary_label(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value not in BINARY_LABELS:
+        raise ValueError(f"a label of a binary classifier is 0 or 1, got {shown(value)}")
+    return float(value)
 
 
 class FeedbackItem(BaseModel):
-    """The ground truth of one answered request (of row `row_index` for a multi-row request)."""
+    """The ground truth of one answered request (of row `row_index` for a multi-row request);
+    `overwrite` replaces an earlier, different label (a recorded correction)."""
 
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(min_length=1, max_length=_MAX_ID_LENGTH)
     label: float
     row_index: int = Field(default=0, ge=0)
+    overwrite: bool = False
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _binary(cls, value: object) -> float:
+        return _binary_label(value)
 
 
 class FeedbackBody(BaseModel):
@@ -71,7 +98,13 @@ class FeedbackBody(BaseModel):
     request_id: str | None = Field(default=None, min_length=1, max_length=_MAX_ID_LENGTH)
     label: float | None = None
     row_index: int = Field(default=0, ge=0)
+    overwrite: bool = False
     labels: list[FeedbackItem] | None = None
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _binary(cls, value: object) -> float | None:
+        return None if value is None else _binary_label(value)
 
     def items(self) -> list[FeedbackItem]:
         if self.labels is not None:
@@ -81,7 +114,12 @@ class FeedbackBody(BaseModel):
         if self.request_id is None or self.label is None:
             raise ValueError("give request_id and label (or a list under labels)")
         return [
-            FeedbackItem(request_id=self.request_id, label=self.label, row_index=self.row_index)
+            FeedbackItem(
+                request_id=self.request_id,
+                label=self.label,
+                row_index=self.row_index,
+                overwrite=self.overwrite,
+            )
         ]
 
 
@@ -95,6 +133,9 @@ class Services:
     log: PredictionLogWriter
     engine: sa.Engine
     tables: LogTables
+    tokens: TokenSet
+    answered: AnsweredRequests
+    deliveries: DeliveryLog
 
 
 def create_app(config: GatewayConfig, source: VersionSource | None = None) -> FastAPI:
@@ -125,6 +166,9 @@ def create_app(config: GatewayConfig, source: VersionSource | None = None) -> Fa
         log=log,
         engine=engine,
         tables=tables,
+        tokens=config.token_set(),
+        answered=AnsweredRequests(),
+        deliveries=DeliveryLog(config.webhook_tolerance_s),
     )
 
     @asynccontextmanager
@@ -141,7 +185,17 @@ def create_app(config: GatewayConfig, source: VersionSource | None = None) -> Fa
         engine.dispose()
 
     app = FastAPI(title="Model serving gateway", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.state.services = services
+
+    @app.exception_handler(StarletteHTTPException)
+    async def clipped(request: Request, error: StarletteHTTPException) -> Response:
+        """Every refusal's message, cut short: a message never echoes a large input back."""
+        detail = str(error.detail)
+        if len(detail) > _MAX_DETAIL_CHARS:
+            detail = f"{detail[: _MAX_DETAIL_CHARS - 1]}…"
+        return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
+
     _routes(app, services)
     return app
 
@@ -175,14 +229,21 @@ def _routes(app: FastAPI, services: Services) -> None:
     @app.post("/models/{name}/invocations")
     async def invocations(name: str, request: Request) -> Response:
         """Score a MLflow scoring payload with the champion or, for its share, the canary."""
-        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
+        _require_json(request)
+        given_id = request.headers.get(REQUEST_ID_HEADER)
+        request_id = given_id or uuid.uuid4().hex
         if len(request_id) > _MAX_ID_LENGTH:
             raise HTTPException(400, f"{REQUEST_ID_HEADER} is longer than {_MAX_ID_LENGTH}")
         routing_key = request.headers.get(ROUTING_KEY_HEADER)
         arms = _arms_or_404(follower, name)
-        columns = _columns(await request.body(), config.max_request_rows)
+        body = await request.body()
+        if len(body) > INLINE_BODY_BYTES:
+            columns = await run_in_threadpool(_columns, body, config.max_request_rows)
+        else:
+            columns = _columns(body, config.max_request_rows)
         if arms.champion is None:
             raise HTTPException(503, f"model {name!r} has no champion loaded yet; retry shortly")
+        await _claim(services, name, request_id, caller_given=given_id is not None)
         role = choose_role(
             name, routing_key or request_id, arms.canary_share, arms.canary is not None
         )
@@ -207,9 +268,11 @@ def _routes(app: FastAPI, services: Services) -> None:
             # does not; the caller still gets the 4xx (or 500) it raised.
             detail = str(error.detail) if isinstance(error, HTTPException) else repr(error)
             services.log.submit(answered(features=None, scores=None, latency_ms=0.0, error=detail))
+            services.answered.settle(name, request_id, FAILED)
             raise
         predictions = scores.tolist()
         services.log.submit(answered(features=frame, scores=predictions, latency_ms=latency_ms))
+        services.answered.settle(name, request_id, len(predictions))
         if arms.shadow is not None:
             services.shadow.submit(
                 ShadowJob(
@@ -235,17 +298,41 @@ def _routes(app: FastAPI, services: Services) -> None:
 
     @app.post("/models/{name}/feedback")
     async def feedback(name: str, request: Request) -> dict:
-        """Store ground-truth labels of answered requests, joined to the log by request id."""
+        """Store ground-truth labels of rows this gateway answered, joined to the log by request
+        id; the first label of a row stands unless a later one says `overwrite`."""
+        caller = _authorized(services.tokens, request)
+        _require_json(request)
         _arms_or_404(follower, name)
+        body = await request.body()
         try:
-            items = FeedbackBody.model_validate_json(await request.body()).items()
+            if len(body) > INLINE_BODY_BYTES:
+                items = await run_in_threadpool(_feedback_items, body)
+            else:
+                items = _feedback_items(body)
         except (ValidationError, ValueError) as error:
             raise HTTPException(422, _message(error)) from None
+        if len(items) > config.max_request_rows:
+            raise HTTPException(
+                413, f"{len(items)} labels, more than the limit of {config.max_request_rows}"
+            )
+        await _check_answered(services, name, items)
         labels = [
-            Label(request_id=i.request_id, label=i.label, row_index=i.row_index) for i in items
+            Label(
+                request_id=i.request_id, label=i.label, row_index=i.row_index, overwrite=i.overwrite
+            )
+            for i in items
         ]
-        await run_in_threadpool(record_labels, services.engine, services.tables, name, labels)
-        return {"stored": len(labels)}
+        try:
+            done = await run_in_threadpool(
+                partial(record_labels, by=caller),
+                services.engine,
+                services.tables,
+                name,
+                labels,
+            )
+        except LabelConflict as conflict:
+            raise HTTPException(409, str(conflict)) from None
+        return {"stored": done.stored, "unchanged": done.unchanged, "corrected": done.corrected}
 
     @app.post("/webhooks/mlflow")
     async def webhook(request: Request) -> dict:
@@ -266,14 +353,18 @@ def _routes(app: FastAPI, services: Services) -> None:
             event = parse_event(body)
         except WebhookError as error:
             raise HTTPException(401, str(error)) from None
+        delivery_id = request.headers[DELIVERY_ID_HEADER]
+        if not services.deliveries.first_time(delivery_id, time.time()):
+            raise HTTPException(409, "this webhook delivery was received before; not acted on")
         served = event.model_name in follower.model_names
         if event.relevant and served:
             follower.request_refresh(event.model_name)
         return {"refreshing": event.relevant and served}
 
     @app.post("/admin/refresh")
-    async def refresh(model: str | None = None) -> dict:
+    async def refresh(request: Request, model: str | None = None) -> dict:
         """Read the registry now (one model or all) instead of at the next poll."""
+        _authorized(services.tokens, request)
         if model is not None:
             _arms_or_404(follower, model)
         follower.request_refresh(model)
@@ -284,16 +375,101 @@ def _arms_or_404(follower: AliasFollower, name: str) -> Arms:
     arms = follower.arms(name)
     if arms is None:
         raise HTTPException(
-            404, f"model {name!r} is not served here; served: {', '.join(follower.model_names)}"
+            404,
+            f"model {shown(name)} is not served here; served: {', '.join(follower.model_names)}",
         )
     return arms
+
+
+def _authorized(tokens: TokenSet, request: Request) -> str:
+    """The fingerprint of the caller's bearer token; 401 without a valid one, 403 when the
+    gateway has no tokens configured (labels and admin calls are then off)."""
+    if not tokens:
+        raise HTTPException(
+            403,
+            "labels and admin calls are off: no API token is configured "
+            "(GATEWAY_API_TOKENS or GATEWAY_API_TOKENS_FILE)",
+        )
+    caller = tokens.caller(request.headers.get("authorization"))
+    if caller is None:
+        raise HTTPException(
+            401,
+            "send a valid API token: Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return caller
+
+
+def _require_json(request: Request) -> None:
+    # A browser sends text/plain or a form cross-site without asking first; JSON it cannot.
+    media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(415, "send the body as Content-Type: application/json")
+
+
+async def _claim(services: Services, name: str, request_id: str, *, caller_given: bool) -> None:
+    """Reserve a request id for this request; 409 when it answered (or logged) one before."""
+    reused = HTTPException(
+        409, f"{REQUEST_ID_HEADER} {shown(request_id)} was used before; send a new one"
+    )
+    if not services.answered.reserve(name, request_id):
+        raise reused
+    if not caller_given:
+        return  # a fresh uuid
+    try:
+        logged = await run_in_threadpool(
+            request_logged, services.engine, services.tables, name, request_id
+        )
+    except sa.exc.SQLAlchemyError as error:
+        # The log's database is down: answer anyway (the writer keeps the rows); a reuse is then
+        # caught when the row is written, and counted.
+        logger.warning("could not check %s for reuse: %s", REQUEST_ID_HEADER, error)
+        return
+    if logged:
+        # Known from the log: its answer (and labels) are looked up there, not in memory.
+        services.answered.release(name, request_id)
+        raise reused
+
+
+def _feedback_items(body: bytes) -> list[FeedbackItem]:
+    return FeedbackBody.model_validate_json(body).items()
+
+
+async def _check_answered(services: Services, name: str, items: list[FeedbackItem]) -> None:
+    """422 unless every label names a row this gateway answered (a champion or canary row)."""
+    rows: dict[str, int | None] = {
+        request_id: services.answered.rows(name, request_id)
+        for request_id in dict.fromkeys(item.request_id for item in items)
+    }
+    unknown = [request_id for request_id, count in rows.items() if count is None]
+    if unknown:
+        logged = await run_in_threadpool(
+            answered_rows, services.engine, services.tables, name, unknown
+        )
+        rows.update(logged)
+    problems = []
+    for item in items:
+        count = rows.get(item.request_id)
+        if count is None or count == RESERVED:
+            problems.append(f"request {shown(item.request_id)} was not answered by this gateway")
+        elif count == FAILED:
+            problems.append(f"request {shown(item.request_id)} failed; it has no prediction")
+        elif item.row_index >= count:
+            problems.append(
+                f"request {shown(item.request_id)} had {count} row(s); no row {item.row_index}"
+            )
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise HTTPException(422, f"nothing stored: {'; '.join(dict.fromkeys(problems[:3]))}{more}")
 
 
 def _columns(body: bytes, max_rows: int) -> Columns:
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise HTTPException(400, f"body is not valid JSON: {error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise HTTPException(400, f"body is not valid JSON: {shown(str(error), 120)}") from None
+    except RecursionError:
+        raise HTTPException(400, "body is not valid JSON: nested too deeply") from None
     try:
         return parse_payload(payload, max_rows)
     except PayloadError as error:

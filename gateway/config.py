@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from gateway.auth import TokenError, TokenSet, read_token_lines
 from policies.loader import describe_validation_error
 from policies.schema import MODEL_NAME_PATTERN
 
@@ -82,8 +84,34 @@ class GatewayConfig(_Strict):
     shutdown_timeout_s: float = Field(
         default=10.0, gt=0, description="Time allowed to drain the shadow queue on shutdown."
     )
-    max_request_rows: int = Field(default=10_000, gt=0, description="Rows allowed in one request.")
+    max_request_rows: int = Field(
+        default=10_000, gt=0, description="Rows allowed in one request (and labels in one call)."
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="Largest request body; a longer one is refused (413) while it is read, "
+        "before anything parses it.",
+    )
+    api_tokens: tuple[SecretStr, ...] = Field(
+        default=(),
+        description="Bearer tokens the feedback and admin endpoints accept (several at once, for "
+        "rotation); with none, those endpoints refuse every call.",
+    )
     prediction_log: PredictionLogConfig = PredictionLogConfig()
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _usable_tokens(cls, tokens: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        try:
+            TokenSet.of(token.get_secret_value() for token in tokens)
+        except TokenError as error:
+            raise ValueError(str(error)) from None
+        return tokens
+
+    def token_set(self) -> TokenSet:
+        """The accepted tokens, ready for constant-time comparison."""
+        return TokenSet.of(token.get_secret_value() for token in self.api_tokens)
 
     def served(self, name: str) -> ServedModel | None:
         """The configuration of a served model, or None when the gateway does not serve it."""
@@ -125,3 +153,19 @@ def parse_model_spec(spec: str) -> dict:
     """`name` or `name:share` (as given on the command line) into a served-model mapping."""
     name, _, share = spec.partition(":")
     return {"name": name} if not share else {"name": name, "canary_share": share}
+
+
+def api_tokens_from_env(env: Mapping[str, str]) -> list[str] | None:
+    """Tokens from `GATEWAY_API_TOKENS` (comma-separated) and the secrets file named by
+    `GATEWAY_API_TOKENS_FILE` (one per line), together; None when neither is set."""
+    tokens = [token.strip() for token in env.get("GATEWAY_API_TOKENS", "").split(",")]
+    tokens = [token for token in tokens if token]
+    path = env.get("GATEWAY_API_TOKENS_FILE")
+    if path:
+        try:
+            tokens += read_token_lines(Path(path).read_text())
+        except OSError as error:
+            raise GatewayConfigError(
+                "GATEWAY_API_TOKENS_FILE", [f"cannot read {path}: {error.strerror}"]
+            ) from None
+    return tokens or None

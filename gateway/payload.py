@@ -23,6 +23,24 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances")
 _ALLOWED_KEYS = frozenset(FORMATS) | {"params"}
 _NUMERIC = frozenset({"double", "float", "long", "integer"})
 _INTEGRAL = frozenset({"long", "integer"})
+SHOWN_CHARS = 60
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A caller's value as an error message may quote it: its repr, cut to `limit` characters, so
+    a message never echoes a large input back."""
+    if isinstance(value, str | bytes | list | dict) and len(value) > limit:
+        value = value[:limit] if isinstance(value, str | bytes) else type(value).__name__
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def shown_names(names: Sequence[str], limit: int = 10) -> str:
+    """Column names for a message: a few of them, each cut short, and how many more."""
+    listed = ", ".join(
+        shown(name)[1:-1] if isinstance(name, str) else shown(name) for name in names[:limit]
+    )
+    return listed + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class PayloadError(ValueError):
@@ -132,8 +150,8 @@ def _require(columns: Columns, names: Sequence[str]) -> None:
     if missing:
         unexpected = [name for name in columns.values if name not in names]
         raise SchemaMismatch(
-            f"missing column(s): {', '.join(missing)}"
-            + (f"; not expected: {', '.join(unexpected)}" if unexpected else "")
+            f"missing column(s): {shown_names(missing)}"
+            + (f"; not expected: {shown_names(unexpected)}" if unexpected else "")
         )
 
 
@@ -168,4 +186,4 @@ def _typed(column: InputColumn, values: list) -> np.ndarray:
 
 
 def _wrong(column: InputColumn, value: object, expected: str) -> str:
-    return f"column {column.name!r} ({column.type}) expects {expected}, got {value!r}"
+    return f"column {column.name!r} ({column.type}) expects {expected}, got {shown(value)}"

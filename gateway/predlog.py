@@ -5,7 +5,8 @@ Tables (names fixed, schema configurable):
 - `prediction_log`: one row per scored row, answered (`champion`, `canary`) or not (`shadow`);
   a request that failed on its arm is one row with `error` set and no prediction.
 - `prediction_labels`: ground truth by (model_name, request_id, row_index); written by the feedback
-  endpoint or loaded in bulk by any job, and joined to the log by request id.
+  endpoint or loaded in bulk by any job, and joined to the log by request id. The first label of a
+  row stands; `prediction_label_corrections` records each deliberate overwrite.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from datetime import UTC, datetime
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.batching import (
     ERROR_LENGTH,
@@ -34,6 +34,8 @@ from gateway.batching import (
 
 logger = logging.getLogger(__name__)
 
+ANSWERING_ROLES = ("champion", "canary")
+
 
 @dataclass(frozen=True)
 class LogTables:
@@ -42,6 +44,7 @@ class LogTables:
     metadata: sa.MetaData
     predictions: sa.Table
     labels: sa.Table
+    corrections: sa.Table
 
 
 def log_tables(db_schema: str | None = None) -> LogTables:
@@ -74,7 +77,21 @@ def log_tables(db_schema: str | None = None) -> LogTables:
         sa.Column("label", sa.Float, nullable=False),
         sa.Column("labeled_at", sa.DateTime(timezone=True), nullable=False),
     )
-    return LogTables(metadata=metadata, predictions=predictions, labels=labels)
+    corrections = sa.Table(
+        "prediction_label_corrections",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+        sa.Column("model_name", sa.String(64), nullable=False),
+        sa.Column("request_id", sa.String(128), nullable=False),
+        sa.Column("row_index", sa.Integer, nullable=False),
+        sa.Column("previous_label", sa.Float, nullable=False),
+        sa.Column("label", sa.Float, nullable=False),
+        sa.Column("corrected_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("corrected_by", sa.String(64)),
+    )
+    return LogTables(
+        metadata=metadata, predictions=predictions, labels=labels, corrections=corrections
+    )
 
 
 def database_url(url: str) -> sa.URL:
@@ -228,45 +245,167 @@ class PredictionLogWriter:
 
 @dataclass(frozen=True)
 class Label:
-    """The ground truth of one logged row."""
+    """The ground truth of one logged row; `overwrite` marks a deliberate correction."""
 
     request_id: str
     label: float
     row_index: int = 0
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class LabelsStored:
+    """What a call to `record_labels` did."""
+
+    stored: int
+    unchanged: int
+    corrected: int
+
+
+class LabelConflict(ValueError):
+    """Rows already labeled otherwise, without `overwrite`; nothing of the call was stored."""
+
+    def __init__(self, rows: list[tuple[str, int]]) -> None:
+        self.rows = rows
+        shown = ", ".join(f"{request_id}[{row}]" for request_id, row in rows[:5])
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        super().__init__(
+            f"{len(rows)} row(s) already labeled with another value: {shown}{more}; the first "
+            'label stands, send "overwrite": true to correct one (the correction is recorded)'
+        )
 
 
 def record_labels(
-    engine: sa.Engine, tables: LogTables, model_name: str, labels: list[Label]
-) -> None:
-    """Store labels, replacing an earlier label of the same row (the latest feedback wins)."""
-    if not labels:
-        return
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "model_name": model_name,
-            "request_id": label.request_id,
-            "row_index": label.row_index,
-            "label": label.label,
-            "labeled_at": now,
-        }
-        for label in labels
-    ]
+    engine: sa.Engine,
+    tables: LogTables,
+    model_name: str,
+    labels: list[Label],
+    *,
+    by: str | None = None,
+    now: datetime | None = None,
+) -> LabelsStored:
+    """Store labels: the first label of a row stands; a label sent again unchanged is a no-op; a
+    different one is a LabelConflict unless it says `overwrite`, and then the old and new values,
+    when and by whom are kept in `prediction_label_corrections`. All of the call or none of it.
+    """
+    at = now or datetime.now(UTC)
+    # A concurrent first label of the same row makes the insert fail; the retry then sees it.
+    for attempt in range(3):
+        try:
+            with engine.begin() as connection:
+                return _store_labels(connection, tables, model_name, labels, by, at)
+        except sa.exc.IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store_labels(
+    connection: sa.Connection,
+    tables: LogTables,
+    model_name: str,
+    labels: list[Label],
+    by: str | None,
+    at: datetime,
+) -> LabelsStored:
     table = tables.labels
-    keys = ("model_name", "request_id", "row_index")
-    with engine.begin() as connection:
-        dialect = connection.dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
-            statement = insert.on_conflict_do_update(
-                index_elements=list(keys),
-                set_={"label": insert.excluded.label, "labeled_at": insert.excluded.labeled_at},
+    existing: dict[tuple[str, int], float] = {}
+    ids = sorted({label.request_id for label in labels})
+    for start in range(0, len(ids), 500):
+        found = connection.execute(
+            sa.select(table.c.request_id, table.c.row_index, table.c.label).where(
+                table.c.model_name == model_name, table.c.request_id.in_(ids[start : start + 500])
             )
-            connection.execute(statement, rows)
-            return
-        for row in rows:
-            connection.execute(table.delete().where(*(table.c[key] == row[key] for key in keys)))
-        connection.execute(table.insert(), rows)
+        )
+        existing.update({(r.request_id, r.row_index): r.label for r in found})
+    new, corrections, conflicts, unchanged = [], [], [], 0
+    for label in {(label.request_id, label.row_index): label for label in labels}.values():
+        key = (label.request_id, label.row_index)
+        if key not in existing:
+            new.append(label)
+        elif existing[key] == label.label:
+            unchanged += 1
+        elif label.overwrite:
+            corrections.append((label, existing[key]))
+        else:
+            conflicts.append(key)
+    if conflicts:
+        raise LabelConflict(conflicts)
+    if new:
+        connection.execute(
+            table.insert(),
+            [
+                {
+                    "model_name": model_name,
+                    "request_id": label.request_id,
+                    "row_index": label.row_index,
+                    "label": label.label,
+                    "labeled_at": at,
+                }
+                for label in new
+            ],
+        )
+    for label, _ in corrections:
+        connection.execute(
+            table.update()
+            .where(
+                table.c.model_name == model_name,
+                table.c.request_id == label.request_id,
+                table.c.row_index == label.row_index,
+            )
+            .values(label=label.label, labeled_at=at)
+        )
+    if corrections:
+        connection.execute(
+            tables.corrections.insert(),
+            [
+                {
+                    "model_name": model_name,
+                    "request_id": label.request_id,
+                    "row_index": label.row_index,
+                    "previous_label": previous,
+                    "label": label.label,
+                    "corrected_at": at,
+                    "corrected_by": by,
+                }
+                for label, previous in corrections
+            ],
+        )
+    return LabelsStored(stored=len(new), unchanged=unchanged, corrected=len(corrections))
+
+
+def answered_rows(
+    engine: sa.Engine, tables: LogTables, model_name: str, request_ids: list[str]
+) -> dict[str, int]:
+    """For each id the log holds as answered (champion or canary, no error), its row count."""
+    log = tables.predictions
+    answered: dict[str, int] = {}
+    with engine.connect() as connection:
+        for start in range(0, len(request_ids), 500):
+            rows = connection.execute(
+                sa.select(log.c.request_id, sa.func.count())
+                .where(
+                    log.c.model_name == model_name,
+                    log.c.request_id.in_(request_ids[start : start + 500]),
+                    log.c.role.in_(ANSWERING_ROLES),
+                    log.c.error.is_(None),
+                )
+                .group_by(log.c.request_id)
+            )
+            answered.update({request_id: count for request_id, count in rows})
+    return answered
+
+
+def request_logged(engine: sa.Engine, tables: LogTables, model_name: str, request_id: str) -> bool:
+    """Whether the log holds any row (answered, failed or shadow) of this request id."""
+    log = tables.predictions
+    with engine.connect() as connection:
+        found = connection.execute(
+            sa.select(log.c.id)
+            .where(log.c.model_name == model_name, log.c.request_id == request_id)
+            .limit(1)
+        ).first()
+    return found is not None
 
 
 @dataclass(frozen=True)

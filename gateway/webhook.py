@@ -6,6 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
@@ -67,24 +69,50 @@ def verify(
         raise WebhookError(
             f"missing {DELIVERY_ID_HEADER}, {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header"
         )
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        raise WebhookError(f"{TIMESTAMP_HEADER} is not a Unix timestamp: {timestamp!r}") from None
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise WebhookError(f"{TIMESTAMP_HEADER} is not a Unix timestamp")
+    sent_at = int(timestamp)
     if abs(now - sent_at) > tolerance_s:
         raise WebhookError(f"{TIMESTAMP_HEADER} is more than {tolerance_s} s from now")
-    expected = sign(secret, delivery_id, timestamp, body)
+    if len(delivery_id) > 128:
+        raise WebhookError(f"{DELIVERY_ID_HEADER} is longer than 128 characters")
+    expected_bytes = sign(secret, delivery_id, timestamp, body).encode()
     # A header may carry several space-separated signatures (secret rotation); one match is enough.
-    if not any(hmac.compare_digest(expected, given) for given in signature.split()):
+    given = [part.encode("utf-8", "replace") for part in signature.split()]
+    if not any(hmac.compare_digest(expected_bytes, part) for part in given):
         raise WebhookError("signature does not match the configured webhook secret")
+
+
+class DeliveryLog:
+    """Delivery ids received within the replay window, so a captured delivery replayed while its
+    timestamp is still accepted is refused; older ids are forgotten, their timestamps are too old."""
+
+    def __init__(self, window_s: float, capacity: int = 100_000) -> None:
+        self._window_s = window_s
+        self._capacity = capacity
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, delivery_id: str, now: float) -> bool:
+        """Note a delivery id; False when it was received before (a replay or a resend)."""
+        with self._lock:
+            while self._seen and (
+                next(iter(self._seen.values())) < now - 2 * self._window_s
+                or len(self._seen) >= self._capacity
+            ):
+                self._seen.popitem(last=False)
+            if delivery_id in self._seen:
+                return False
+            self._seen[delivery_id] = now
+            return True
 
 
 def parse_event(body: bytes) -> WebhookEvent:
     """Read entity, action and model name from a delivery body."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise WebhookError(f"body is not JSON: {error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise WebhookError("body is not JSON") from None
     if not isinstance(payload, dict):
         raise WebhookError("body is not a JSON object")
     data = payload.get("data")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.hostile import pytest_terminal_summary  # noqa: F401 (prints the hostile-request tally)
 from tests.support import postgres_base_url
 
 # Airflow reads its home when first imported: keep tests away from the user's ~/airflow.

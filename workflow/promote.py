@@ -18,6 +18,7 @@ from promotion.evaluation import (
     ModelFacts,
     SliceGuardrail,
     evaluate_challenger,
+    evaluate_first_champion,
 )
 from promotion.records import CHALLENGER, CHAMPION
 from registry.evaluation import artifact_size_bytes, input_schema, record_evaluation
@@ -120,14 +121,8 @@ def evaluate(policy: Policy, candidates: dict, run: RunContext) -> dict:
         labels = frame[policy.source.target].to_numpy()
         challenger_p, challenger_facts = _scored(name, challenger, features)
         if champion is None:
-            score = modeling.score(config.metric, labels, challenger_p)
-            result = EvaluationResult(
-                "promote",
-                (
-                    f"no champion yet: first valid candidate ({config.metric} {score:.4f} on the holdout)",
-                ),
-                challenger_score=score,
-                **base,
+            result = evaluate_first_champion(
+                config, labels=labels, challenger=challenger_p, challenger_facts=challenger_facts
             )
         else:
             champion_p, champion_facts = _scored(name, champion, features)
@@ -216,7 +211,7 @@ def _log_evaluation_run(
         }
         mlflow.log_metrics({key: value for key, value in numbers.items() if value is not None})
         mlflow.log_dict(result.to_json_dict(), "evaluation.json")
-        if champion is not None and challenger is not None and labels is not None:
+        if challenger is not None and labels is not None:
             with tempfile.TemporaryDirectory() as scratch:
                 report = render_report(
                     result,

@@ -1,16 +1,18 @@
-"""Who is acting (which DAG run) and where a run keeps its temporary files."""
+"""Who is acting (which DAG run) and where a run keeps the objects its tasks hand each other."""
 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from airflow.sdk import ObjectStoragePath
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STORAGE_URL_ENV = "PROMOTION_STORAGE_URL"
 
 
 @dataclass(frozen=True)
@@ -36,20 +38,35 @@ class RunContext:
         return f"{self.dag_id}/{self.run_id}{by}"
 
 
-def run_dir(work_root: str | Path | None, run: RunContext) -> Path:
-    """A directory private to one DAG run, for files passed between its tasks."""
-    root = Path(work_root) if work_root else Path(tempfile.gettempdir()) / "model-promotion"
-    safe_run = re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id)
-    path = root / run.dag_id / safe_run
+def storage_root(storage_url: str | None, work_dir: str | None) -> str:
+    """Where runs keep the objects their tasks hand each other: `storage_url` (any fsspec URL,
+    e.g. `s3://bucket/prefix`, or `s3://conn_id@bucket/prefix` for an Airflow connection), else a
+    `file://` folder under `work_dir` (else under the system's temporary directory), which is
+    shared only by workers on one machine or on a shared volume."""
+    if storage_url:
+        return storage_url.rstrip("/")
+    folder = Path(work_dir) if work_dir else Path(tempfile.gettempdir()) / "model-promotion"
+    return folder.resolve().as_uri()
+
+
+def run_storage(root: str, run: RunContext) -> ObjectStoragePath:
+    """A folder of shared storage private to one DAG run, for the objects its tasks hand on."""
+    path = _run_folder(root, run)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def remove_run_dir(work_root: str | Path | None, run: RunContext) -> str:
-    """Delete a run's temporary directory, whatever state the run ended in."""
-    path = run_dir(work_root, run)
-    shutil.rmtree(path, ignore_errors=True)
+def remove_run_storage(root: str, run: RunContext) -> str:
+    """Delete a run's objects, whatever state the run ended in; returns the folder's URL."""
+    path = _run_folder(root, run)
+    if path.exists():
+        path.rmdir(recursive=True)
     return str(path)
+
+
+def _run_folder(root: str, run: RunContext) -> ObjectStoragePath:
+    safe_run = re.sub(r"[^A-Za-z0-9_.-]", "_", run.run_id)
+    return ObjectStoragePath(f"{root}/{run.dag_id}/{safe_run}")
 
 
 def code_version() -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
+from airflow.sdk import ObjectStoragePath
 
 import registry
 from policies.schema import Policy
@@ -13,7 +14,7 @@ from promotion.records import CHALLENGER
 from registry.moves import current_ledger
 from registry.validation_records import ValidationRecord, record_validation
 from workflow import modeling
-from workflow.runs import RunContext, code_version
+from workflow.runs import RunContext, code_version, run_storage
 from workflow.sources import describe_url, read_window, resolve_url, windows_for
 from workflow.validation import DataValidationError, window_problems
 
@@ -29,39 +30,69 @@ def parse_as_of(value: str | None, fallback: datetime) -> datetime:
     return moment
 
 
-def extract(policy: Policy, as_of: datetime, directory: Path) -> dict:
-    """Read the training window from the source into the run's directory; return its description."""
+@dataclass(frozen=True)
+class TrainingWindow:
+    """What extract_window hands to the next tasks over XCom: where the extracted rows are in
+    shared storage (a URL any worker can open) and which window of which source they are."""
+
+    data_url: str
+    rows: int
+    source: str
+    selection: str
+    window_start: str
+    window_end: str
+    holdout_start: str
+    holdout_end: str
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: dict) -> TrainingWindow:
+        """The record from what `to_xcom` returned."""
+        return cls(**value)
+
+    def read(self) -> pd.DataFrame:
+        """The extracted rows, from shared storage."""
+        with ObjectStoragePath(self.data_url).open("rb") as file:
+            return pd.read_parquet(file)
+
+
+def extract(policy: Policy, as_of: datetime, storage_root: str, run: RunContext) -> TrainingWindow:
+    """Read the training window from the source into the run's folder of shared storage."""
     url = resolve_url(policy.source)
     training, holdout = windows_for(as_of, policy.source)
     frame = read_window(url, policy.source, training)
-    path = directory / EXTRACT_FILE
-    frame.to_parquet(path, index=False)
-    return {
-        "path": str(path),
-        "rows": len(frame),
-        "source": describe_url(url),
-        "selection": policy.source.table or "query",
-        "window_start": training.start.isoformat(),
-        "window_end": training.end.isoformat(),
-        "holdout_start": holdout.start.isoformat(),
-        "holdout_end": holdout.end.isoformat(),
-    }
+    path = run_storage(storage_root, run) / EXTRACT_FILE
+    with path.open("wb") as file:
+        frame.to_parquet(file, index=False)
+    return TrainingWindow(
+        data_url=str(path),
+        rows=len(frame),
+        source=describe_url(url),
+        selection=policy.source.table or "query",
+        window_start=training.start.isoformat(),
+        window_end=training.end.isoformat(),
+        holdout_start=holdout.start.isoformat(),
+        holdout_end=holdout.end.isoformat(),
+    )
 
 
-def validate(policy: Policy, extracted: dict, run: RunContext) -> dict:
+def validate(policy: Policy, window: TrainingWindow, run: RunContext) -> TrainingWindow:
     """Fail with every problem of the extracted window, before anything is trained or registered.
 
     Every validated window is recorded in the ledger database, passed or failed, with its checks.
     """
-    frame = pd.read_parquet(extracted["path"])
+    frame = window.read()
     problems = window_problems(frame, policy.source, policy.validation)
     record_validation(
         current_ledger().url,
         ValidationRecord(
             model_name=policy.model_name,
             validated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            window_start=extracted["window_start"],
-            window_end=extracted["window_end"],
+            window_start=window.window_start,
+            window_end=window.window_end,
             rows=len(frame),
             passed=not problems,
             failed_checks=tuple(problems),
@@ -69,13 +100,15 @@ def validate(policy: Policy, extracted: dict, run: RunContext) -> dict:
         ),
     )
     if problems:
-        where = f"training window {extracted['window_start']} → {extracted['window_end']} of {policy.model_name}"
+        where = (
+            f"training window {window.window_start} → {window.window_end} of {policy.model_name}"
+        )
         raise DataValidationError(where, problems)
-    return {**extracted, "validated": True}
+    return window
 
 
 def train_and_register(
-    policy: Policy, extracted: dict, run: RunContext, artifact_root: str | None = None,
+    policy: Policy, window: TrainingWindow, run: RunContext, artifact_root: str | None = None,
     trigger: dict[str, str] | None = None,
 ) -> dict:
     """Train the pipeline, log it to MLflow with its dataset, register it as the `challenger`.
@@ -93,7 +126,7 @@ def train_and_register(
     name = policy.model_name
     existing = registry.find_version_by_tag(name, "lineage.airflow_run_id", run.run_id)
     if existing is None:
-        frame = pd.read_parquet(extracted["path"])
+        frame = window.read()
         features, target = policy.source.features.all, policy.source.target
         cut = int(len(frame) * (1 - VALIDATION_SHARE))
         fit, check = frame.iloc[:cut], frame.iloc[cut:]
@@ -106,25 +139,31 @@ def train_and_register(
 
         _use_experiment(name, artifact_root)
         with mlflow.start_run(
-            run_name=f"train {extracted['window_start'][:10]}..{extracted['window_end'][:10]}"
+            run_name=f"train {window.window_start[:10]}..{window.window_end[:10]}"
         ) as mlrun:
             mlflow.set_tags(
                 {"airflow.dag_id": run.dag_id, "airflow.run_id": run.run_id, **(trigger or {})}
             )
             log_profile(frame, policy.source.features)
             mlflow.log_params({"flavor": policy.model.flavor, **policy.model.hyperparameters})
-            mlflow.log_params({k: extracted[k] for k in ("window_start", "window_end", "rows")})
+            mlflow.log_params(
+                {
+                    "window_start": window.window_start,
+                    "window_end": window.window_end,
+                    "rows": window.rows,
+                }
+            )
             mlflow.log_metric(f"validation_{policy.promotion.metric}", validation_score)
             dataset = mlflow.data.from_pandas(
                 frame,
                 source=SqlWindowSource(
-                    extracted["source"],
-                    extracted["selection"],
+                    window.source,
+                    window.selection,
                     policy.source.time_column,
-                    extracted["window_start"],
-                    extracted["window_end"],
+                    window.window_start,
+                    window.window_end,
                 ),
-                name=f"{extracted['selection']}[{extracted['window_start'][:10]}..{extracted['window_end'][:10]})",
+                name=f"{window.selection}[{window.window_start[:10]}..{window.window_end[:10]})",
                 targets=target,
             )
             mlflow.log_input(dataset, context="training")
@@ -140,13 +179,13 @@ def train_and_register(
                 skops_trusted_types=modeling.untrusted_types(pipeline),
             )
         lineage = {
-            "lineage.source": extracted["source"],
-            "lineage.selection": extracted["selection"],
-            "lineage.window_start": extracted["window_start"],
-            "lineage.window_end": extracted["window_end"],
-            "lineage.holdout_start": extracted["holdout_start"],
-            "lineage.holdout_end": extracted["holdout_end"],
-            "lineage.rows": str(extracted["rows"]),
+            "lineage.source": window.source,
+            "lineage.selection": window.selection,
+            "lineage.window_start": window.window_start,
+            "lineage.window_end": window.window_end,
+            "lineage.holdout_start": window.holdout_start,
+            "lineage.holdout_end": window.holdout_end,
+            "lineage.rows": str(window.rows),
             "lineage.dataset_digest": dataset.digest,
             "lineage.code_version": code_version(),
             "lineage.airflow_dag_id": run.dag_id,
@@ -162,8 +201,8 @@ def train_and_register(
             run_id=mlrun.info.run_id,
             tags=lineage,
             description=(
-                f"Candidate trained by `{run.dag_id}` on {extracted['rows']} rows "
-                f"[{extracted['window_start']}, {extracted['window_end']})."
+                f"Candidate trained by `{run.dag_id}` on {window.rows} rows "
+                f"[{window.window_start}, {window.window_end})."
             ),
         )
     registry.move_alias(

@@ -2,46 +2,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from mlflow.webhooks.delivery import _generate_hmac_signature
 
 from gateway.app import create_app
 from gateway.config import parse_config
-from tests.gateway.fakes import ConstantModel, FakeSource, wait_until
-
-ROW = {"dataframe_records": [{"x": 0.1, "plan": "pro"}]}
-SECRET = "hook-secret"
-
-
-@pytest.fixture
-def source() -> FakeSource:
-    source = FakeSource()
-    source.add("churn", 1, ConstantModel(0.1))
-    source.add("churn", 2, ConstantModel(0.2))
-    source.add("churn", 3, ConstantModel(0.3, fail_on_x=0.1))
-    source.aliases_by_model["churn"] = {"champion": 1}
-    return source
-
-
-@pytest.fixture
-def client(source: FakeSource, tmp_path: Path) -> Iterator[TestClient]:
-    config = parse_config(
-        {
-            "models": [{"name": "churn"}],
-            "refresh_interval_s": 60,
-            "webhook_secret": SECRET,
-            "prediction_log": {"url": f"sqlite:///{tmp_path / 'log.db'}"},
-        },
-        "test",
-    )
-    with TestClient(create_app(config, source)) as client:
-        wait_until(lambda: client.get("/ready").status_code == 200)
-        yield client
+from tests.gateway.conftest import AUTH, ROW, SECRET, deliver
+from tests.gateway.fakes import FakeSource, wait_until
 
 
 def test_the_champion_answers_with_request_id_and_version(client: TestClient) -> None:
@@ -73,7 +43,9 @@ def test_a_caller_given_request_id_is_kept(client: TestClient) -> None:
 def test_bad_input_gets_a_4xx_with_a_message(
     client: TestClient, body: bytes, status: int, message: str
 ) -> None:
-    response = client.post("/models/churn/invocations", content=body)
+    response = client.post(
+        "/models/churn/invocations", content=body, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == status
     assert message in response.json()["detail"]
 
@@ -102,7 +74,7 @@ def test_not_ready_until_a_champion_is_loaded(source: FakeSource, tmp_path: Path
 
 def test_a_failing_shadow_never_fails_the_answer(client: TestClient, source: FakeSource) -> None:
     source.aliases_by_model["churn"] = {"champion": 1, "shadow": 3}
-    client.post("/admin/refresh")
+    client.post("/admin/refresh", headers=AUTH)
     wait_until(lambda: client.get("/models/churn").json()["shadow"] == 3)
     responses = [client.post("/models/churn/invocations", json=ROW) for _ in range(5)]
     assert all(r.status_code == 200 and r.json()["version"] == 1 for r in responses)
@@ -113,7 +85,7 @@ def test_a_signed_webhook_refreshes_the_model_at_once(
     client: TestClient, source: FakeSource
 ) -> None:
     source.aliases_by_model["churn"] = {"champion": 2}
-    response = _deliver(client, SECRET, {"name": "churn", "alias": "champion", "version": "2"})
+    response = deliver(client, SECRET, {"name": "churn", "alias": "champion", "version": "2"})
     assert response.status_code == 200 and response.json() == {"refreshing": True}
     wait_until(lambda: client.get("/models/churn").json()["champion"] == 2)
 
@@ -122,43 +94,29 @@ def test_a_webhook_with_a_wrong_signature_is_refused(
     client: TestClient, source: FakeSource
 ) -> None:
     source.aliases_by_model["churn"] = {"champion": 2}
-    response = _deliver(client, "not-the-secret", {"name": "churn", "alias": "champion"})
+    response = deliver(client, "not-the-secret", {"name": "churn", "alias": "champion"})
     assert response.status_code == 401
     time.sleep(0.2)
     assert client.get("/models/churn").json()["champion"] == 1
 
 
 def test_feedback_is_stored_and_bad_feedback_refused(client: TestClient, tmp_path: Path) -> None:
-    answer = client.post("/models/churn/invocations", json=ROW).json()
-    ok = client.post(
-        "/models/churn/feedback", json={"request_id": answer["request_id"], "label": 1}
-    )
-    assert ok.json() == {"stored": 1}
+    one = client.post("/models/churn/invocations", json=ROW).json()["request_id"]
+    two = [client.post("/models/churn/invocations", json=ROW).json()["request_id"] for _ in "ab"]
+    ok = client.post("/models/churn/feedback", json={"request_id": one, "label": 1}, headers=AUTH)
+    assert ok.json() == {"stored": 1, "unchanged": 0, "corrected": 0}
     bulk = client.post(
         "/models/churn/feedback",
-        json={"labels": [{"request_id": "a", "label": 0}, {"request_id": "b", "label": 1}]},
+        json={"labels": [{"request_id": two[0], "label": 0}, {"request_id": two[1], "label": 1}]},
+        headers=AUTH,
     )
-    assert bulk.json() == {"stored": 2}
-    bad = client.post("/models/churn/feedback", json={"request_id": "a"})
+    assert bulk.json() == {"stored": 2, "unchanged": 0, "corrected": 0}
+    bad = client.post("/models/churn/feedback", json={"request_id": one}, headers=AUTH)
     assert bad.status_code == 422 and "request_id and label" in bad.json()["detail"]
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'log.db'}")
     with engine.connect() as connection:
         stored = connection.execute(sa.text("SELECT count(*) FROM prediction_labels")).scalar_one()
     assert stored == 3
-
-
-def _deliver(client: TestClient, secret: str, data: dict):
-    body = json.dumps({"entity": "model_version_alias", "action": "created", "data": data})
-    timestamp = str(int(time.time()))
-    return client.post(
-        "/webhooks/mlflow",
-        content=body,
-        headers={
-            "X-MLflow-Delivery-Id": "d-1",
-            "X-MLflow-Timestamp": timestamp,
-            "X-MLflow-Signature": _generate_hmac_signature(secret, "d-1", timestamp, body),
-        },
-    )
 
 
 def test_a_request_the_model_cannot_score_is_a_422_logged_against_its_arm(

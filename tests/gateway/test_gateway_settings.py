@@ -58,3 +58,24 @@ def test_a_model_served_twice_is_refused() -> None:
 def test_registering_a_webhook_needs_its_secret() -> None:
     with pytest.raises(GatewayConfigError, match="GATEWAY_WEBHOOK_SECRET"):
         _resolve(["--model", "churn", "--webhook-url", "https://gw.example/webhooks/mlflow"], {})
+
+
+def test_api_tokens_come_from_the_environment_and_a_secrets_file_together(tmp_path: Path) -> None:
+    secrets = tmp_path / "tokens"
+    secrets.write_text("# the next one, for rotation\nfrom-the-file-token-0002\n\n")
+    config, _ = _resolve(
+        ["--model", "churn"],
+        {"GATEWAY_API_TOKENS": "from-the-env-token-0001", "GATEWAY_API_TOKENS_FILE": str(secrets)},
+    )
+    tokens = config.token_set()
+    assert tokens.caller("Bearer from-the-env-token-0001") is not None
+    assert tokens.caller("Bearer from-the-file-token-0002") is not None
+    assert tokens.caller("Bearer from-the-file-token-0003") is None
+    assert "from-the-env" not in repr(config)  # secrets stay out of logs and tracebacks
+
+
+def test_a_short_api_token_or_a_missing_secrets_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(GatewayConfigError, match="api_tokens"):
+        _resolve(["--model", "churn"], {"GATEWAY_API_TOKENS": "short"})
+    with pytest.raises(GatewayConfigError, match="GATEWAY_API_TOKENS_FILE"):
+        _resolve(["--model", "churn"], {"GATEWAY_API_TOKENS_FILE": str(tmp_path / "absent")})

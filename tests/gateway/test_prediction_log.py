@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from gateway.batching import LogEntry
 from gateway.predlog import (
     Label,
+    LabelConflict,
     PredictionLogWriter,
     arm_windows,
     create_engine,
@@ -98,7 +99,7 @@ def test_labels_join_predictions_by_request_id_per_arm(engine: sa.Engine) -> Non
     writer.submit(_entry("c", score=0.4))
     writer.close()
     record_labels(engine, tables, "churn", [Label("a", 1.0), Label("b", 1.0)])
-    record_labels(engine, tables, "churn", [Label("b", 0.0)])  # a correction replaces the label
+    record_labels(engine, tables, "churn", [Label("b", 0.0, overwrite=True)])  # a correction
     arms = {(arm.role, arm.version): arm for arm in arm_windows(engine, tables, "churn")}
     champion, canary, shadow = arms[("champion", 1)], arms[("canary", 2)], arms[("shadow", 3)]
     assert (champion.requests, champion.labeled, champion.correct) == (2, 1, 1)
@@ -146,3 +147,32 @@ def test_labels_of_another_model_are_not_joined(engine: sa.Engine) -> None:
     record_labels(engine, tables, "fraud", [Label("a", 1.0)])
     (arm,) = arm_windows(engine, tables, "churn")
     assert arm.labeled == 0
+
+
+def test_the_first_label_stands_and_a_different_one_is_refused_whole(engine: sa.Engine) -> None:
+    tables = log_tables()
+    tables.metadata.create_all(engine)
+    record_labels(engine, tables, "churn", [Label("a", 1.0)])
+    with pytest.raises(LabelConflict, match=r"a\[0\]"):
+        record_labels(engine, tables, "churn", [Label("b", 1.0), Label("a", 0.0)])
+    again = record_labels(engine, tables, "churn", [Label("a", 1.0)])
+    assert (again.stored, again.unchanged) == (0, 1)
+    with engine.connect() as connection:
+        labels = dict(
+            connection.execute(sa.text("SELECT request_id, label FROM prediction_labels")).all()
+        )
+    assert labels == {"a": 1.0}  # b of the refused call was not stored either
+
+
+def test_a_correction_is_an_explicit_recorded_overwrite(engine: sa.Engine) -> None:
+    tables = log_tables()
+    tables.metadata.create_all(engine)
+    record_labels(engine, tables, "churn", [Label("a", 1.0)])
+    done = record_labels(engine, tables, "churn", [Label("a", 0.0, overwrite=True)], by="tok1")
+    assert done.corrected == 1
+    with engine.connect() as connection:
+        label = connection.execute(sa.text("SELECT label FROM prediction_labels")).scalar_one()
+        correction = connection.execute(
+            sa.text("SELECT previous_label, label, corrected_by FROM prediction_label_corrections")
+        ).one()
+    assert label == 0.0 and tuple(correction) == (1.0, 0.0, "tok1")

@@ -16,21 +16,25 @@ from workflow.validation import DataValidationError
 RUN = RunContext(dag_id="train_user_churn", run_id="scheduled__2026-02-01")
 
 
-def _extracted(tmp_path: Path, rows: int, drop: tuple[str, ...] = ()) -> dict:
+def _extracted(tmp_path: Path, rows: int, drop: tuple[str, ...] = ()) -> train.TrainingWindow:
     path = tmp_path / "window.parquet"
     window(rows=rows).drop(columns=list(drop)).to_parquet(path, index=False)
-    return {
-        "path": str(path),
-        "rows": rows,
-        "window_start": "2026-01-01T00:00:00",
-        "window_end": "2026-02-01T00:00:00",
-    }
+    return train.TrainingWindow(
+        data_url=path.as_uri(),
+        rows=rows,
+        source="sqlite:///source.db",
+        selection="user_features",
+        window_start="2026-01-01T00:00:00",
+        window_end="2026-02-01T00:00:00",
+        holdout_start="2026-02-01T00:00:00",
+        holdout_end="2026-02-08T00:00:00",
+    )
 
 
 def test_a_passing_window_is_recorded_as_passed(mlflow_store: str, tmp_path: Path) -> None:
-    validated = train.validate(POLICY, _extracted(tmp_path, rows=600), RUN)
+    extracted = _extracted(tmp_path, rows=600)
 
-    assert validated["validated"] is True
+    assert train.validate(POLICY, extracted, RUN) == extracted
     (record,) = read_validations(current_ledger().url, POLICY.model_name)
     assert (record.passed, record.failed_checks, record.rows) == (True, (), 600)
     assert (record.window_start, record.run_id) == ("2026-01-01T00:00:00", RUN.run_id)

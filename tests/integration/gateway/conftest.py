@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.gateway.support import Gateway, Store, log_pipeline
+from tests.integration.gateway.support import API_TOKEN, Gateway, Store, log_pipeline
 from tests.support import postgres_base_url
 
 STARTUP_TIMEOUT_S = 90
@@ -90,7 +90,12 @@ def start_gateway(
         command = [sys.executable, "-m", "gateway", "--port", str(port), "--log-url", log_url]
         process = subprocess.Popen(
             [*command, *flags],
-            env={**os.environ, "MLFLOW_TRACKING_URI": store.uri, **(env or {})},
+            env={
+                **os.environ,
+                "MLFLOW_TRACKING_URI": store.uri,
+                "GATEWAY_API_TOKENS": API_TOKEN,
+                **(env or {}),
+            },
             stdout=output.open("w"),
             stderr=subprocess.STDOUT,
         )

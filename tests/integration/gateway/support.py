@@ -14,6 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+# The API token the test gateways accept, and the header that carries it.
+API_TOKEN = "gateway-tests-api-token"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
 
 @dataclass(frozen=True)
 class Store:

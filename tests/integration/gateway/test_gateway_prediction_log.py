@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.predlog import arm_windows, create_engine, log_tables
-from tests.integration.gateway.support import register, row
+from tests.integration.gateway.support import AUTH, register, row
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,9 @@ def test_sigterm_flushes_every_answer_and_shadow_score_once_and_labels_join(
         ]
         for answer in answers[:50]:
             response = client.post(
-                "/models/gw_logged/feedback", json={"request_id": answer["request_id"], "label": 1}
+                "/models/gw_logged/feedback",
+                json={"request_id": answer["request_id"], "label": 1},
+                headers=AUTH,
             )
             assert response.status_code == 200
     engine = create_engine(log_url)

@@ -18,7 +18,14 @@ import pytest
 from approval.testing.slack_fake import FakeSlack
 from demo.lifecycle import Lifecycle, Workspace
 from policies import load_policy
-from tests.integration.rollout.support import BASE_ROLLOUT, CHANNEL, SCENARIOS, Rig, log_model
+from tests.integration.rollout.support import (
+    API_TOKEN,
+    BASE_ROLLOUT,
+    CHANNEL,
+    SCENARIOS,
+    Rig,
+    log_model,
+)
 from tests.support import write_policy
 
 STARTUP_TIMEOUT_S = 90
@@ -83,7 +90,12 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     gateway = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--port", str(port), "--log-url", log_url, *models]
         + ["--refresh-interval", "1", "--log-flush-interval", "0.5"],
-        env={**os.environ, "MLFLOW_TRACKING_URI": workspace.tracking_uri, "OMP_NUM_THREADS": "1"},
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": workspace.tracking_uri,
+            "OMP_NUM_THREADS": "1",
+            "GATEWAY_API_TOKENS": API_TOKEN,
+        },
         stdout=output.open("w"),
         stderr=subprocess.STDOUT,
     )
