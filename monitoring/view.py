@@ -1,0 +1,505 @@
+"""Everything the monitoring view shows about one model, or about all of them, read from the stores.
+
+`model_view` and `overview` do the I/O (ledger, monitor checks, validation records, prediction log,
+registry, approvals, Airflow) and hand plain records to the page, the charts and the status table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+from monitoring import queries
+from monitoring.airflow_runs import AirflowRunsClient, AirflowUnavailable, dag_ids, run_url
+from monitoring.readings import (
+    DriftPoint,
+    MetricPoint,
+    RatePoint,
+    RunSummary,
+    TimelineRow,
+    bucket_seconds,
+    deadline,
+    drift_by_feature,
+    metric_points,
+    parse_time,
+    period_total,
+    rate_points,
+    run_outcome,
+    timeline,
+    version_text,
+    wilson_interval,
+)
+from monitoring.settings import MonitoringSettings
+from policies.loader import load_valid_policies
+from policies.schema import Policy
+from promotion.records import CANARY, CHALLENGER, CHAMPION, SHADOW
+from registry.ledger import ledger_at
+from registry.monitor_checks import MonitorCheck, read_checks
+from registry.validation_records import ValidationRecord, read_validations
+
+ALIASES = (CHAMPION, CHALLENGER, CANARY, SHADOW)
+RUNS_PER_DAG = 3
+DRIFT_CHECKS = 500
+OVERVIEW_DAYS = 7
+OVERVIEW_VALIDATION_DAYS = 30
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """Where one alias points, since when, and what it does there (a canary's traffic share)."""
+
+    alias: str
+    version: int
+    since: datetime | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutProgress:
+    """A canary or shadow period under way: its step, share and last check."""
+
+    mode: str
+    version: int
+    step: int | None
+    steps: int
+    share: float | None
+    status: str
+    checked_at: str
+
+    @property
+    def text(self) -> str:
+        share = f", {self.share:.0%} of traffic" if self.share is not None else ""
+        step = f"step {self.step} of {self.steps}" if self.step is not None else "starting"
+        status = f"; last check: {self.status}" if self.status else ""
+        when = f" at {self.checked_at}" if self.checked_at else ""
+        return f"{self.mode} v{self.version}: {step}{share}{status}{when}"
+
+
+@dataclass(frozen=True)
+class ApprovalWaiting:
+    """An approval request nobody has settled yet: who may answer and until when."""
+
+    version: int
+    requested_at: datetime
+    deadline: datetime
+    approvers: tuple[str, ...]
+    quorum: int
+    votes: tuple[str, ...]
+    channel: str
+
+    @property
+    def text(self) -> str:
+        votes = f"; votes so far: {', '.join(self.votes)}" if self.votes else "; no votes yet"
+        return (
+            f"v{self.version} waits for {self.quorum} of {', '.join(self.approvers)} in "
+            f"{self.channel} until {self.deadline:%Y-%m-%d %H:%M} UTC{votes}"
+        )
+
+
+@dataclass(frozen=True)
+class TriggerPoint:
+    """The performance trigger's reading at one monitor check."""
+
+    at: datetime
+    value: float
+    lower: float | None
+    upper: float | None
+    fired: bool
+
+
+@dataclass(frozen=True)
+class VersionLinks:
+    """Where to read about one version: its MLflow page and its evaluation report."""
+
+    version: int
+    mlflow_url: str
+    report_url: str | None
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """The monitoring view of one model."""
+
+    model_name: str
+    generated_at: datetime
+    since: datetime
+    aliases: tuple[AliasState, ...]
+    rollout: RolloutProgress | None
+    approvals: tuple[ApprovalWaiting, ...]
+    confidence: float
+    metric: tuple[MetricPoint, ...]
+    metric_note: str
+    trigger_metric: str | None
+    trigger_points: tuple[TriggerPoint, ...]
+    floor: float | None
+    validation: tuple[RatePoint, ...]
+    failed_validations: tuple[ValidationRecord, ...]
+    drift: dict[str, list[DriftPoint]]
+    last_check: MonitorCheck | None
+    runs: tuple[RunSummary, ...]
+    runs_note: str
+    timeline: tuple[TimelineRow, ...]
+    links: dict[int, VersionLinks] = field(default_factory=dict)
+
+    @property
+    def metric_total(self) -> MetricPoint | None:
+        """The champion's accuracy over the whole period, with its interval."""
+        return period_total(self.metric, self.confidence)
+
+    @property
+    def pending(self) -> list[str]:
+        """What is waiting, in words."""
+        items = [] if self.rollout is None else [f"rollout: {self.rollout.text}"]
+        return items + [f"approval: {approval.text}" for approval in self.approvals]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model's line in the overview across models."""
+
+    model_name: str
+    aliases: tuple[AliasState, ...]
+    pending: tuple[str, ...]
+    accuracy: float | None
+    accuracy_low: float | None
+    accuracy_high: float | None
+    labeled: int
+    validations: int
+    validations_passed: int
+    last_check: MonitorCheck | None
+    last_move: TimelineRow | None
+    last_runs: tuple[RunSummary, ...]
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Every model the policies describe, one summary each."""
+
+    generated_at: datetime
+    models: tuple[ModelSummary, ...]
+    runs_note: str
+    problems: tuple[str, ...]
+
+
+class Sources:
+    """The stores the view reads, built from the settings; `runs` is None when Airflow's REST API
+    is not reachable with an identity (the view then says so instead of listing runs)."""
+
+    def __init__(self, settings: MonitoringSettings, runs: AirflowRunsClient | None) -> None:
+        self.settings = settings
+        self.runs = runs
+
+    def policies(self) -> tuple[list[Policy], list[str]]:
+        policies, errors = load_valid_policies(self.settings.policies_dir)
+        return policies, [str(error) for error in errors]
+
+    def policy(self, model_name: str) -> Policy | None:
+        return next((p for p in self.policies()[0] if p.model_name == model_name), None)
+
+
+def model_view(sources: Sources, policy: Policy, *, now: datetime, days: int = 90) -> ModelView:
+    """Gather the monitoring view of one model over the last `days` days."""
+    settings = sources.settings
+    name = policy.model_name
+    since = now - timedelta(days=days)
+    confidence = policy.promotion.confidence
+    ledger = ledger_at(settings.ledger_url)
+    moves = ledger.moves(name)
+    aliases, tags = _aliases(name, moves)
+    checks = read_checks(settings.ledger_url, name, limit=DRIFT_CHECKS)
+    trigger_metric, floor = trigger_floor(policy, checks)
+    metric, metric_note = _champion_metric(sources, name, since, now, confidence)
+    bucket_s = bucket_seconds(since, now)
+    validation = rate_points(
+        queries.validation_buckets(
+            settings.ledger_url, name, since=since, until=now, bucket_s=bucket_s
+        ),
+        bucket_s,
+    )
+    failed = tuple(
+        record for record in read_validations(settings.ledger_url, name, limit=50) if not record.passed
+    )[:10]
+    runs, runs_note = _model_runs(sources, name, ledger)
+    versions = sorted({v for run in runs for v in run.versions} | {a.version for a in aliases})
+    return ModelView(
+        model_name=name,
+        generated_at=now,
+        since=since,
+        aliases=aliases,
+        rollout=_rollout(policy, aliases, tags),
+        approvals=_approvals(sources, [name]).get(name, ()),
+        confidence=confidence,
+        metric=tuple(metric),
+        metric_note=metric_note,
+        trigger_metric=trigger_metric,
+        trigger_points=tuple(_trigger_points(checks, since)),
+        floor=floor,
+        validation=tuple(validation),
+        failed_validations=failed,
+        drift=drift_by_feature(c for c in checks if parse_time(c.checked_at) >= since),
+        last_check=checks[0] if checks else None,
+        runs=tuple(runs),
+        runs_note=runs_note,
+        timeline=tuple(timeline(moves)),
+        links={v: _version_links(settings, name, v, tags.get(v)) for v in versions},
+    )
+
+
+def overview(sources: Sources, *, now: datetime) -> Overview:
+    """Gather one summary line per model the policies describe."""
+    settings = sources.settings
+    policies, problems = sources.policies()
+    names = [p.model_name for p in policies]
+    accuracy: dict[str, tuple[int, int]] = {}
+    if settings.log_url:
+        accuracy = queries.champion_accuracy_by_model(
+            queries.prediction_log(settings.log_url, settings.log_schema),
+            since=now - timedelta(days=OVERVIEW_DAYS),
+            until=now,
+        )
+    validated = queries.validation_totals_by_model(
+        settings.ledger_url, since=now - timedelta(days=OVERVIEW_VALIDATION_DAYS), until=now
+    )
+    approvals = _approvals(sources, names)
+    last_runs, runs_note = _newest_runs(sources, names)
+    ledger = ledger_at(settings.ledger_url)
+    summaries = []
+    for policy in policies:
+        name = policy.model_name
+        moves = ledger.moves(name)
+        aliases, tags = _aliases(name, moves)
+        rollout = _rollout(policy, aliases, tags)
+        pending = ([] if rollout is None else [rollout.text]) + [
+            a.text for a in approvals.get(name, ())
+        ]
+        labeled, correct = accuracy.get(name, (0, 0))
+        low, high = wilson_interval(correct, labeled, policy.promotion.confidence)
+        total, passed = validated.get(name, (0, 0))
+        checks = read_checks(settings.ledger_url, name, limit=1)
+        rows = timeline(moves[-1:])
+        summaries.append(
+            ModelSummary(
+                model_name=name,
+                aliases=aliases,
+                pending=tuple(pending),
+                accuracy=correct / labeled if labeled else None,
+                accuracy_low=low if labeled else None,
+                accuracy_high=high if labeled else None,
+                labeled=labeled,
+                validations=total,
+                validations_passed=passed,
+                last_check=checks[0] if checks else None,
+                last_move=rows[0] if rows else None,
+                last_runs=tuple(last_runs.get(name, ())),
+            )
+        )
+    return Overview(
+        generated_at=now, models=tuple(summaries), runs_note=runs_note, problems=tuple(problems)
+    )
+
+
+def trigger_floor(policy: Policy, checks: Sequence[MonitorCheck]) -> tuple[str | None, float | None]:
+    """The performance trigger's metric and floor: from the policy's `triggers.performance` when the
+    policy has one, else from the newest monitor check that measured performance."""
+    performance = getattr(getattr(policy, "triggers", None), "performance", None)
+    if performance is not None and getattr(performance, "floor", None) is not None:
+        metric = getattr(performance, "metric", None) or policy.promotion.metric
+        return str(metric), float(performance.floor)
+    for check in checks:
+        signal = (check.signals or {}).get("performance")
+        if signal and signal.get("floor") is not None:
+            return signal.get("metric"), float(signal["floor"])
+    return None, None
+
+
+def _aliases(name: str, moves: Sequence[object]) -> tuple[tuple[AliasState, ...], dict[int, dict]]:
+    from registry import get_version
+    from registry.serving import get_model_aliases
+
+    current = get_model_aliases(name)
+    tags = {version: get_version(name, version).tags for version in set(current.values())}
+    states = []
+    for alias in (*ALIASES, *sorted(set(current) - set(ALIASES))):
+        version = current.get(alias)
+        if version is None:
+            continue
+        arrived = [m for m in moves if m.alias == alias and m.to_version == version]
+        since = parse_time(arrived[-1].at) if arrived else None
+        detail = ""
+        if alias == CANARY:
+            share = tags[version].get("rollout.canary_share")
+            detail = f"answers {float(share):.0%} of traffic" if share else ""
+        elif alias == SHADOW:
+            detail = "scores a copy of traffic, never answers"
+        states.append(AliasState(alias, version, since, detail))
+    return tuple(states), tags
+
+
+def _rollout(
+    policy: Policy, aliases: Sequence[AliasState], tags: dict[int, dict]
+) -> RolloutProgress | None:
+    rolling = next((a for a in aliases if a.alias in (CANARY, SHADOW)), None)
+    if rolling is None:
+        return None
+    found = tags.get(rolling.version, {})
+    step = found.get("rollout.step")
+    share = found.get("rollout.canary_share")
+    return RolloutProgress(
+        mode=rolling.alias,
+        version=rolling.version,
+        step=int(step) if step else None,
+        steps=len(policy.rollout.traffic_steps) if rolling.alias == CANARY else 1,
+        share=float(share) if share and rolling.alias == CANARY else None,
+        status=found.get("rollout.status", ""),
+        checked_at=found.get("rollout.checked_at", ""),
+    )
+
+
+def _approvals(sources: Sources, names: Sequence[str]) -> dict[str, tuple[ApprovalWaiting, ...]]:
+    url = sources.settings.approval_db_url
+    if not url or not names:
+        return {}
+    waiting: dict[str, list[ApprovalWaiting]] = {}
+    for stored in queries.pending_approvals(url, names):
+        waiting.setdefault(stored.request.model, []).append(
+            ApprovalWaiting(
+                version=stored.request.challenger_version,
+                requested_at=stored.created_at,
+                deadline=deadline(stored.created_at, stored.config.timeout_seconds),
+                approvers=tuple(stored.config.approvers),
+                quorum=stored.config.quorum,
+                votes=tuple(f"{v.user_name} ({v.choice})" for v in stored.votes),
+                channel=stored.config.channel,
+            )
+        )
+    return {name: tuple(items) for name, items in waiting.items()}
+
+
+def _champion_metric(
+    sources: Sources, name: str, since: datetime, until: datetime, confidence: float
+) -> tuple[list[MetricPoint], str]:
+    settings = sources.settings
+    if not settings.log_url:
+        return [], "GATEWAY_LOG_URL is not set: the prediction log is not read"
+    bucket_s = bucket_seconds(since, until)
+    rows = queries.champion_accuracy(
+        queries.prediction_log(settings.log_url, settings.log_schema),
+        name,
+        since=since,
+        until=until,
+        bucket_s=bucket_s,
+    )
+    points = metric_points(rows, bucket_s, confidence)
+    return points, "" if points else "no labeled predictions of the champion in this period"
+
+
+def _trigger_points(checks: Sequence[MonitorCheck], since: datetime) -> list[TriggerPoint]:
+    points = []
+    for check in checks:
+        signal = (check.signals or {}).get("performance")
+        at = parse_time(check.checked_at)
+        if not signal or signal.get("value") is None or at < since:
+            continue
+        points.append(
+            TriggerPoint(
+                at=at,
+                value=float(signal["value"]),
+                lower=_optional(signal.get("lower")),
+                upper=_optional(signal.get("upper")),
+                fired=bool(signal.get("fired")),
+            )
+        )
+    return sorted(points, key=lambda p: p.at)
+
+
+def _runs_unavailable() -> str:
+    return (
+        "Airflow's REST API is not configured: set AIRFLOW_API_URL with AIRFLOW_API_USERNAME and "
+        "AIRFLOW_API_PASSWORD (or AIRFLOW_API_TOKEN) to list runs"
+    )
+
+
+def _model_runs(sources: Sources, name: str, ledger: object) -> tuple[list[RunSummary], str]:
+    if sources.runs is None:
+        return [], _runs_unavailable()
+    changes = ledger.changes(name)
+    summaries = []
+    try:
+        for dag_id in dag_ids(name):
+            for run in sources.runs.last_runs(dag_id, RUNS_PER_DAG):
+                failed = (
+                    sources.runs.failed_tasks(dag_id, run["dag_run_id"])
+                    if run["state"] == "failed"
+                    else []
+                )
+                summaries.append(_summary(sources, run, changes, failed))
+    except AirflowUnavailable as error:
+        return summaries, str(error)
+    return summaries, ""
+
+
+def _newest_runs(
+    sources: Sources, names: Sequence[str]
+) -> tuple[dict[str, list[RunSummary]], str]:
+    if sources.runs is None or not names:
+        return {}, _runs_unavailable() if sources.runs is None else ""
+    ids = {dag_id: name for name in names for dag_id in dag_ids(name)}
+    try:
+        runs = sources.runs.newest_runs(list(ids))
+    except AirflowUnavailable as error:
+        return {}, str(error)
+    seen: set[str] = set()
+    newest: dict[str, list[RunSummary]] = {}
+    for run in runs:
+        if run["dag_id"] in seen:
+            continue
+        seen.add(run["dag_id"])
+        newest.setdefault(ids[run["dag_id"]], []).append(_summary(sources, run, (), []))
+    return newest, ""
+
+
+def _summary(
+    sources: Sources, run: dict, changes: Sequence[object], failed_tasks: Sequence[str]
+) -> RunSummary:
+    dag_id, run_id = run["dag_id"], run["dag_run_id"]
+    actor = f"{dag_id}/{run_id}"
+    mine = [c for c in changes if c.actor == actor or c.actor.startswith(f"{actor} (")]
+    decisions = [f"{version_text(c.version)} {c.to_state}" for c in mine]
+    if mine:
+        decisions.append(f"why: {mine[-1].reason}")
+    started = run.get("start_date") or run.get("run_after")
+    return RunSummary(
+        dag_id=dag_id,
+        run_id=run_id,
+        state=run["state"],
+        started=parse_time(started.replace("Z", "+00:00")) if started else None,
+        outcome=run_outcome(run["state"], run.get("note"), decisions, failed_tasks),
+        airflow_url=run_url(sources.settings.airflow_ui_url, dag_id, run_id),
+        versions=tuple(sorted({c.version for c in mine})),
+    )
+
+
+def _version_links(
+    settings: MonitoringSettings, name: str, version: int, tags: dict | None
+) -> VersionLinks:
+    if tags is None:
+        from registry import get_version
+
+        tags = get_version(name, version).tags
+    eval_run = tags.get("eval.run_id")
+    report = (
+        f"{settings.mlflow_ui_url}/get-artifact?path=evaluation/report.html&run_uuid={eval_run}"
+        if eval_run
+        else None
+    )
+    return VersionLinks(
+        version=version,
+        mlflow_url=f"{settings.mlflow_ui_url}/#/models/{quote(name, safe='')}/versions/{version}",
+        report_url=report,
+    )
+
+
+def _optional(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]

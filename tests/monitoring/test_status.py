@@ -1,0 +1,76 @@
+"""`python -m monitoring status` on a known state written through the project's own writers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from monitoring.__main__ import main
+from monitoring.readings import wilson_interval
+from tests.monitoring.support import MODEL, KnownState, build_known_state
+
+
+@pytest.fixture
+def state(mlflow_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KnownState:
+    known = build_known_state(tmp_path, mlflow_store, datetime.now(UTC))
+    for key, value in known.env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AIRFLOW_API_TOKEN", "AIRFLOW_API_USERNAME", "PROMOTION_LEDGER_URL"):
+        monkeypatch.delenv(key, raising=False)
+    return known
+
+
+def status(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    assert main(["status", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_the_model_status_shows_aliases_pending_approval_and_the_live_metric(state, capsys) -> None:
+    out = status(capsys, "--model", MODEL)
+    low, high = wilson_interval(state.day_correct, state.day_labeled, 0.95)
+    assert "champion v1" in out
+    assert "challenger" not in out.split("pending")[0]
+    assert "approval: v3 waits for 1 of UALICE001, UBOB00002 in #model-approvals" in out
+    assert f"{state.day_correct / state.day_labeled:.3f} [{low:.3f}, {high:.3f}] on 200 labels since" in out
+    assert f"performance floor  │ {state.floor:.4g} (accuracy)" in out
+
+
+def test_the_model_status_counts_validated_windows_and_shows_the_newest_drift(state, capsys) -> None:
+    out = status(capsys, "--model", MODEL)
+    assert "2/3 windows passed" in out
+    assert "fired: plan drifted (PSI 0.31 ≥ 0.2)" in out
+    plan = next(line for line in out.splitlines() if line.startswith("│ plan "))
+    assert plan.split("│")[2:5] == [" 0.31 ", " 0.001   ", " yes     "]
+
+
+def test_the_alias_timeline_reads_newest_first_with_who_why_and_numbers(state, capsys) -> None:
+    out = status(capsys, "--model", MODEL)
+    timeline = out[out.index("Alias timeline") :]
+    rows = [line for line in timeline.splitlines() if "│ champion" in line or "│ challenger" in line]
+    assert "v2 → v1" in rows[0] and "rollback" in rows[0] and "bad feedback from sales" in rows[0]
+    promoted = next(row for row in rows if "v1 → v2" in row)
+    assert "delta=0.01235" in promoted and "ci_low=0.004" in promoted
+    assert "rollback_churn_watch/run-1" in rows[0]
+    assert rows[-1].count("none → v1") == 1 and "candidate" in rows[-1]
+
+
+def test_without_airflow_settings_the_runs_section_says_how_to_enable_it(state, capsys) -> None:
+    out = status(capsys, "--model", MODEL)
+    assert "Last runs: Airflow's REST API is not configured: set AIRFLOW_API_URL" in out
+
+
+def test_the_overview_has_one_line_per_model_with_its_live_accuracy(state, capsys) -> None:
+    out = status(capsys)
+    line = next(line for line in out.splitlines() if MODEL in line)
+    assert "champion v1" in line
+    assert f"{state.day_correct / state.day_labeled:.3f}" in out
+    assert "2/3 passed" in out
+
+
+def test_an_unknown_model_is_refused_naming_the_known_ones(state, capsys) -> None:
+    assert main(["status", "--model", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--model nope: no policy file names this model" in err
+    assert f"(known: {MODEL})" in err
