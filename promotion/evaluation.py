@@ -293,7 +293,9 @@ def evaluate_challenger(
 
     signature = _signature_guardrail(champion_facts, challenger_facts)
     if not problems:
-        problems = _input_problems(labels_array, champion, challenger, slices)
+        problems = _input_problems(
+            labels_array, {"champion": champion, "challenger": challenger}, slices
+        )
     if not problems:
         problems = _class_size_problems(labels_array, config.min_class_rows)
     if signature.status == "fail":
@@ -368,6 +370,76 @@ def evaluate_challenger(
     )
 
 
+def evaluate_first_champion(
+    config: EvaluationConfig,
+    *,
+    labels: np.ndarray,
+    challenger: np.ndarray,
+    challenger_facts: ModelFacts | None = None,
+) -> EvaluationResult:
+    """The verdict on a model's first candidate, when there is no champion to compare against:
+    its holdout metrics and the guardrails that need no champion (latency, size).
+
+    The comparison and the guardrails that compare (slices, calibration, signature) are reported
+    as skipped. Unusable inputs, or too few rows of a class for the metric to mean anything, give
+    `cannot_evaluate`; a failed guardrail rejects the candidate, as it would against a champion.
+    """
+    facts = challenger_facts or ModelFacts()
+    problems: list[str] = []
+    labels_array, challenger = (
+        _column(name, values, problems)
+        for name, values in (("labels", labels), ("challenger", challenger))
+    )
+    base = {
+        "metric": config.metric,
+        "mode": config.mode,
+        "required_lower_bound": config.required_lower_bound,
+        "confidence": config.confidence,
+        "rows": int(labels_array.size),
+    }
+    if not problems:
+        problems = _input_problems(labels_array, {"challenger": challenger}, {})
+    if not problems:
+        problems = _class_size_problems(labels_array, config.min_class_rows)
+    if problems:
+        return EvaluationResult("cannot_evaluate", tuple(problems), **base)
+    labels_int = labels_array.astype(np.int8)
+    metrics = _all_metrics(labels_int, challenger)
+    none = ModelFacts()
+    comparing = "no champion to compare against"
+    guardrails = [GuardrailResult("signature", "skipped", f"signature: skipped, {comparing}")]
+    guardrails += [
+        GuardrailResult(
+            f"slice {rule.column}", "skipped", f"slice {rule.column}: skipped, {comparing}"
+        )
+        for rule in config.slices
+    ]
+    if config.calibration is not None:
+        name = f"calibration {config.calibration.measure}"
+        guardrails.append(GuardrailResult(name, "skipped", f"{name}: skipped, {comparing}"))
+    if config.max_latency_ms_per_row is not None:
+        guardrails.append(_latency_guardrail(config.max_latency_ms_per_row, none, facts))
+    if config.max_size_bytes is not None:
+        guardrails.append(_size_guardrail(config.max_size_bytes, none, facts))
+    blocking = [guardrail for guardrail in guardrails if guardrail.blocks_promotion]
+    score = metrics[config.metric]
+    reasons = [
+        f"first champion: {comparing}; {config.metric} {score:.4f} on {labels_int.size:,} "
+        "holdout rows"
+    ]
+    reasons += [guardrail.message for guardrail in blocking]
+    return EvaluationResult(
+        "reject" if blocking else "promote",
+        tuple(reasons),
+        challenger_score=score,
+        resamples=config.resamples,
+        seed=config.seed,
+        guardrails=tuple(guardrails),
+        challenger_metrics=metrics,
+        **base,
+    )
+
+
 def _strict(mode: str, bound: float) -> bool:
     # Superiority with no minimum improvement still needs evidence of some improvement: a lower
     # bound of exactly 0 is what two identical models produce.
@@ -401,15 +473,14 @@ def _column(name: str, values: object, problems: list[str]) -> np.ndarray:
 
 def _input_problems(
     labels: np.ndarray,
-    champion: np.ndarray,
-    challenger: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
     slices: Mapping[str, np.ndarray],
 ) -> list[str]:
     rows = labels.size
     if rows == 0:
         return ["the holdout has no rows"]
     problems = []
-    for name, values in (("champion", champion), ("challenger", challenger)):
+    for name, values in predictions.items():
         if values.size != rows:
             problems.append(f"{name} predictions have {values.size} rows but labels have {rows}")
     for column, values in slices.items():
@@ -427,7 +498,7 @@ def _input_problems(
         problems.append(
             f"every label is {int(known[0])}; both classes are needed to compare models"
         )
-    for name, values in (("champion", champion), ("challenger", challenger)):
+    for name, values in predictions.items():
         nan = int(np.count_nonzero(np.isnan(values)))
         if nan:
             problems.append(f"{nan} {name} predictions are NaN")

@@ -34,7 +34,7 @@ def render_report(
     result: EvaluationResult,
     *,
     labels: np.ndarray,
-    champion: np.ndarray,
+    champion: np.ndarray | None,
     challenger: np.ndarray,
     out_dir: Path | str,
     title: str = "Champion–challenger evaluation",
@@ -42,18 +42,20 @@ def render_report(
     """Render `result` as HTML and write its ROC and calibration plots as PNGs into `out_dir`.
 
     The plots are also embedded in the HTML, so the report reads the same as a single artifact.
-    A result that could not be evaluated gets no plots: its inputs are what was wrong.
+    A result that could not be evaluated gets no plots: its inputs are what was wrong. Without a
+    champion (a model's first candidate) the plots show the challenger alone.
     """
     plots: tuple[Path, ...] = ()
     if result.verdict != "cannot_evaluate":
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         labels = np.asarray(labels)
+        models = {"challenger": np.asarray(challenger)}
+        if champion is not None:
+            models = {"champion": np.asarray(champion), **models}
         plots = (
-            _plot_roc(labels, np.asarray(champion), np.asarray(challenger), out / ROC_PLOT),
-            _plot_calibration(
-                labels, np.asarray(champion), np.asarray(challenger), out / CALIBRATION_PLOT
-            ),
+            _plot_roc(labels, models, out / ROC_PLOT),
+            _plot_calibration(labels, models, out / CALIBRATION_PLOT),
         )
     return EvaluationReport(_html(result, title, plots), plots)
 
@@ -70,6 +72,18 @@ def markdown_summary(result: EvaluationResult, *, run_link: str | None = None) -
             f"- improvement {result.improvement:+.4f}, {result.confidence:.0%} CI "
             f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}]; lower bound required "
             f"{result.requirement}" + _p_value_text(result, prefix="; "),
+        ]
+    elif result.challenger_score is not None:
+        others = ", ".join(
+            f"{name} {value:.4f}"
+            for name, value in result.challenger_metrics.items()
+            if name != result.metric
+        )
+        lines += [
+            "",
+            f"- {result.metric}: {result.challenger_score:.4f} on {result.rows:,} holdout rows, "
+            "no champion to compare against",
+            f"- other holdout metrics: {others}",
         ]
     failed = result.guardrails_with("fail")
     insufficient = result.guardrails_with("insufficient")
@@ -129,10 +143,10 @@ def _figure():
     return figure
 
 
-def _plot_roc(labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, path: Path) -> Path:
+def _plot_roc(labels: np.ndarray, models: dict[str, np.ndarray], path: Path) -> Path:
     figure = _figure()
     axes = figure.add_subplot()
-    for name, probs in (("champion", champion), ("challenger", challenger)):
+    for name, probs in models.items():
         fpr, tpr = roc_curve(labels, probs)
         keep = np.unique(np.linspace(0, fpr.size - 1, _CURVE_POINTS).round().astype(int))
         axes.plot(fpr[keep], tpr[keep], label=f"{name} (AUC {roc_auc(labels, probs):.4f})")
@@ -144,12 +158,10 @@ def _plot_roc(labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, 
     return path
 
 
-def _plot_calibration(
-    labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, path: Path
-) -> Path:
+def _plot_calibration(labels: np.ndarray, models: dict[str, np.ndarray], path: Path) -> Path:
     figure = _figure()
     axes = figure.add_subplot()
-    for name, probs in (("champion", champion), ("challenger", challenger)):
+    for name, probs in models.items():
         table = reliability_bins(labels, probs)
         filled = table.counts > 0
         axes.plot(table.mean_predicted[filled], table.observed_rate[filled], marker="o", label=name)
@@ -223,6 +235,17 @@ def _html(result: EvaluationResult, title: str, plots: tuple[Path, ...]) -> str:
                 f"<tr><td>{e(name)}</td><td class='num'>{value:.4f}</td>"
                 f"<td class='num'>{result.challenger_metrics[name]:.4f}</td></tr>"
             )
+        parts.append("</table>")
+    elif result.challenger_metrics:
+        parts += [
+            f"<h2>Holdout metrics</h2><p>{result.rows:,} holdout rows; no champion to compare "
+            "against.</p><table>",
+            "<tr><th>metric</th><th>challenger</th></tr>",
+        ]
+        parts += [
+            f"<tr><td>{e(name)}</td><td class='num'>{value:.4f}</td></tr>"
+            for name, value in result.challenger_metrics.items()
+        ]
         parts.append("</table>")
     if plots:
         parts.append("<h2>Plots</h2><p>")

@@ -557,3 +557,51 @@ def test_interval_contains_the_point_estimate(data, metric, seed):
 def test_same_seed_gives_the_same_result(data, metric, seed):
     config = EvaluationConfig(metric=metric, seed=seed, **SMALL)
     assert evaluate(config, *data) == evaluate(config, *data)
+
+
+def _first(labels, challenger, facts=None, **config) -> EvaluationResult:
+    from promotion.evaluation import evaluate_first_champion
+
+    settings = {"metric": "roc_auc", **FAST, **config}
+    return evaluate_first_champion(
+        EvaluationConfig(**settings), labels=labels, challenger=challenger, challenger_facts=facts
+    )
+
+
+def test_first_champion_is_promoted_with_its_holdout_metrics():
+    labels, _, challenger = correlated_pair(
+        1000, champion_accuracy=0.6, challenger_accuracy=0.8, seed=1
+    )
+    result = _first(labels, challenger)
+    assert result.verdict == "promote"
+    assert result.challenger_score == pytest.approx(sk.roc_auc_score(labels, challenger))
+    assert set(result.challenger_metrics) >= {"roc_auc", "accuracy", "brier", "ece"}
+    assert result.improvement is None and result.champion_metrics == {}
+    assert result.reasons[0].startswith("first champion: no champion to compare against; roc_auc")
+
+
+def test_first_champion_over_the_size_limit_is_rejected():
+    labels, _, challenger = correlated_pair(
+        1000, champion_accuracy=0.6, challenger_accuracy=0.8, seed=2
+    )
+    result = _first(labels, challenger, ModelFacts(size_bytes=5_000), max_size_bytes=1_000)
+    assert result.verdict == "reject"
+    assert "size: challenger 5,000 bytes (allowed ≤ 1,000): fail" in result.reasons
+
+
+def test_first_champion_skips_the_guardrails_that_compare_with_a_champion():
+    labels, _, challenger = correlated_pair(
+        1000, champion_accuracy=0.6, challenger_accuracy=0.8, seed=3
+    )
+    result = _first(labels, challenger, calibration=CalibrationGuardrail("ece", 0.01))
+    assert result.guardrails_with("skipped") == ["signature", "calibration ece"]
+
+
+def test_first_champion_with_too_few_positives_cannot_be_evaluated():
+    labels = np.array([1] * 3 + [0] * 200)
+    result = _first(labels, np.linspace(0, 1, labels.size))
+    assert result.verdict == "cannot_evaluate"
+    assert result.reasons == (
+        "only 3 positive rows in the holdout; at least min_class_rows=10 are needed for a "
+        "meaningful interval",
+    )

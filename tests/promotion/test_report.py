@@ -119,3 +119,46 @@ def test_tags_of_an_unevaluable_result_keep_every_key_with_empty_numbers(result)
     assert tags.keys() == evaluation_tags(result).keys()
     assert tags["eval.verdict"] == "cannot_evaluate"
     assert tags["eval.delta"] == tags["eval.ci_low"] == tags["eval.p_value"] == ""
+
+
+@pytest.fixture
+def first_champion(holdout) -> EvaluationResult:
+    from promotion.evaluation import CalibrationGuardrail, ModelFacts, evaluate_first_champion
+
+    labels, _, challenger, _ = holdout
+    config = EvaluationConfig(
+        metric="roc_auc",
+        resamples=200,
+        slices=(SliceGuardrail("region", "categorical", max_regression=0.01),),
+        calibration=CalibrationGuardrail("brier", 0.01),
+        max_latency_ms_per_row=2.0,
+        max_size_bytes=1_000_000,
+    )
+    facts = ModelFacts(latency_ms_per_row=0.05, size_bytes=40_000)
+    return evaluate_first_champion(
+        config, labels=labels, challenger=challenger, challenger_facts=facts
+    )
+
+
+def test_first_champion_report_holds_its_holdout_metrics_and_checked_guardrails(
+    first_champion, holdout, tmp_path
+):
+    labels, _, challenger, _ = holdout
+    report = render_report(
+        first_champion, labels=labels, champion=None, challenger=challenger, out_dir=tmp_path
+    )
+    assert {path.name for path in report.plots} == {ROC_PLOT, CALIBRATION_PLOT}
+    auc = first_champion.challenger_metrics["roc_auc"]
+    assert "<h2>Holdout metrics</h2>" in report.html
+    assert f"<tr><td>roc_auc</td><td class='num'>{auc:.4f}</td></tr>" in report.html
+    assert "latency: challenger 0.050 ms/row (allowed ≤ 2.000): pass" in report.html
+    assert "slice region: skipped, no champion to compare against" in report.html
+
+
+def test_first_champion_summary_gives_its_score_without_a_comparison(first_champion):
+    summary = markdown_summary(first_champion, run_link="#/runs/abc")
+    auc = first_champion.challenger_metrics["roc_auc"]
+    assert summary.startswith("**Evaluation: promote** (roc_auc, superiority)")
+    assert f"- roc_auc: {auc:.4f} on 2,000 holdout rows, no champion to compare against" in summary
+    assert "- other holdout metrics: accuracy " in summary
+    assert "[Full evaluation report](#/runs/abc)" in summary
