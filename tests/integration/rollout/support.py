@@ -14,6 +14,9 @@ from promotion.evaluation import EvaluationResult
 from tests.integration.gateway.support import _pipeline, training_frame
 
 CHANNEL = "#ml-rollouts"
+# The API token of the rollout tests' gateway (it accepts it as GATEWAY_API_TOKENS); the traffic
+# sends it with its labels.
+API_TOKEN = "rollout-tests-label-token"
 # Small enough that a scenario takes seconds: few steps, 200 labels per arm and step, a check a
 # second. A strict alpha keeps a good challenger (as good as the champion) from a false revert.
 BASE_ROLLOUT = {
