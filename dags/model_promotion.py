@@ -1,5 +1,6 @@
-"""DAGs generated from policies/*.yaml: train_<model>, promote_<model>, rollback_<model>, and
-rollout_<model> for a policy whose rollout mode is canary or shadow.
+"""DAGs generated from policies/*.yaml: train_<model>, promote_<model>, rollback_<model>,
+rollout_<model> for a policy whose rollout mode is canary or shadow, and monitor_<model> for a policy
+whose triggers watch the champion (performance, data volume or drift).
 
 Wiring only. Task bodies live in `workflow/` and are imported inside each task, so parsing this
 file loads Airflow, the standard library and the policy loader, nothing heavier.
@@ -15,6 +16,8 @@ from typing import TypeVar
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import (
     Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
     Param,
     PokeReturnValue,
     TriggerRule,
@@ -25,6 +28,7 @@ from airflow.sdk import (
 
 from approval import hitl
 from policies import Policy, load_valid_policies
+from policies.schema import cron_expression
 
 T = TypeVar("T")
 START_DATE = datetime(2026, 1, 1)
@@ -50,6 +54,23 @@ def candidate_asset(policy: Policy) -> Asset:
 def rollout_asset(policy: Policy) -> Asset:
     """The Asset a promotion updates when it hands its winner to rollout_<model>."""
     return Asset(name=f"{policy.model_name}_rollout", uri=policy.rollout_asset_uri)
+
+
+def retrain_asset(policy: Policy) -> Asset:
+    """The Asset monitor_<model> updates when a trigger fires; it starts train_<model>."""
+    return Asset(name=f"{policy.model_name}_retrain", uri=policy.retrain_asset_uri)
+
+
+def train_schedule(policy: Policy) -> str | list[Asset] | AssetOrTimeSchedule | None:
+    """train_<model> runs on its cron, on the monitor's retrain Asset, or on either."""
+    cron = policy.training_cron
+    if not policy.triggers.monitored:
+        return cron
+    if cron is None:
+        return [retrain_asset(policy)]
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=[retrain_asset(policy)]
+    )
 
 
 def _run():
@@ -96,7 +117,7 @@ def build_train_dag(policy: Policy) -> None:
     @dag(
         dag_id=f"train_{name}",
         description=f"Train {name} on a fresh window and register it as the challenger.",
-        schedule=policy.training_schedule,
+        schedule=train_schedule(policy),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -144,6 +165,7 @@ def build_train_dag(policy: Policy) -> None:
                 steps.TrainingWindow.from_xcom(validated),
                 _run(),
                 artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT"),
+                trigger=_trigger_tags(policy),
             )
 
         @task
@@ -487,6 +509,73 @@ def _guard_tasks(policy: Policy, outcome) -> None:
     settle_guard(outcome, guard_champion(outcome))
 
 
+def _trigger_tags(policy: Policy) -> dict[str, str]:
+    """Which trigger started this training run, from the retrain Asset events that scheduled it."""
+    from workflow.monitor import trigger_tags
+
+    context = get_current_context()
+    events = context.get("triggering_asset_events") or {}
+    extras = [
+        event.extra or {}
+        for asset in events
+        if getattr(asset, "uri", None) == policy.retrain_asset_uri
+        for event in events[asset]
+    ]
+    return trigger_tags(str(context["dag_run"].run_type), extras, _run().triggered_by)
+
+
+def _active_runs(policy: Policy) -> list[str]:
+    """The train, promote and rollout DAGs of the model with a queued or running run (asked of
+    Airflow through the task's own API client)."""
+    name = policy.model_name
+    dag_ids = [f"train_{name}", f"promote_{name}"]
+    if policy.rollout.mode != "none":
+        dag_ids.append(f"rollout_{name}")
+    ti = get_current_context()["ti"]
+    return [d for d in dag_ids if ti.get_dr_count(dag_id=d, states=["queued", "running"])]
+
+
+def build_monitor_dag(policy: Policy) -> None:
+    name, triggers = policy.model_name, policy.triggers
+    watched = [k for k in ("performance", "data_volume", "drift") if getattr(triggers, k)]
+
+    @dag(
+        dag_id=f"monitor_{name}",
+        description=f"Check {name}@champion for retraining triggers: {', '.join(watched)}.",
+        schedule=CronTriggerTimetable(cron_expression(triggers.check_every), timezone="UTC"),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["model-promotion", name, "monitor"],
+        doc_md=f"Every `{triggers.check_every}`: computes {', '.join(watched)} for the champion, "
+        f"records one monitor check, and when a trigger holds (at most one training per "
+        f"{triggers.cooldown_hours:g} h and {triggers.max_per_day} a day, none while a training, "
+        f"promotion or rollout of `{name}` runs) updates the Asset that starts `train_{name}`, "
+        "with the trigger and its numbers in the event's extra.",
+    )
+    def monitor():
+        @task
+        def check_triggers() -> dict:
+            from workflow import monitor as steps
+
+            settings = steps.MonitorSettings.from_environment()
+            return steps.check(policy, _run(), settings, _active_runs(policy))
+
+        @task(outlets=[retrain_asset(policy)])
+        def start_training(checked: dict) -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            if not checked["fired"]:
+                raise AirflowSkipException(f"{checked['outcome']}: {checked['reason']}")
+            get_current_context()["outlet_events"][retrain_asset(policy)].extra = checked["extra"]
+            return checked["extra"]
+
+        start_training(check_triggers())
+
+    monitor()
+
+
 POLICIES, _POLICY_ERRORS = load_valid_policies(os.environ.get("PROMOTION_POLICIES_DIR") or None)
 for _policy in POLICIES:
     build_train_dag(_policy)
@@ -494,3 +583,5 @@ for _policy in POLICIES:
     build_rollback_dag(_policy)
     if _policy.rollout.mode != "none":
         build_rollout_dag(_policy)
+    if _policy.triggers.monitored:
+        build_monitor_dag(_policy)
