@@ -111,27 +111,66 @@ class Lifecycle:
 
     def run_dag(self, dag_id: str, conf: dict | None = None) -> Path:
         """Run one DAG through `airflow dags test`; raise DagRunFailed with the task errors."""
+        return self.start_dag(dag_id, conf).wait()
+
+    def start_dag(self, dag_id: str, conf: dict | None = None) -> BackgroundRun:
+        """Start `airflow dags test` of one DAG in the background, for a run that waits on
+        something the caller does meanwhile (an approval click, live traffic)."""
         args = ["dags", "test", dag_id]
         if conf:
             args += ["--conf", json.dumps(conf)]
-        return self._airflow(dag_id, *args)
+        return self._start(dag_id, *args)
 
     def _airflow(self, label: str, *args: str) -> Path:
+        return self._start(label, *args).wait()
+
+    def _start(self, label: str, *args: str) -> BackgroundRun:
         self._step += 1
         log = self.workspace.logs / f"{self._step:02d}-{label}.log"
         with log.open("w") as out:
-            result = subprocess.run(
+            process = subprocess.Popen(
                 [self.airflow, *args],
                 env=self.env,
                 cwd=PROJECT_ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        if result.returncode != 0:
+        return BackgroundRun(f"airflow {' '.join(args)}", process, log)
+
+
+@dataclass
+class BackgroundRun:
+    """One Airflow command running in the background, its output in `log`."""
+
+    command: str
+    process: subprocess.Popen
+    log: Path
+
+    def done(self) -> bool:
+        """Whether the command has ended, however it ended."""
+        return self.process.poll() is not None
+
+    def wait(self, timeout_s: float | None = None) -> Path:
+        """Wait for the command to end; raise DagRunFailed with the task errors unless it
+        succeeded, or when it still runs after `timeout_s` (then it is stopped)."""
+        try:
+            code = self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.stop()
             raise DagRunFailed(
-                f"`airflow {' '.join(args)}` failed (log: {log}):\n{task_errors(log)}"
+                f"`{self.command}` not done within {timeout_s:.0f} s (log: {self.log})"
+            ) from None
+        if code != 0:
+            raise DagRunFailed(
+                f"`{self.command}` failed (log: {self.log}):\n{task_errors(self.log)}"
             )
-        return log
+        return self.log
+
+    def stop(self) -> None:
+        """Kill the command if it still runs."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def task_errors(log: Path, limit: int = 12) -> str:

@@ -77,3 +77,20 @@ def as_of_for_window(window: int) -> str:
     """The `as_of` date of demo window 1 (before the drift), 2 (after it) or 3 (a week after 2,
     same regime: a challenger no better than the champion)."""
     return {1: "2026-03-15", 2: "2026-06-15", 3: "2026-06-22"}[window]
+
+
+def live_requests(rows: int = 5000, seed: int = 23) -> tuple[pd.DataFrame, np.ndarray]:
+    """Users of the current regime (after the drift), as the gateway receives them: the feature
+    columns, and their true churn outcome as the labels that arrive later."""
+    frame = generate_user_features(seed=seed)
+    current = frame[frame["created_at"] >= DRIFT_END].head(rows)
+    return current.drop(columns=["created_at", "target"]), current["target"].to_numpy()
+
+
+def with_inverted_target(frame: pd.DataFrame, since: datetime) -> pd.DataFrame:
+    """A copy whose rows created at or after `since` have `target` inverted: an upstream
+    labeling bug that a training window and its holdout share, so offline evaluation cannot see it."""
+    broken = frame.copy()
+    affected = broken["created_at"] >= since
+    broken.loc[affected, "target"] = 1 - broken.loc[affected, "target"]
+    return broken

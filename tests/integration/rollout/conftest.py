@@ -5,18 +5,13 @@ and a way to run rollout_<model> through `airflow dags test` while a test drives
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
 from approval.testing.slack_fake import FakeSlack
 from demo.lifecycle import Lifecycle, Workspace
+from demo.services import start_gateway
 from policies import load_policy
 from tests.integration.rollout.support import (
     API_TOKEN,
@@ -29,12 +24,6 @@ from tests.integration.rollout.support import (
 from tests.support import write_policy
 
 STARTUP_TIMEOUT_S = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -84,58 +73,32 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         versions[model] = (numbers[0], numbers[1])
 
     log_url = f"sqlite:///{root / 'predictions.db'}"
-    port = _free_port()
-    output = root / "gateway.log"
-    models = [flag for model in SCENARIOS for flag in ("--model", model)]
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--port", str(port), "--log-url", log_url, *models]
-        + ["--refresh-interval", "1", "--log-flush-interval", "0.5"],
-        env={
-            **os.environ,
-            "MLFLOW_TRACKING_URI": workspace.tracking_uri,
-            "OMP_NUM_THREADS": "1",
-            "GATEWAY_API_TOKENS": API_TOKEN,
-        },
-        stdout=output.open("w"),
-        stderr=subprocess.STDOUT,
+    gateway = start_gateway(
+        list(SCENARIOS),
+        tracking_uri=workspace.tracking_uri,
+        log_url=log_url,
+        api_token=API_TOKEN,
+        log=root / "gateway.log",
+        env=dict(os.environ),
     )
-    url = f"http://127.0.0.1:{port}"
     slack = FakeSlack().start()
     try:
-        _wait_ready(gateway, url, output)
+        gateway.wait_ready("/ready", STARTUP_TIMEOUT_S)
         lifecycle = Lifecycle(workspace, policies_dir)
         workspace.logs.mkdir(parents=True, exist_ok=True)
         lifecycle.env.update(
             {"GATEWAY_LOG_URL": log_url, "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.url}
         )
         lifecycle.prepare_airflow()
-        rig = Rig(lifecycle, url, log_url, slack, policies, versions)
+        rig = Rig(lifecycle, gateway.url, log_url, slack, policies, versions)
         yield rig
         for run in rig.runs:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
+            run.stop()
     finally:
         slack.stop()
-        gateway.kill()
-        gateway.wait()
+        gateway.stop()
         mlflow.set_tracking_uri(None)
         if previous_uri is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous_uri
-
-
-def _wait_ready(process: subprocess.Popen, url: str, output: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited:\n{output.read_text()}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gateway not ready:\n{output.read_text()}")
-        time.sleep(0.2)

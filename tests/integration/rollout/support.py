@@ -141,4 +141,6 @@ def traffic(
 ) -> Traffic:
     """The live-traffic driver on the gateway tests' synthetic rows and their true labels."""
     frame, truth = training_frame(5000, seed=11)
-    return Traffic(url, model, frame, truth, labels=labels, label_delay_s=label_delay_s)
+    return Traffic(
+        url, model, frame, truth, api_token=API_TOKEN, labels=labels, label_delay_s=label_delay_s
+    )

@@ -19,7 +19,7 @@ import registry
 from gateway.predlog import arm_windows, create_engine, log_tables
 from promotion.lifecycle import State
 from registry.serving import get_model_aliases
-from tests.integration.rollout.support import CHANNEL, Rig, Traffic
+from tests.integration.rollout.support import CHANNEL, Rig, traffic
 
 pytestmark = pytest.mark.integration
 RUN_TIMEOUT_S = 120
@@ -76,7 +76,7 @@ def test_label_flipped_canary_is_reverted_tagged_and_told(rig: Rig) -> None:
     model = "canary_flipped"
     champion, challenger = rig.versions[model]
     rig.hand_off(model)
-    with Traffic(rig.gateway_url, model):
+    with traffic(rig.gateway_url, model):
         rig.run_rollout(model).wait(RUN_TIMEOUT_S)
 
     assert get_model_aliases(model) == {"champion": champion}
@@ -94,7 +94,7 @@ def test_good_canary_steps_through_every_traffic_step_and_becomes_champion(rig: 
     model = "canary_good"
     champion, challenger = rig.versions[model]
     rig.hand_off(model)
-    with Traffic(rig.gateway_url, model):
+    with traffic(rig.gateway_url, model):
         rig.run_rollout(model).wait(RUN_TIMEOUT_S)
 
     assert get_model_aliases(model) == {"champion": challenger}
@@ -119,7 +119,7 @@ def test_shadow_period_promotes_or_reverts_on_the_same_requests(
 ) -> None:
     champion, challenger = rig.versions[model]
     rig.hand_off(model)
-    with Traffic(rig.gateway_url, model):
+    with traffic(rig.gateway_url, model):
         rig.run_rollout(model).wait(RUN_TIMEOUT_S)
 
     found = tags(model, challenger)
@@ -136,14 +136,14 @@ def test_guard_window_puts_the_previous_champion_back_when_the_new_one_degrades(
     model = "guard_drift"
     champion, challenger = rig.versions[model]
     rig.hand_off(model)
-    with Traffic(rig.gateway_url, model) as traffic:
+    with traffic(rig.gateway_url, model) as driver:
         run = rig.run_rollout(model)
         poll(
             lambda: tags(model, challenger).get("rollout.verdict") == "promoted",
             RUN_TIMEOUT_S,
             "promotion",
         )
-        traffic.drift.set()
+        driver.drift.set()
         run.wait(RUN_TIMEOUT_S)
 
     assert get_model_aliases(model) == {"champion": champion}
@@ -159,7 +159,7 @@ def test_late_labels_hold_each_step_until_they_arrive_and_no_step_is_skipped(rig
     model = "late_labels"
     champion, challenger = rig.versions[model]
     rig.hand_off(model)
-    with Traffic(rig.gateway_url, model, labels="held", label_delay_s=2.0) as traffic:
+    with traffic(rig.gateway_url, model, labels="held", label_delay_s=2.0) as driver:
         run = rig.run_rollout(model)
         poll(
             lambda: "waiting for labels" in tags(model, challenger).get("rollout.status", ""),
@@ -170,7 +170,7 @@ def test_late_labels_hold_each_step_until_they_arrive_and_no_step_is_skipped(rig
         waiting = tags(model, challenger)
         assert (waiting["rollout.step"], waiting["rollout.canary_share"]) == ("1", "0.2")
         assert not run.done()
-        traffic.release.set()
+        driver.release.set()
         run.wait(RUN_TIMEOUT_S)
 
     found = tags(model, challenger)
@@ -186,7 +186,7 @@ def test_step_without_enough_labels_by_its_maximum_duration_is_reverted(rig: Rig
     model = "no_labels"
     champion, challenger = rig.versions[model]
     rig.hand_off(model)
-    with Traffic(rig.gateway_url, model, labels="never"):
+    with traffic(rig.gateway_url, model, labels="never"):
         rig.run_rollout(model).wait(RUN_TIMEOUT_S)
 
     assert get_model_aliases(model) == {"champion": champion}

@@ -1,0 +1,95 @@
+"""Simulated live traffic: requests to a model at the gateway, and their labels through its
+feedback endpoint, the way users and a labeling job would send them."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from typing import Literal
+
+import httpx
+import numpy as np
+import pandas as pd
+
+
+class Traffic:
+    """Requests to one model at the gateway, `rows` rows of `frame` each (cycling through it),
+    and their labels from `truth` with the gateway's `api_token`: at once (`labels="now"`), after
+    `label_delay_s`, only once `release` is set (`"held"`), or never. Setting `drift` inverts the labels from then on (the
+    world changed). Runs in a background thread between `with` and the block's end.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        frame: pd.DataFrame,
+        truth: np.ndarray,
+        *,
+        api_token: str,
+        labels: Literal["now", "held", "never"] = "now",
+        label_delay_s: float = 0.0,
+        rows: int = 10,
+        pause_s: float = 0.03,
+    ) -> None:
+        self.url, self.model, self.labels = url, model, labels
+        self.auth = {"Authorization": f"Bearer {api_token}"}
+        self.label_delay_s, self.rows, self.pause_s = label_delay_s, rows, pause_s
+        self.records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        self.truth = np.asarray(truth)
+        self.release, self.drift = threading.Event(), threading.Event()
+        self.sent = self.labeled = self.failed = 0
+        self._stop = threading.Event()
+        self._pending: deque[tuple[float, list[dict]]] = deque()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        records = self.records
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            for i in itertools.count():
+                if self._stop.is_set():
+                    return
+                start = (i * self.rows) % (len(records) - self.rows)
+                request_id = f"{self.model}-{i}"
+                answer = client.post(
+                    f"/models/{self.model}/invocations",
+                    json={"dataframe_records": records[start : start + self.rows]},
+                    headers={"X-Request-Id": request_id},
+                )
+                if answer.status_code != 200:
+                    self.failed += 1
+                    continue
+                self.sent += 1
+                if self.labels != "never":
+                    truth = self.truth[start : start + self.rows]
+                    if self.drift.is_set():
+                        truth = 1 - truth
+                    labels = [
+                        {"request_id": request_id, "row_index": j, "label": int(y)}
+                        for j, y in enumerate(truth)
+                    ]
+                    self._pending.append((time.monotonic(), labels))
+                self._send_due_labels(client)
+                time.sleep(self.pause_s)
+
+    def _send_due_labels(self, client: httpx.Client) -> None:
+        if self.labels == "held" and not self.release.is_set():
+            return
+        due: list[dict] = []
+        while self._pending and time.monotonic() - self._pending[0][0] >= self.label_delay_s:
+            due.extend(self._pending.popleft()[1])
+        if due:
+            client.post(
+                f"/models/{self.model}/feedback", json={"labels": due}, headers=self.auth
+            ).raise_for_status()
+            self.labeled += len(due)
