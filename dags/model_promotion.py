@@ -86,11 +86,12 @@ def _storage_root() -> str:
 
 
 def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
-    """Run a task body; bad input (a window, a source, a rollback target, a rollout setting) or a
-    refused move fails at once, since a retry would meet the same refusal. Transient errors still
-    go through the task's retries."""
+    """Run a task body; bad input (a window, a source, a DAG param, a rollback target, a rollout
+    setting, an unreadable challenger) or a refused move fails at once, since a retry would meet
+    the same refusal. Transient errors still go through the task's retries."""
     from promotion.decisions import NothingToRollBack
     from registry import MoveRefused
+    from workflow.params import ParamError
     from workflow.promote import CannotEvaluate
     from workflow.rollout import RolloutError
     from workflow.sources import SourceError
@@ -102,6 +103,7 @@ def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
         DataValidationError,
         SourceError,
         NothingToRollBack,
+        ParamError,
         CannotEvaluate,
         RolloutError,
         MoveRefused,
@@ -138,10 +140,13 @@ def build_train_dag(policy: Policy) -> None:
         @task
         def extract_window() -> dict:
             from workflow import train as steps
+            from workflow.params import parse_as_of
 
             context = get_current_context()
             fallback = context.get("logical_date") or context["dag_run"].run_after
-            as_of = steps.parse_as_of(context["params"].get("as_of"), fallback)
+            as_of = _bad_input_fails_without_retry(
+                lambda: parse_as_of(context["params"].get("as_of"), fallback)
+            )
             window = _bad_input_fails_without_retry(
                 lambda: steps.extract(policy, as_of, _storage_root(), _run())
             )
@@ -216,8 +221,9 @@ def build_promote_dag(policy: Policy) -> None:
 
             from workflow import promote as steps
 
-            candidates = steps.find_candidates(
-                policy, get_current_context()["params"].get("version")
+            version = get_current_context()["params"].get("version")
+            candidates = _bad_input_fails_without_retry(
+                lambda: steps.find_candidates(policy, version)
             )
             if candidates["challenger"] is None:
                 raise AirflowSkipException(f"{name} has no `challenger`: nothing to evaluate")

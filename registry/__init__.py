@@ -3,6 +3,7 @@
 from registry.client import (
     VersionInfo,
     ensure_registered_model,
+    find_version,
     find_version_by_tag,
     get_alias_version,
     get_version,
@@ -36,6 +37,7 @@ __all__ = [
     "VersionInfo",
     "alias_history",
     "ensure_registered_model",
+    "find_version",
     "find_version_by_tag",
     "get_alias_version",
     "get_version",

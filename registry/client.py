@@ -93,6 +93,16 @@ def get_version(model_name: str, version: int) -> VersionInfo:
     )
 
 
+def find_version(model_name: str, version: int) -> VersionInfo | None:
+    """Read one version, or None when the model or that version does not exist."""
+    try:
+        return get_version(model_name, version)
+    except MlflowException as error:
+        if _is(error, RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+
+
 @retry_transient()
 def find_version_by_tag(model_name: str, key: str, value: str) -> VersionInfo | None:
     """The newest version carrying tag `key` = `value`, or None; lets a retried task find its work."""

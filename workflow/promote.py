@@ -22,7 +22,9 @@ from promotion.evaluation import (
 )
 from promotion.records import CHALLENGER, CHAMPION
 from registry.evaluation import artifact_size_bytes, input_schema, record_evaluation
+from registry.retry import is_transient
 from workflow import modeling
+from workflow.params import require_version
 from workflow.runs import RunContext
 from workflow.sources import Window, read_window, resolve_url
 from workflow.validation import window_problems
@@ -67,11 +69,33 @@ def evaluation_config(policy: Policy) -> EvaluationConfig:
 def find_candidates(policy: Policy, requested_version: int | None) -> dict:
     """The challenger to evaluate (the given version, else the `challenger` alias) and the champion."""
     name = policy.model_name
-    challenger = requested_version or registry.get_alias_version(name, CHALLENGER)
+    if requested_version is not None:
+        challenger: int | None = require_version(name, requested_version).version
+    else:
+        challenger = registry.get_alias_version(name, CHALLENGER)
     champion = registry.get_alias_version(name, CHAMPION)
-    if challenger is not None:
-        registry.get_version(name, challenger)  # a missing version fails here, clearly
     return {"model": name, "challenger": challenger, "champion": champion}
+
+
+def _unreadable(name: str, versions: dict[str, int | None]) -> tuple[str, str] | None:
+    """The first role whose version's artifacts cannot be read, and why; None when all can be.
+
+    Only errors a retry cannot cure count: a transient one (a storage hiccup) is raised, so the
+    task's retries try again.
+    """
+    for role, version in versions.items():
+        if version is None:
+            continue
+        try:
+            registry.load_model(name, version)
+            artifact_size_bytes(name, version)
+            input_schema(name, version)
+        except Exception as error:  # missing files, a corrupt or foreign pickle, a bad MLmodel
+            if is_transient(error):
+                raise
+            reason = f"{type(error).__name__}: {error}"
+            return role, f"{role} v{version}'s artifacts cannot be read: {reason}"
+    return None
 
 
 def _scored(name: str, version: int, features) -> tuple[np.ndarray, ModelFacts]:
@@ -112,10 +136,14 @@ def evaluate(policy: Policy, candidates: dict, run: RunContext) -> dict:
         "rows": len(frame),
     }
     labels = champion_p = challenger_p = None
+    versions = {CHALLENGER: challenger, CHAMPION: champion}
+    unreadable = None if problems else _unreadable(name, versions)
     if problems:
         result = EvaluationResult(
             "cannot_evaluate", tuple(f"holdout {holdout.describe()}: {p}" for p in problems), **base
         )
+    elif unreadable is not None:
+        result = EvaluationResult("cannot_evaluate", (unreadable[1],), **base)
     else:
         features = frame[policy.source.features.all]
         labels = frame[policy.source.target].to_numpy()
@@ -151,6 +179,7 @@ def evaluate(policy: Policy, candidates: dict, run: RunContext) -> dict:
     )
     return {
         **candidates,
+        "unreadable": None if unreadable is None else unreadable[0],
         "holdout": holdout.describe(),
         "eval_run_id": run_id,
         "experiment_id": experiment_id,
@@ -260,6 +289,8 @@ def conclude_evaluation(policy: Policy, evaluation: dict, run: RunContext) -> di
         },
     )
     if result.verdict == "cannot_evaluate":
+        if evaluation.get("unreadable") == CHALLENGER:
+            clear_challenger(name, challenger, "reject", run, f"cannot be evaluated: {reason}", {})
         raise CannotEvaluate(f"v{challenger} of {name} cannot be evaluated: {reason}")
     evidence = evidence_of(evaluation, result)
     if result.verdict == "reject":

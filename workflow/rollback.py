@@ -13,18 +13,22 @@ import registry
 from policies.schema import Policy
 from promotion.decisions import NothingToRollBack, RollbackPlan, rollback_target
 from promotion.records import CANARY, CHAMPION
+from workflow.params import require_version
 from workflow.runs import RunContext
 
 
 def plan(
     policy: Policy, requested_version: int | None, force: bool, run: RunContext | None = None
 ) -> dict:
-    """The rollback plan; raises NothingToRollBack (nothing moved) when there is no valid target.
+    """The rollback plan; raises ParamError when the requested version does not exist, and
+    NothingToRollBack (nothing moved) when there is no valid target.
 
     Given its `run`, a rerun of a run that already rolled back plans that same move again, so
     clearing the whole run cannot undo its own rollback.
     """
     name = policy.model_name
+    if requested_version is not None:
+        require_version(name, requested_version)
     history = registry.alias_history(name, CHAMPION)
     done = next(
         (

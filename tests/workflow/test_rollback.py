@@ -14,6 +14,7 @@ from promotion.lifecycle import State
 from tests.registry.support import save_loadable_model
 from tests.support import write_policy
 from workflow import rollback
+from workflow.params import ParamError
 from workflow.runs import RunContext
 
 MODEL = "churn"
@@ -140,3 +141,13 @@ def test_a_target_whose_artifacts_no_longer_load_is_refused(
     with pytest.raises(NothingToRollBack, match="version 1's artifacts no longer load"):
         rollback.plan(policy, None, False)
     assert champion() == 2
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_version_param_naming_no_version_is_refused_by_name(policy, versions, force) -> None:
+    with pytest.raises(
+        ParamError, match="DAG param version: churn has no version 9 in the registry"
+    ):
+        rollback.plan(policy, 9, force)
+    assert champion() == 2
+    assert len(registry.alias_history(MODEL, "champion")) == 2
