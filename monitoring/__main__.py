@@ -14,7 +14,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     status = commands.add_parser("status", help="the models' aliases, pending work, metrics, runs")
     status.add_argument("--model", help="one model's full view (default: every model, one line)")
-    status.add_argument("--days", type=int, default=90, help="history shown for --model (days)")
+    status.add_argument("--days", type=int, default=30, help="history shown for --model (days)")
     args = parser.parse_args(argv)
 
     from monitoring.airflow_runs import AirflowRunsClient

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import matplotlib
 
@@ -30,6 +31,8 @@ def champion_metric_chart(
     points: Sequence[MetricPoint],
     moves: Sequence[TimelineRow],
     *,
+    since: datetime,
+    until: datetime,
     confidence: float,
     floor: float | None,
     trigger_metric: str | None,
@@ -82,7 +85,8 @@ def champion_metric_chart(
                 textcoords="offset points",
                 color="#b03030",
             )
-        _mark_moves(axes, [m for m in moves if m.alias == "champion"], points)
+        _mark_moves(axes, [m for m in moves if m.alias == "champion" and since <= m.at <= until])
+        axes.set_xlim(since, until)
         axes.set_ylabel("accuracy")
         axes.set_ylim(_limits([p.low for p in points] + ([floor] if floor is not None else [])), 1.0)
         axes.legend(loc="lower right", fontsize=8, frameon=False)
@@ -135,10 +139,7 @@ def drift_chart(series: Mapping[str, Sequence[DriftPoint]]) -> str:
         return _svg(figure, axes)
 
 
-def _mark_moves(axes: object, moves: Sequence[TimelineRow], points: Sequence[MetricPoint]) -> None:
-    if points:
-        first, last = points[0].start, points[-1].start
-        moves = [m for m in moves if first <= m.at <= last] or []
+def _mark_moves(axes: object, moves: Sequence[TimelineRow]) -> None:
     for move in moves:
         colour = MOVE_COLOURS.get(move.kind, "#555555")
         axes.axvline(move.at, color=colour, linewidth=1, linestyle=":", gid=f"move-{move.sequence}")

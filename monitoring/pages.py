@@ -44,6 +44,8 @@ def model_page(view: ModelView, *, user: str) -> str:
         "metric": charts.champion_metric_chart(
             view.metric,
             view.timeline,
+            since=view.since,
+            until=view.generated_at,
             confidence=view.confidence,
             floor=view.floor,
             trigger_metric=view.trigger_metric,

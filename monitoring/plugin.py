@@ -108,7 +108,7 @@ def create_app() -> FastAPI:
         request: Request,
         model_name: str,
         who: CallerDep,
-        days: Annotated[int, Query(ge=1, le=3660)] = 90,
+        days: Annotated[int, Query(ge=1, le=3660)] = 30,
     ) -> str:
         from monitoring.pages import model_page as render
         from monitoring.view import model_view

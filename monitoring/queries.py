@@ -35,8 +35,8 @@ def prediction_log(url: str, schema: str | None = None) -> PredictionLog:
 def _bucket(moment: sa.ColumnElement, dialect: str, bucket_s: int, text: bool) -> sa.ColumnElement:
     """The index of the `bucket_s`-second bucket holding `moment` (a timestamp, or ISO-8601 text)."""
     if dialect == "sqlite":
-        epoch = sa.cast(sa.func.strftime("%s", moment), sa.Integer)
-        return epoch / bucket_s
+        # `//` is integer division here; SQLAlchemy's `/` would divide as numeric.
+        return sa.cast(sa.func.strftime("%s", moment), sa.Integer) // bucket_s
     if text:
         moment = sa.cast(moment, sa.DateTime(timezone=True))
     return sa.func.floor(sa.extract("epoch", moment) / bucket_s)

@@ -199,7 +199,7 @@ class Sources:
         return next((p for p in self.policies()[0] if p.model_name == model_name), None)
 
 
-def model_view(sources: Sources, policy: Policy, *, now: datetime, days: int = 90) -> ModelView:
+def model_view(sources: Sources, policy: Policy, *, now: datetime, days: int = 30) -> ModelView:
     """Gather the monitoring view of one model over the last `days` days."""
     settings = sources.settings
     name = policy.model_name

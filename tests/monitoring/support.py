@@ -38,7 +38,7 @@ def _log_rows(log_url: str, now: datetime, labeled: int, correct: int) -> None:
     )
     writer.start()
     labels = []
-    # Yesterday the champion answered `labeled` rows, `correct` of them on the label's side;
+    # Over the last few days the champion answered `labeled` rows, `correct` of them on the label's side;
     # a canary row and a failed request must not count.
     for i in range(labeled):
         score = 0.9 if i % 2 else 0.1
@@ -53,7 +53,7 @@ def _log_rows(log_url: str, now: datetime, labeled: int, correct: int) -> None:
                 features=pd.DataFrame({"sessions_7d": [i], "plan": ["pro"]}),
                 scores=[score],
                 latency_ms=3.0,
-                at=now - timedelta(days=1, minutes=i),
+                at=now - timedelta(hours=4 + i // 2),
             )
         )
         labels.append(Label(request_id=f"r{i}", label=float(truth)))

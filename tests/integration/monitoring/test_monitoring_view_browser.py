@@ -1,0 +1,241 @@
+"""The monitoring view in a real browser, served by Airflow's own api-server as a plugin.
+
+The state is written through the project's writers (alias moves, monitor checks, validation
+records, prediction log and labels, a pending approval); chromium (Debian's, driven by Playwright)
+signs in with a token Airflow issued, reads the tables, the charts and the timeline, and an
+anonymous browser sees nothing. Screenshots go to test-screenshots/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from monitoring.readings import wilson_interval
+from tests.monitoring.support import MODEL, KnownState, build_known_state
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+USER, PASSWORD = "monitor_viewer", "monitor-viewer-password"
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-screenshots"
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    token: str
+    state: KnownState
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _airflow() -> str:
+    candidate = Path(sys.executable).with_name("airflow")
+    return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The known state, and Airflow's api-server (simple auth manager, one viewer) serving the
+    plugin over it; the token is the one Airflow issues to that viewer."""
+    import mlflow
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    root = tmp_path_factory.mktemp("monitoring")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    SqlAlchemyStore(tracking_uri).engine.dispose()
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        state = build_known_state(root, tracking_uri, datetime.now(UTC))
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+    home = root / "airflow"
+    (home / "dags").mkdir(parents=True)
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({USER: PASSWORD}))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        **state.env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
+    }
+    subprocess.run([_airflow(), "db", "migrate"], env=env, check=True, capture_output=True, timeout=240)
+    log_path = home / "api-server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [_airflow(), "api-server", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 150
+            while True:
+                try:
+                    if httpx.get(f"{url}/api/v2/version", timeout=2).status_code < 500:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"airflow api-server did not start:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+            answer = httpx.post(
+                f"{url}/auth/token", json={"username": USER, "password": PASSWORD}, timeout=30
+            )
+            assert answer.status_code in (200, 201), answer.text
+            yield Served(url=url, token=answer.json()["access_token"], state=state)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def _signed_in(browser: object, served: Served) -> object:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_cookies([{"name": "_token", "value": served.token, "url": served.url}])
+    return context.new_page()
+
+
+def _rows(page: object, table: str) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        f"#{table} tbody tr",
+        "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => td.innerText.trim()))",
+    )
+
+
+def test_the_model_page_shows_aliases_pending_work_metric_validation_drift_and_timeline(
+    served: Served, browser: object
+) -> None:
+    page = _signed_in(browser, served)
+    response = page.goto(f"{served.url}/monitoring/models/{MODEL}")
+    assert response.status == 200
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "monitoring-model.png"), full_page=True)
+
+    assert _rows(page, "aliases")[0][:2] == ["champion", "v1"]
+    assert "v3 waits for 1 of UALICE001, UBOB00002 in #model-approvals" in page.inner_text("#pending")
+
+    state = served.state
+    low, high = wilson_interval(state.day_correct, state.day_labeled, 0.95)
+    total = page.inner_text("#metric-total")
+    assert f"accuracy {state.day_correct / state.day_labeled:.3f}" in total
+    assert f"[{low:.3f}, {high:.3f}] on {state.day_labeled} labeled" in total
+    assert sum(int(row[1]) for row in _rows(page, "metric-table")) == state.day_labeled
+    metric_svg = page.inner_html("#metric-chart")
+    assert "<svg" in metric_svg and 'id="metric-line"' in metric_svg and 'id="floor"' in metric_svg
+    assert f"floor {state.floor:.4g} (accuracy)" in page.inner_text("#metric-chart")
+    assert page.is_visible("#metric-chart svg")
+
+    assert f"{state.validations_passed}/{state.validations} windows passed" in page.inner_text(
+        "#validation-total"
+    )
+    bar_labels = page.inner_text("#validation-chart")
+    assert "0/1" in bar_labels and "1/1" in bar_labels
+    assert "missing values: plan 31% > 20%" in _rows(page, "failed-validations")[0][3]
+
+    drift = page.inner_text("#drift-chart")
+    assert "plan" in drift and "sessions_7d" in drift
+    assert "fired — plan drifted (PSI 0.31 ≥ 0.2)" in page.inner_text("#last-check")
+
+    timeline = _rows(page, "timeline")
+    assert [row[1:4] for row in timeline[:3]] == [
+        ["champion", "v2 → v1", "rollback"],
+        ["challenger", "v2 → none", "promote"],
+        ["champion", "v1 → v2", "promote"],
+    ]
+    assert timeline[0][5] == "bad feedback from sales"
+    assert "delta=0.01235, ci_low=0.004, ci_high=0.0207" == timeline[2][6]
+    assert len(timeline) == 7
+    # Airflow answered for the runs with the viewer's own token: this Airflow has no such DAGs.
+    assert page.inner_text("#runs-empty") == "No runs yet."
+
+
+def test_the_overview_lists_the_model_and_airflow_shows_the_view_in_its_navigation(
+    served: Served, browser: object
+) -> None:
+    page = _signed_in(browser, served)
+    assert page.goto(f"{served.url}/monitoring/").status == 200
+    row = _rows(page, "models")[0]
+    assert row[0] == MODEL and row[1] == "champion v1"
+    assert row[4] == f"{served.state.validations_passed}/{served.state.validations} passed"
+    page.click(f"text={MODEL}")
+    page.wait_for_selector("#timeline")
+
+    plugins = httpx.get(
+        f"{served.url}/api/v2/plugins",
+        headers={"Authorization": f"Bearer {served.token}"},
+        timeout=30,
+    ).json()["plugins"]
+    views = [view for plugin in plugins for view in plugin["external_views"]]
+    assert {"name": "Model monitoring", "href": "/monitoring/"}.items() <= views[0].items()
+    page.goto(f"{served.url}/plugin/model-monitoring")
+    frame = page.wait_for_selector("iframe").content_frame()
+    frame.wait_for_selector("#models")
+    assert MODEL in frame.inner_text("#models")
+    page.screenshot(path=str(SCREENSHOTS / "monitoring-in-airflow.png"), full_page=True)
+
+
+def test_an_anonymous_browser_sees_nothing(served: Served, browser: object) -> None:
+    page = browser.new_context().new_page()
+    for path in ("/monitoring/", f"/monitoring/models/{MODEL}"):
+        response = page.goto(f"{served.url}{path}")
+        assert response.status == 401
+        assert MODEL not in page.content() and "champion" not in page.content()
+    forged = httpx.get(
+        f"{served.url}/monitoring/", headers={"Authorization": "Bearer not-a-token"}, timeout=30
+    )
+    assert forged.status_code in (401, 403) and MODEL not in forged.text
