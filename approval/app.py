@@ -119,6 +119,8 @@ def create_app(
             voter=click.voter,
             choice=click.choice,
             votes=stored.votes,
+            expires_at=stored.expires_at,
+            now=datetime.fromtimestamp(clock(), UTC),
         )
         if refusal is not None:
             status = 400 if refusal.kind == "wrong_button" else 403
@@ -169,7 +171,7 @@ def create_app(
                 pending_message(
                     stored.request,
                     quorum=stored.config.quorum,
-                    expires_at=stored.created_at + stored.config.timeout,
+                    expires_at=stored.expires_at,
                     tally=recorded.tally,
                 ),
             )
@@ -251,7 +253,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 def _verify(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]) -> None:
     timestamp = headers.get("x-slack-request-timestamp")
     signature = headers.get("x-slack-signature")
-    if not timestamp or not signature or not timestamp.isdigit():
+    if not _plain_timestamp(timestamp) or not _plain_signature(signature):
         raise _Refused(401, "unsigned", "missing or malformed Slack signature headers")
     try:
         text = body.decode("utf-8")
@@ -261,6 +263,22 @@ def _verify(verifier: SignatureVerifier, body: bytes, headers: Mapping[str, str]
         raise _Refused(
             401, "bad_signature", "Slack signature invalid or timestamp over 5 minutes off"
         )
+
+
+def _plain_timestamp(value: str | None) -> bool:
+    # ASCII digits only (str.isdigit also takes other scripts' digits), and short: int() of a very
+    # long one raises, and no real clock needs more than 12 digits.
+    if not value or not value.isascii():
+        return False
+    return value.isdigit() and len(value) <= 12
+
+
+def _plain_signature(value: str | None) -> bool:
+    # Slack's is `v0=` and 64 hex digits; anything else could never match, and a non-ASCII one
+    # would make the constant-time comparison raise instead of answer.
+    if not value or not value.isascii() or len(value) != 67 or not value.startswith("v0="):
+        return False
+    return all(c in "0123456789abcdef" for c in value[3:])
 
 
 def _parse(body: bytes) -> _Click:
@@ -285,8 +303,10 @@ def _parse(body: bytes) -> _Click:
         TypeError,
         AttributeError,
         UnicodeDecodeError,
+        RecursionError,
     ) as error:
-        raise _Refused(400, "malformed", f"not an approval button click: {error}") from error
+        detail = str(error)[:200]
+        raise _Refused(400, "malformed", f"not an approval button click: {detail}") from error
     return _Click(Voter(user_id, str(user_name)), choice, ref)  # type: ignore[arg-type]
 
 

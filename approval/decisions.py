@@ -25,7 +25,16 @@ from approval.records import (
 )
 from approval.reference import ButtonRef
 
-RefusalKind = Literal["wrong_button", "closed", "stale", "not_approver", "own_run", "already_voted"]
+RefusalKind = Literal[
+    "wrong_button",
+    "closed",
+    "expired",
+    "stale",
+    "not_approver",
+    "own_run",
+    "unmapped_requester",
+    "already_voted",
+]
 
 
 @dataclass(frozen=True)
@@ -90,22 +99,42 @@ def check_vote(
     voter: Voter,
     choice: Choice,
     votes: Sequence[Vote],
+    expires_at: datetime,
+    now: datetime,
 ) -> Refusal | None:
-    """Whether `voter` may cast `choice` on a request in `status` with `votes` already recorded."""
+    """Whether `voter` may cast `choice` at `now` on a request in `status` with `votes` already
+    recorded. Past the policy's deadline nothing counts, whatever Airflow has done so far (fail
+    closed). Separation of duties compares Slack user ids: those the run's triggers were mapped
+    to when the request was opened; a trigger with no Slack identity leaves nobody able to approve.
+    """
     if status == "superseded":
         return Refusal("closed", f"a newer candidate of {request.model} superseded this request")
     if status != "pending":
         return Refusal("closed", f"this request is already {status}")
+    if now > expires_at:
+        return Refusal(
+            "expired",
+            f"the request expired at {expires_at.isoformat(timespec='seconds')} (the policy's "
+            f"timeout of {config.timeout}); it settles as rejected",
+        )
     if voter.user_id not in config.approvers:
         return Refusal("not_approver", f"{voter.user_id} is not an approver of {request.model}")
     if any(vote.user_id == voter.user_id for vote in votes):
         return Refusal("already_voted", f"{voter.user_id} has already answered this request")
-    requesters = {name.lower() for name in request.requested_by}
-    if choice == "approve" and config.separation_of_duties and voter.identities & requesters:
-        return Refusal(
-            "own_run",
-            f"{voter.user_id} triggered this run and cannot approve it (separation of duties)",
-        )
+    if choice == "approve" and config.separation_of_duties:
+        if voter.user_id in request.requester_ids:
+            return Refusal(
+                "own_run",
+                f"{voter.user_id} triggered this run and cannot approve it (separation of duties)",
+            )
+        if request.unmapped_requesters:
+            return Refusal(
+                "unmapped_requester",
+                f"{', '.join(request.unmapped_requesters)} triggered this run but has no Slack "
+                "identity (approval.identities or approval.identity_email_domain in the policy), "
+                "so separation of duties cannot be checked and nobody can approve; reject, or "
+                "map the user and rerun",
+            )
     return None
 
 
@@ -183,8 +212,8 @@ def resolve_outcome(
                 f"{voter.user_id} approved in the Airflow UI, but the quorum of {config.quorum} "
                 "is counted in Slack only; nothing promoted",
             )
-        requesters = {name.lower() for name in request.requested_by}
-        if config.separation_of_duties and voter.identities & requesters:
+        # An Airflow UI answer comes from an Airflow user: the same directory as the triggers'.
+        if config.separation_of_duties and voter.user_id in request.requested_by:
             return outcome(
                 "rejected",
                 (),

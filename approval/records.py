@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Literal
 
 Choice = Literal["approve", "reject"]
-RequestStatus = Literal["pending", "approved", "rejected", "superseded"]
+RequestStatus = Literal["pending", "approved", "rejected", "superseded", "expired", "stale"]
 OutcomeStatus = Literal["approved", "rejected", "expired", "stale"]
 
 
@@ -52,8 +52,9 @@ class ApprovalRequest:
     """Everything an approver sees and everything needed to act on their answer.
 
     `delta`, `ci_low` and `ci_high` are signed so that positive always means "the challenger is
-    better". `requested_by` holds the identities (Slack user ids or user names, Airflow user
-    names) of whoever triggered the training or the promotion run.
+    better". `requested_by` holds the Airflow users who triggered the training or the promotion
+    run; `requester_ids` the Slack user ids they map to, `unmapped_requesters` those that map to
+    none (see `ApprovalConfig.slack_identity`).
     """
 
     request_id: str
@@ -70,6 +71,8 @@ class ApprovalRequest:
     guardrails: tuple[Guardrail, ...] = ()
     requested_by: tuple[str, ...] = ()
     airflow_run_url: str | None = None
+    requester_ids: tuple[str, ...] = ()
+    unmapped_requesters: tuple[str, ...] = ()
 
     @property
     def evidence(self) -> Evidence:
@@ -98,6 +101,8 @@ class ApprovalRequest:
             guardrails=tuple(Guardrail(**g) for g in data.get("guardrails") or ()),
             requested_by=tuple(data.get("requested_by") or ()),
             airflow_run_url=data.get("airflow_run_url"),
+            requester_ids=tuple(data.get("requester_ids") or ()),
+            unmapped_requesters=tuple(data.get("unmapped_requesters") or ()),
         )
 
 
@@ -121,11 +126,6 @@ class Voter:
 
     user_id: str
     user_name: str = ""
-
-    @property
-    def identities(self) -> frozenset[str]:
-        """Every name this person is known by, lower-cased, for separation of duties."""
-        return frozenset(name.lower() for name in (self.user_id, self.user_name) if name)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ and does not post, decide or tag a second time.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from approval.config import ApprovalConfig
@@ -28,11 +29,15 @@ def request_approval(
     slack: SlackApprovalHook,
     now: datetime,
 ) -> PostedMessage:
-    """Store the request, close older pending requests of the model, post the Slack message.
+    """Map the run's triggers to Slack users, store the request, close older pending requests of
+    the model, post the Slack message.
 
-    Raises SlackDeliveryError when Slack does not take the message after its retries; the
-    request then stays unposted and nothing can approve it, so the promotion fails closed.
+    Raises SlackDeliveryError when Slack does not take the message (or answer a user lookup)
+    after its retries; the request then stays unposted and nothing can approve it, so the
+    promotion fails closed.
     """
+    if config.separation_of_duties and store.get(request.request_id) is None:
+        request = identify_requesters(request, config, slack)
     store.open(request, config, now=now)
     stored = store.get(request.request_id)
     assert stored is not None
@@ -48,6 +53,28 @@ def request_approval(
     posted = slack.post_message(stored.config.channel, message)
     store.set_message(request.request_id, posted)
     return posted
+
+
+def identify_requesters(
+    request: ApprovalRequest, config: ApprovalConfig, slack: SlackApprovalHook
+) -> ApprovalRequest:
+    """The request with the Slack user ids of its Airflow triggers (`requester_ids`) and those
+    with none (`unmapped_requesters`): by the policy's mapping, else by email through Slack."""
+    ids: list[str] = []
+    unmapped: list[str] = []
+    for user in request.requested_by:
+        known = config.slack_identity(user)
+        if known is not None and "@" in known:
+            known = slack.lookup_user_id(known)
+        if known is None:
+            unmapped.append(user)
+        else:
+            ids.append(known)
+    return replace(
+        request,
+        requester_ids=tuple(dict.fromkeys(ids)),
+        unmapped_requesters=tuple(dict.fromkeys(unmapped)),
+    )
 
 
 def finish_approval(

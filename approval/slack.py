@@ -81,22 +81,50 @@ class SlackApprovalHook:
             "chat.update", posted.channel, ts=posted.ts, text=message.text, blocks=message.blocks
         )
 
-    def _call(self, method: str, channel: str, **kwargs: object) -> dict:
+    def lookup_user_id(self, email: str) -> str | None:
+        """The Slack user id of the person with this email (users.lookupByEmail, which needs the
+        `users:read.email` scope), or None when Slack knows nobody by it."""
         try:
-            response = self.client.api_call(method, json={"channel": channel, **kwargs})
+            response = self._call(
+                "users.lookupByEmail", "", http_verb="GET", params={"email": email}
+            )
+        except SlackDeliveryError as error:
+            if isinstance(error.__cause__, SlackApiError) and (
+                error.__cause__.response.get("error") == "users_not_found"
+            ):
+                return None
+            raise
+        user = response.get("user")
+        return str(user["id"]) if isinstance(user, dict) and user.get("id") else None
+
+    def _call(
+        self,
+        method: str,
+        channel: str,
+        *,
+        http_verb: str = "POST",
+        params: dict | None = None,
+        **kwargs: object,
+    ) -> dict:
+        where = channel or "Slack"
+        try:
+            if http_verb == "GET":
+                response = self.client.api_call(method, http_verb="GET", params=params)
+            else:
+                response = self.client.api_call(method, json={"channel": channel, **kwargs})
             response.validate()
         except SlackApiError as error:
             status = error.response.status_code
             code = error.response.get("error") if isinstance(error.response.data, dict) else None
             raise SlackDeliveryError(
-                f"Slack {method} to {channel} failed with HTTP {status}"
+                f"Slack {method} to {where} failed with HTTP {status}"
                 + (f" ({code})" if code else "")
                 + f" after {self.max_retries} retries; "
                 + _hint(status, code)
             ) from error
         except (SlackClientError, URLError, OSError) as error:
             raise SlackDeliveryError(
-                f"Slack {method} to {channel} failed: {error}; after {self.max_retries} retries "
+                f"Slack {method} to {where} failed: {error}; after {self.max_retries} retries "
                 f"{self.base_url} is still unreachable; check the network or SLACK_API_URL"
             ) from error
         return response.data  # type: ignore[return-value]
@@ -107,6 +135,8 @@ def _hint(status: int, code: str | None) -> str:
         return "Slack is rate limiting this app; the promotion was not approved, rerun it later"
     if code in ("invalid_auth", "not_authed", "token_revoked", "account_inactive"):
         return "check the bot token"
+    if code == "missing_scope":
+        return "give the bot the scope Slack names (users:read.email to map Airflow users)"
     if code in ("channel_not_found", "not_in_channel"):
         return "invite the bot to the channel or fix the policy's approval channel"
     if status >= 500:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    case,
     create_engine,
     insert,
     make_url,
@@ -67,6 +68,12 @@ class RequestClosed(VoteNotRecorded):
     kind = "closed"
 
 
+class RequestExpired(VoteNotRecorded):
+    """The vote came after the request's deadline."""
+
+    kind = "expired"
+
+
 @dataclass(frozen=True)
 class StoredRequest:
     """A request as stored, with the config it was opened under and its votes so far."""
@@ -79,6 +86,11 @@ class StoredRequest:
     votes: tuple[Vote, ...]
     outcome: Outcome | None
     answered_at: datetime | None
+
+    @property
+    def expires_at(self) -> datetime:
+        """The policy's deadline: no vote counts after it."""
+        return self.created_at + self.config.timeout
 
 
 @dataclass(frozen=True)
@@ -255,9 +267,13 @@ class DecisionStore:
                 .where(self.requests.c.request_id == request_id)
                 .with_for_update()
             ).first()
-            if row is None or row.status != "pending":
-                status = "unknown" if row is None else row.status
+            if row is None or row.status != "pending" or row.outcome is not None:
+                status = "unknown" if row is None else (row.outcome or row.status)
                 raise RequestClosed(f"request {request_id} is {status}")
+            config = ApprovalConfig(**row.config)
+            # Checked again under the row lock: a click racing the deadline never counts late.
+            if vote.at > _utc(row.created_at) + config.timeout:  # type: ignore[operator]
+                raise RequestExpired(f"request {request_id} expired before this vote")
             try:
                 with conn.begin_nested():
                     conn.execute(
@@ -273,7 +289,6 @@ class DecisionStore:
             except IntegrityError as error:
                 raise AlreadyVoted(f"{vote.user_id} already answered {request_id}") from error
             votes = self._votes(conn, request_id)
-            config = ApprovalConfig(**row.config)
             counted = tally(config, votes)
             concluded = counted.status != "pending"
             if concluded:
@@ -287,7 +302,8 @@ class DecisionStore:
         return VoteRecorded(stored, counted, concluded)
 
     def record_outcome(self, request_id: str, outcome: Outcome) -> bool:
-        """Write the final outcome once; False when one was written before."""
+        """Write the final outcome once; False when one was written before. A request still
+        pending takes the outcome as its status, so no later click can vote on it."""
         detail = {
             "by": list(outcome.by),
             "at": outcome.at.isoformat(),
@@ -300,7 +316,14 @@ class DecisionStore:
                     self.requests.c.request_id == request_id,
                     self.requests.c.outcome.is_(None),
                 )
-                .values(outcome=outcome.status, outcome_detail=detail)
+                .values(
+                    outcome=outcome.status,
+                    outcome_detail=detail,
+                    status=case(
+                        (self.requests.c.status == "pending", outcome.status),
+                        else_=self.requests.c.status,
+                    ),
+                )
             )
         return result.rowcount == 1
 

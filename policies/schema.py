@@ -176,6 +176,38 @@ class Approval(_Strict):
     quorum: int = Field(default=1, ge=1)
     timeout_minutes: int = Field(default=24 * 60, gt=0)
     separation_of_duties: bool = True
+    identities: dict[str, str] = Field(
+        default_factory=dict,
+        description="Airflow user name -> Slack user id (U…) or the email Slack knows them by; "
+        "separation of duties compares the Slack users the run's triggers map to.",
+    )
+    identity_email_domain: str | None = Field(
+        default=None,
+        description="Airflow users not in `identities` are looked up in Slack (users.lookupByEmail) "
+        "as <user>@<domain>; an Airflow user found by neither cannot be told apart, so with "
+        "separation of duties nobody can approve that run.",
+    )
+
+    @field_validator("identities")
+    @classmethod
+    def _slack_users(cls, identities: dict[str, str]) -> dict[str, str]:
+        bad = [
+            user
+            for user, target in identities.items()
+            if not re.fullmatch(r"[UW][A-Z0-9]{2,20}|[^@\s]+@[^@\s]+\.[^@\s]+", target)
+        ]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: map each Airflow user to a Slack user id (U024BE7LH) or an email"
+            )
+        return identities
+
+    @field_validator("identity_email_domain")
+    @classmethod
+    def _a_domain(cls, domain: str | None) -> str | None:
+        if domain is not None and not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", domain):
+            raise ValueError(f"{domain!r} is not a domain (e.g. example.com)")
+        return domain
 
     @model_validator(mode="after")
     def _approvers_when_required(self) -> Approval:
@@ -186,6 +218,25 @@ class Approval(_Strict):
                 raise ValueError(
                     f"approvers: {len(self.approvers)} listed, fewer than quorum {self.quorum}"
                 )
+        return self
+
+
+class PredictionLogMasking(_Strict):
+    """Feature columns the serving gateway's prediction log keeps hashed, or does not keep."""
+
+    hashed_features: list[str] = Field(
+        default_factory=list,
+        description="Stored as a keyed SHA-256 (equal values stay equal, the value is not kept).",
+    )
+    unlogged_features: list[str] = Field(
+        default_factory=list, description="Not stored in the log at all."
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> PredictionLogMasking:
+        both = sorted(set(self.hashed_features) & set(self.unlogged_features))
+        if both:
+            raise ValueError(f"listed as both hashed and unlogged: {', '.join(both)}")
         return self
 
 
@@ -293,6 +344,7 @@ class Policy(_Strict):
     promotion: Promotion = Promotion()
     approval: Approval = Approval()
     rollout: Rollout = Rollout()
+    prediction_log: PredictionLogMasking = PredictionLogMasking()
     triggers: Triggers = Triggers()
 
     @field_validator("training_schedule")
@@ -329,6 +381,14 @@ class Policy(_Strict):
                     f"triggers.performance.floor: {self.promotion.metric} lies in [0, 1], "
                     f"got {performance.floor}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _masked_columns_are_features(self) -> Policy:
+        masked = self.prediction_log.hashed_features + self.prediction_log.unlogged_features
+        unknown = [column for column in masked if column not in self.source.features.all]
+        if unknown:
+            raise ValueError(f"prediction_log: not features of the model: {', '.join(unknown)}")
         return self
 
     @model_validator(mode="after")

@@ -73,6 +73,8 @@ def approval_config(policy: Policy) -> ApprovalConfig:
         quorum=rules.quorum,
         timeout_seconds=int(rules.timeout_minutes * 60),
         separation_of_duties=rules.separation_of_duties,
+        identities=tuple(rules.identities.items()),
+        identity_email_domain=rules.identity_email_domain,
     )
 
 

@@ -14,7 +14,8 @@ MALLORY = "UMALLORY9"
 
 
 def sample_config(**overrides: object) -> ApprovalConfig:
-    """Two listed approvers (Alice and Bob), quorum 1, separation of duties on."""
+    """Two listed approvers (Alice and Bob), quorum 1, separation of duties on, Airflow user
+    `carol` known in Slack as CAROL."""
     config = ApprovalConfig(
         required=True,
         channel="#model-approvals",
@@ -22,12 +23,14 @@ def sample_config(**overrides: object) -> ApprovalConfig:
         quorum=1,
         timeout_seconds=3600,
         separation_of_duties=True,
+        identities=(("carol", CAROL),),
     )
     return replace(config, **overrides)  # type: ignore[arg-type]
 
 
 def sample_request(**overrides: object) -> ApprovalRequest:
-    """user_churn v7 against champion v5, requested by Carol, with its id derived as in the DAG."""
+    """user_churn v7 against champion v5, requested by Airflow user `carol` (Slack CAROL), with
+    its id derived as in the DAG."""
     task = overrides.pop("task", None) or TaskRef(
         "promote_user_churn", "manual__2026-01-05T10:00:00+00:00", "wait_for_approval"
     )
@@ -49,6 +52,7 @@ def sample_request(**overrides: object) -> ApprovalRequest:
             Guardrail("latency_p95_ms", True, "41 ms ≤ 50 ms"),
             Guardrail("calibration_error", True, "0.021 ≤ 0.05"),
         ),
-        requested_by=(CAROL,),
+        requested_by=("carol",),
+        requester_ids=(CAROL,),
     )
     return replace(request, **overrides)  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """A local stand-in for the Slack Web API, for tests and the demo.
 
-A real HTTP server on loopback that answers `chat.postMessage`, `chat.update` and `auth.test`
-the way Slack does, keeps every request it received, holds the current state of each message,
+A real HTTP server on loopback that answers `chat.postMessage`, `chat.update`, `auth.test` and
+`users.lookupByEmail` (from `users`, email -> user id) the way Slack does, keeps every request it received, holds the current state of each message,
 and can be told to answer the next calls with 429 (rate limited, with Retry-After) or a 5xx.
 Point `WebClient(base_url=fake.url)` at it.
 """
@@ -41,6 +41,7 @@ class FakeSlack:
     host: str = "127.0.0.1"
     calls: list[SlackCall] = field(default_factory=list)
     messages: dict[tuple[str, str], dict] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -103,6 +104,11 @@ class FakeSlack:
                 return 200, {}, {"ok": False, "error": "invalid_auth"}
             if method == "auth.test":
                 return 200, {}, {"ok": True, "user_id": "UBOT", "team_id": "TFAKE"}
+            if method == "users.lookupByEmail":
+                user_id = self.users.get(str(payload.get("email", "")).lower())
+                if user_id is None:
+                    return 200, {}, {"ok": False, "error": "users_not_found"}
+                return 200, {}, {"ok": True, "user": {"id": user_id, "profile": {}}}
             channel = str(payload.get("channel", ""))
             if not channel:
                 return 200, {}, {"ok": False, "error": "channel_not_found"}
@@ -138,7 +144,15 @@ def _handler(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
             token = (
                 auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else payload.get("token")
             )
-            status, headers, body = fake._answer(method, token, payload)
+            self._reply(*fake._answer(method, token, payload))
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path, _, query = self.path.partition("?")
+            auth = self.headers.get("Authorization") or ""
+            token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+            self._reply(*fake._answer(path.rsplit("/", 1)[-1], token, dict(parse_qsl(query))))
+
+        def _reply(self, status: int, headers: dict, body: dict) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")

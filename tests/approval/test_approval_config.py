@@ -38,3 +38,23 @@ def test_an_approver_listed_twice_is_refused() -> None:
 def test_a_config_that_requires_no_approval_needs_no_channel_or_approvers() -> None:
     config = ApprovalConfig(required=False, channel="")
     assert config.approvers == ()
+
+
+def test_an_airflow_user_is_known_in_slack_by_mapping_then_by_email_domain() -> None:
+    config = ApprovalConfig(
+        required=False,
+        channel="",
+        identities=(("carol", "UCAROL003"), ("dana", "dana.r@corp.example")),
+        identity_email_domain="example.com",
+    )
+    assert config.slack_identity("carol") == "UCAROL003"
+    assert config.slack_identity("dana") == "dana.r@corp.example"
+    assert config.slack_identity("erin") == "erin@example.com"
+    assert ApprovalConfig(required=False, channel="").slack_identity("erin") is None
+
+
+def test_an_identity_that_is_neither_a_slack_id_nor_an_email_is_refused() -> None:
+    with pytest.raises(ApprovalConfigError, match="approval.identities: 'carol'"):
+        ApprovalConfig(required=False, channel="", identities=(("carol", "Carol"),))
+    with pytest.raises(ApprovalConfigError, match="identity_email_domain"):
+        ApprovalConfig(required=False, channel="", identity_email_domain="not a domain")

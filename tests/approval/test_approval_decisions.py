@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -116,14 +116,25 @@ def test_any_listed_reject_rejects_and_only_listed_approvals_count(
 # --- who may vote ------------------------------------------------------------------------------
 
 
-def check(voter: Voter, choice: str = "approve", *, status: str = "pending", votes=(), **config):
+def check(
+    voter: Voter,
+    choice: str = "approve",
+    *,
+    status: str = "pending",
+    votes=(),
+    request=None,
+    at: datetime = NOW,
+    **config,
+):
     return check_vote(
         sample_config(**config),
-        sample_request(),
+        request or sample_request(),
         status=status,  # type: ignore[arg-type]
         voter=voter,
         choice=choice,  # type: ignore[arg-type]
         votes=votes,
+        expires_at=NOW + timedelta(minutes=30),
+        now=at,
     )
 
 
@@ -141,17 +152,26 @@ def test_the_runs_own_trigger_cannot_approve_it() -> None:
     assert refusal is not None and refusal.kind == "own_run"
 
 
-def test_the_trigger_is_recognised_by_user_name_too() -> None:
-    request = sample_request(requested_by=("Carol",))
-    refusal = check_vote(
-        sample_config(approvers=(ALICE, CAROL)),
-        request,
-        status="pending",
-        voter=Voter(CAROL, "carol"),
-        choice="approve",
-        votes=(),
-    )
+def test_separation_of_duties_compares_identities_not_names() -> None:
+    # Slack user BOB happens to be called "carol" in Slack; Airflow's carol is Slack's CAROL.
+    assert check(Voter(BOB, "carol"), approvers=(BOB, CAROL)) is None
+    refusal = check(Voter(CAROL, "someone-else"), approvers=(BOB, CAROL))
     assert refusal is not None and refusal.kind == "own_run"
+
+
+def test_a_trigger_with_no_slack_identity_leaves_nobody_able_to_approve() -> None:
+    request = sample_request(requested_by=("carol", "dana"), unmapped_requesters=("dana",))
+    refusal = check(Voter(ALICE), request=request)
+    assert refusal is not None and refusal.kind == "unmapped_requester"
+    assert "dana" in refusal.reason
+    assert check(Voter(ALICE), "reject", request=request) is None
+    assert check(Voter(ALICE), request=request, separation_of_duties=False) is None
+
+
+def test_a_click_after_the_policy_deadline_is_refused_whatever_airflow_did() -> None:
+    refusal = check(Voter(ALICE), at=NOW + timedelta(minutes=31))
+    assert refusal is not None and refusal.kind == "expired"
+    assert check(Voter(ALICE), at=NOW + timedelta(minutes=30)) is None
 
 
 def test_the_trigger_may_still_reject_their_own_run() -> None:
@@ -167,7 +187,7 @@ def test_a_second_answer_by_the_same_approver_is_refused() -> None:
     assert refusal is not None and refusal.kind == "already_voted"
 
 
-@pytest.mark.parametrize("status", ["approved", "rejected", "superseded"])
+@pytest.mark.parametrize("status", ["approved", "rejected", "superseded", "expired", "stale"])
 def test_a_closed_request_takes_no_more_answers(status: str) -> None:
     refusal = check(Voter(ALICE), status=status)
     assert refusal is not None and refusal.kind == "closed"
@@ -251,6 +271,6 @@ def test_an_airflow_ui_approval_cannot_meet_a_larger_quorum() -> None:
 
 
 def test_the_trigger_cannot_approve_their_own_run_in_the_airflow_ui() -> None:
-    result = outcome(answer("Approve", by=CAROL.lower()), recorded="pending")
+    result = outcome(answer("Approve", by="carol"), recorded="pending")
     assert result.status == "rejected"
     assert "separation of duties" in result.reason

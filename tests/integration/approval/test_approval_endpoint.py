@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -15,15 +15,17 @@ from fastapi import FastAPI
 
 from approval.app import INTERACTIONS_PATH, AliasReader, create_app
 from approval.config import ApprovalConfig
+from approval.hitl import HITLAnswer
 from approval.records import ApprovalRequest, CurrentAliases, PostedMessage
 from approval.reference import ButtonRef
-from approval.service import request_approval
+from approval.service import finish_approval, request_approval
 from approval.slack import SlackApprovalHook
 from approval.store import DecisionStore
 from approval.testing.hitl_fake import RecordingResponder
 from approval.testing.interactions import SIGNING_SECRET, button_click, signed_headers
 from approval.testing.samples import ALICE, BOB, CAROL, MALLORY, sample_config, sample_request
 from approval.testing.slack_fake import FakeSlack
+from tests.hostile import hostile
 
 pytestmark = pytest.mark.integration
 
@@ -100,10 +102,14 @@ def open_approval(
         airflow: RecordingResponder = airflow_stub,
         alias_reader: AliasReader | None = None,
         max_body_bytes: int = 64 * 1024,
+        opened_at: datetime | None = None,
     ) -> Approval:
         config = config or sample_config()
         request = request or sample_request()
-        posted = request_approval(request, config, store=store, slack=slack, now=datetime.now(UTC))
+        posted = request_approval(
+            request, config, store=store, slack=slack, now=opened_at or datetime.now(UTC)
+        )
+        request = store.get(request.request_id).request  # with its triggers' Slack identities
         app = create_app(
             signing_secret=SIGNING_SECRET,
             store=store,
@@ -174,7 +180,9 @@ def test_a_decision_airflow_did_not_take_is_kept_and_reported(
 
 def test_a_forged_signature_is_refused(open_approval: OpenApproval) -> None:
     approval = open_approval()
-    response = approval.click(ALICE, secret="not-the-signing-secret")
+    response = hostile(
+        "approval endpoint attack", approval.click(ALICE, secret="not-the-signing-secret")
+    )
     assert response.status_code == 401
     approval.assert_nothing_recorded()
 
@@ -182,7 +190,10 @@ def test_a_forged_signature_is_refused(open_approval: OpenApproval) -> None:
 def test_a_request_without_signature_headers_is_refused(open_approval: OpenApproval) -> None:
     approval = open_approval()
     body = button_click(user_id=ALICE, value=approval.button_value)
-    response = approval.send(body, {"Content-Type": "application/x-www-form-urlencoded"})
+    response = hostile(
+        "approval endpoint attack",
+        approval.send(body, {"Content-Type": "application/x-www-form-urlencoded"}),
+    )
     assert response.status_code == 401
     approval.assert_nothing_recorded()
 
@@ -201,7 +212,10 @@ def test_a_signed_body_altered_in_transit_is_refused(open_approval: OpenApproval
     now = int(time.time())
     signed_for_mallory = button_click(user_id=MALLORY, value=approval.button_value)
     as_alice = button_click(user_id=ALICE, value=approval.button_value)
-    response = approval.send(as_alice, signed_headers(SIGNING_SECRET, now, signed_for_mallory))
+    response = hostile(
+        "approval endpoint attack",
+        approval.send(as_alice, signed_headers(SIGNING_SECRET, now, signed_for_mallory)),
+    )
     assert response.status_code == 401
     approval.assert_nothing_recorded()
 
@@ -215,7 +229,7 @@ def test_the_same_signed_request_replayed_is_refused(
     body = button_click(user_id=ALICE, value=approval.button_value, trigger_id="t-1")
     headers = signed_headers(SIGNING_SECRET, int(time.time()), body)
     assert approval.send(body, headers).status_code == 200
-    replayed = approval.send(body, headers)
+    replayed = hostile("replayed Slack click", approval.send(body, headers))
     assert replayed.status_code == 403
     assert replayed.json()["error"] == "replayed"
     assert len(store.get(approval.request.request_id).votes) == 1
@@ -223,14 +237,14 @@ def test_the_same_signed_request_replayed_is_refused(
 
 def test_a_user_not_on_the_approver_list_is_refused(open_approval: OpenApproval) -> None:
     approval = open_approval()
-    response = approval.click(MALLORY)
+    response = hostile("approval endpoint attack", approval.click(MALLORY))
     assert (response.status_code, response.json()["error"]) == (403, "not_approver")
     approval.assert_nothing_recorded()
 
 
 def test_the_runs_own_trigger_cannot_approve_alone(open_approval: OpenApproval) -> None:
     approval = open_approval(sample_config(approvers=(ALICE, CAROL)))
-    response = approval.click(CAROL)
+    response = hostile("approval endpoint attack", approval.click(CAROL))
     assert (response.status_code, response.json()["error"]) == (403, "own_run")
     approval.assert_nothing_recorded()
 
@@ -241,14 +255,17 @@ def test_a_button_for_another_model_or_version_is_refused(
 ) -> None:
     approval = open_approval()
     value = ButtonRef(model, version, approval.request.request_id).encode()
-    response = approval.click(ALICE, value=value)
+    response = hostile("approval endpoint attack", approval.click(ALICE, value=value))
     assert (response.status_code, response.json()["error"]) == (400, "wrong_button")
     approval.assert_nothing_recorded()
 
 
 def test_a_button_for_an_unknown_request_is_refused(open_approval: OpenApproval) -> None:
     approval = open_approval()
-    response = approval.click(ALICE, value=ButtonRef("user_churn", 7, "0" * 32).encode())
+    response = hostile(
+        "approval endpoint attack",
+        approval.click(ALICE, value=ButtonRef("user_churn", 7, "0" * 32).encode()),
+    )
     assert response.status_code == 400
     approval.assert_nothing_recorded()
 
@@ -260,7 +277,7 @@ def test_a_button_of_a_superseded_candidate_is_refused(
     old_value = approval.button_value
     newer = sample_request(challenger_version=8)
     request_approval(newer, sample_config(), store=sqlite_store, slack=slack, now=datetime.now(UTC))
-    response = approval.click(ALICE, value=old_value)
+    response = hostile("approval endpoint attack", approval.click(ALICE, value=old_value))
     assert (response.status_code, response.json()["error"]) == (403, "closed")
     stored = sqlite_store.get(approval.request.request_id)
     assert (stored.status, stored.votes) == ("superseded", ())
@@ -270,7 +287,7 @@ def test_a_button_of_a_superseded_candidate_is_refused(
 
 def test_a_click_on_evidence_gone_stale_is_refused(open_approval: OpenApproval) -> None:
     approval = open_approval(alias_reader=lambda model: CurrentAliases(champion=6, challenger=7))
-    response = approval.click(ALICE)
+    response = hostile("approval endpoint attack", approval.click(ALICE))
     assert (response.status_code, response.json()["error"]) == (403, "stale")
     approval.assert_nothing_recorded()
 
@@ -288,7 +305,7 @@ def test_an_approval_that_cannot_be_checked_against_the_registry_is_not_taken(
         raise ConnectionError("MLflow is down")
 
     approval = open_approval(alias_reader=registry_down)
-    response = approval.click(ALICE)
+    response = hostile("approval endpoint attack", approval.click(ALICE))
     assert (response.status_code, response.json()["error"]) == (503, "registry_unavailable")
     approval.assert_nothing_recorded()
 
@@ -317,3 +334,105 @@ def test_an_oversized_body_is_refused_before_it_is_read(open_approval: OpenAppro
     response = approval.send(body, signed_headers(SIGNING_SECRET, int(time.time()), body))
     assert (response.status_code, response.json()["error"]) == (400, "oversized")
     approval.assert_nothing_recorded()
+
+
+# --- malformed headers and bodies: a 4xx, never a 500 -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "timestamp, signature",
+    [
+        ("9" * 5000, "v0=" + "0" * 64),
+        ("١٧٠٠٠٠٠٠٠٠", "v0=" + "0" * 64),
+        (str(int(time.time())), "v0=" + "é" * 64),
+        (str(int(time.time())), "v0=" + "0" * 5000),
+    ],
+    ids=["long-timestamp", "non-ascii-timestamp", "non-ascii-signature", "long-signature"],
+)
+def test_garbled_signature_headers_are_a_401(
+    open_approval: OpenApproval, timestamp: str, signature: str
+) -> None:
+    approval = open_approval()
+    body = button_click(user_id=ALICE, value=approval.button_value)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp.encode(),
+        "X-Slack-Signature": signature.encode(),
+    }
+    response = hostile("garbled Slack signature headers", approval.send(body, headers))
+    assert (response.status_code, response.json()["error"]) == (401, "unsigned")
+    approval.assert_nothing_recorded()
+
+
+def test_a_deeply_nested_signed_body_is_a_400(open_approval: OpenApproval) -> None:
+    approval = open_approval()
+    body = b"payload=" + b"%5B" * 5000 + b"%5D" * 5000
+    headers = signed_headers(SIGNING_SECRET, int(time.time()), body)
+    response = hostile("deeply nested signed body", approval.send(body, headers))
+    assert (response.status_code, response.json()["error"]) == (400, "malformed")
+    approval.assert_nothing_recorded()
+
+
+# --- the deadline and a concluded outcome ---------------------------------------------------------
+
+
+def test_a_click_after_the_policy_deadline_is_refused_though_airflow_still_waits(
+    open_approval: OpenApproval,
+) -> None:
+    opened = datetime.now(UTC) - timedelta(seconds=3601)  # the sample policy allows an hour
+    approval = open_approval(opened_at=opened)
+    response = hostile("click after the deadline", approval.click(ALICE))
+    assert (response.status_code, response.json()["error"]) == (403, "expired")
+    approval.assert_nothing_recorded()
+
+
+def test_a_request_settled_as_expired_is_never_rewritten_by_a_late_click(
+    open_approval: OpenApproval, slack: SlackApprovalHook
+) -> None:
+    approval = open_approval()
+    outcome = finish_approval(
+        approval.request.request_id,
+        HITLAnswer("Reject", None, None, {}),  # Airflow's timeout answer: no responder
+        store=approval.store,
+        slack=slack,
+        current=CurrentAliases(champion=5, challenger=7),
+        service_user_id="approval_service",
+        now=datetime.now(UTC),
+    )
+    assert outcome.status == "expired"
+    shown = approval.current_message()
+    response = hostile("click on an expired request", approval.click(ALICE))
+    assert (response.status_code, response.json()["error"]) == (403, "closed")
+    stored = approval.store.get(approval.request.request_id)
+    assert (stored.status, stored.votes, stored.outcome.status) == ("expired", (), "expired")
+    assert approval.current_message() == shown and "Approved" not in shown
+    assert approval.airflow.answers == []
+
+
+# --- separation of duties by identity ------------------------------------------------------------
+
+
+def test_a_trigger_without_a_slack_identity_leaves_nobody_able_to_approve(
+    open_approval: OpenApproval,
+) -> None:
+    approval = open_approval(request=sample_request(requested_by=("dana",)))
+    assert approval.request.unmapped_requesters == ("dana",)
+    response = hostile("approval of a run with an unmapped trigger", approval.click(ALICE))
+    assert (response.status_code, response.json()["error"]) == (403, "unmapped_requester")
+    approval.assert_nothing_recorded()
+    assert approval.click(BOB, approve=False).status_code == 200  # a reject is still taken
+
+
+def test_a_trigger_found_by_email_in_slack_cannot_approve_but_others_can(
+    open_approval: OpenApproval, fake_slack: FakeSlack
+) -> None:
+    fake_slack.users["carol@example.com"] = CAROL
+    config = sample_config(
+        approvers=(ALICE, CAROL), identities=(), identity_email_domain="example.com"
+    )
+    approval = open_approval(config)
+    assert approval.request.requester_ids == (CAROL,)
+    assert fake_slack.calls_of("users.lookupByEmail")[0].payload == {"email": "carol@example.com"}
+    own = hostile("trigger approving their own run", approval.click(CAROL))
+    assert (own.status_code, own.json()["error"]) == (403, "own_run")
+    assert approval.click(ALICE).json()["status"] == "approved"
