@@ -28,10 +28,14 @@ from airflow.sdk import (
 
 from approval import hitl
 from policies import Policy, load_valid_policies
+from policies.resources import TrainingResources
 from policies.schema import cron_expression
 
 T = TypeVar("T")
 START_DATE = datetime(2026, 1, 1)
+# Every training task runs in one pool (and, under Celery, on one queue) of its own, so trainings
+# never take the slots promotions and rollbacks need.
+TRAINING = TrainingResources.from_environment()
 DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(seconds=5),
@@ -137,7 +141,7 @@ def build_train_dag(policy: Policy) -> None:
         f"pipeline, log it to MLflow and register it as `{name}@challenger`.",
     )
     def train():
-        @task
+        @task(**TRAINING.task_arguments())
         def extract_window() -> dict:
             from workflow import train as steps
             from workflow.params import parse_as_of
@@ -152,7 +156,7 @@ def build_train_dag(policy: Policy) -> None:
             )
             return window.to_xcom()
 
-        @task
+        @task(**TRAINING.task_arguments())
         def validate_window(extracted: dict) -> dict:
             from workflow import train as steps
 
@@ -161,8 +165,8 @@ def build_train_dag(policy: Policy) -> None:
                 lambda: steps.validate(policy, window, _run())
             ).to_xcom()
 
-        @task(outlets=[candidate_asset(policy)], pool=policy.alias_pool)
-        def register_candidate(validated: dict) -> dict:
+        @task(**TRAINING.task_arguments())
+        def train_candidate(validated: dict) -> dict:
             from workflow import train as steps
 
             return steps.train_and_register(
@@ -171,7 +175,13 @@ def build_train_dag(policy: Policy) -> None:
                 _run(),
                 artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT"),
                 trigger=_trigger_tags(policy),
-            )
+            ).to_xcom()
+
+        @task(outlets=[candidate_asset(policy)], pool=policy.alias_pool)
+        def register_candidate(trained: dict) -> dict:
+            from workflow import train as steps
+
+            return steps.name_challenger(policy, steps.Candidate.from_xcom(trained), _run())
 
         @task
         def remove_temporary_files() -> str:
@@ -184,7 +194,7 @@ def build_train_dag(policy: Policy) -> None:
         # Teardown, so the run's state is that of the real work; all-done, so the files go even
         # when extraction itself failed half-way.
         cleanup.operator.trigger_rule = TriggerRule.ALL_DONE
-        register_candidate(validate_window(extracted)) >> cleanup
+        register_candidate(train_candidate(validate_window(extracted))) >> cleanup
 
     train()
 

@@ -93,18 +93,13 @@ class Lifecycle:
         self._airflow("dags-reserialize", "dags", "reserialize")
 
     def _write_pools(self) -> Path:
-        """One single-slot pool per model: its alias-moving tasks never run at the same time."""
+        """One single-slot pool per model (its alias-moving tasks never run at the same time) and
+        the training pool."""
         from policies import load_valid_policies
+        from policies.resources import TrainingResources, airflow_pools
 
         policies, _ = load_valid_policies(self.env.get("PROMOTION_POLICIES_DIR"))
-        pools = {
-            policy.alias_pool: {
-                "slots": 1,
-                "description": f"one writer of {policy.model_name}'s aliases at a time",
-                "include_deferred": False,
-            }
-            for policy in policies
-        }
+        pools = airflow_pools(policies, TrainingResources.from_environment(self.env))
         path = self.workspace.airflow_home / "pools.json"
         path.write_text(json.dumps(pools, indent=2))
         return path

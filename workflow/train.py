@@ -59,6 +59,24 @@ class TrainingWindow:
             return pd.read_parquet(file)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """What train_candidate hands to register_candidate over XCom: the version it registered."""
+
+    model: str
+    version: int
+    run_id: str | None
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: dict) -> Candidate:
+        """The record from what `to_xcom` returned."""
+        return cls(**value)
+
+
 def extract(policy: Policy, as_of: datetime, storage_root: str, run: RunContext) -> TrainingWindow:
     """Read the training window from the source into the run's folder of shared storage."""
     url = resolve_url(policy.source)
@@ -110,8 +128,9 @@ def validate(policy: Policy, window: TrainingWindow, run: RunContext) -> Trainin
 def train_and_register(
     policy: Policy, window: TrainingWindow, run: RunContext, artifact_root: str | None = None,
     trigger: dict[str, str] | None = None,
-) -> dict:
-    """Train the pipeline, log it to MLflow with its dataset, register it as the `challenger`.
+) -> Candidate:
+    """Train the pipeline, log it to MLflow with its dataset, register it as a new version; the
+    heavy half of a training run (`name_challenger` then moves the alias).
 
     A retried task finds the version its earlier attempt registered (by its lineage run id) and
     only completes what is missing, so a retry never registers the same training twice.
@@ -205,20 +224,26 @@ def train_and_register(
                 f"[{window.window_start}, {window.window_end})."
             ),
         )
+    return Candidate(model=name, version=existing.version, run_id=existing.run_id)
+
+
+def name_challenger(policy: Policy, candidate: Candidate, run: RunContext) -> dict:
+    """Point `challenger` at the trained version: the training run's one alias move."""
+    version = registry.get_version(candidate.model, candidate.version)
     registry.move_alias(
-        name,
+        candidate.model,
         CHALLENGER,
-        existing.version,
+        version.version,
         kind="candidate",
         actor=run.actor,
-        reason=f"new candidate trained on [{existing.tags['lineage.window_start']}, {existing.tags['lineage.window_end']})",
+        reason=f"new candidate trained on [{version.tags['lineage.window_start']}, {version.tags['lineage.window_end']})",
         evidence={
-            f"validation_{policy.promotion.metric}": existing.tags.get(
+            f"validation_{policy.promotion.metric}": version.tags.get(
                 f"train.validation_{policy.promotion.metric}"
             )
         },
     )
-    return {"model": name, "version": existing.version, "run_id": existing.run_id}
+    return candidate.to_xcom()
 
 
 def _use_experiment(name: str, artifact_root: str | None) -> None:
