@@ -7,9 +7,11 @@ environment variables, flags. See gateway/README.md for every setting.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from gateway.config import (
     GatewayConfig,
@@ -61,11 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# Each setting a flag or an environment variable may give: (field, flag attribute, variable).
+_OVERRIDES = (
+    ("refresh_interval_s", "refresh_interval", "GATEWAY_REFRESH_INTERVAL"),
+    ("prediction_log.url", "log_url", "GATEWAY_LOG_URL"),
+    ("prediction_log.db_schema", "log_schema", "GATEWAY_LOG_SCHEMA"),
+    ("prediction_log.batch_size", "log_batch_size", "GATEWAY_LOG_BATCH_SIZE"),
+    ("prediction_log.flush_interval_s", "log_flush_interval", "GATEWAY_LOG_FLUSH_INTERVAL"),
+)
+
+
 def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[GatewayConfig, dict]:
-    """The gateway config and the server settings from a file, the environment and flags."""
+    """The gateway config and the server settings from a file, the environment and flags.
+
+    An error names where each bad setting came from: the flag, the environment variable or the
+    file (and its field).
+    """
     config_path = args.config or env.get("GATEWAY_CONFIG")
     raw = load_config_file(config_path) if config_path else {}
-    source = config_path or "command line"
+    source = config_path or "settings"
+    origins: dict[str, str] = {}
 
     model_specs: Sequence[str] | None = args.model or (
         [spec for spec in env["GATEWAY_MODELS"].split(",") if spec.strip()]
@@ -74,29 +92,47 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[GatewayCo
     )
     if model_specs:
         raw["models"] = [parse_model_spec(spec.strip()) for spec in model_specs]
-    _override(raw, "refresh_interval_s", args.refresh_interval, env, "GATEWAY_REFRESH_INTERVAL")
+        origins["models"] = _models_origin(args, env)
     if env.get("GATEWAY_WEBHOOK_SECRET"):
         raw["webhook_secret"] = env["GATEWAY_WEBHOOK_SECRET"]
     if (tokens := api_tokens_from_env(env)) is not None:
         raw["api_tokens"] = tokens
-    log = dict(raw.get("prediction_log") or {})
-    _override(log, "url", args.log_url, env, "GATEWAY_LOG_URL")
-    _override(log, "db_schema", args.log_schema, env, "GATEWAY_LOG_SCHEMA")
-    _override(log, "batch_size", args.log_batch_size, env, "GATEWAY_LOG_BATCH_SIZE")
-    _override(log, "flush_interval_s", args.log_flush_interval, env, "GATEWAY_LOG_FLUSH_INTERVAL")
-    if log:
-        raw["prediction_log"] = log
-    config = parse_config(raw, source)
+    for field, attribute, variable in _OVERRIDES:
+        flag = getattr(args, attribute)
+        value = flag if flag is not None else env.get(variable)
+        if value is None or value == "":
+            continue
+        section, _, key = field.rpartition(".")
+        target = raw
+        if section:
+            target = raw[section] = dict(raw.get(section) or {})
+        target[key] = value
+        origins[field] = "--" + attribute.replace("_", "-") if flag is not None else variable
+    try:
+        config = parse_config(raw, source)
+    except GatewayConfigError as error:
+        raise GatewayConfigError(
+            source, [_with_origin(problem, origins) for problem in error.problems]
+        ) from None
 
-    port = args.port or env.get("GATEWAY_PORT") or 8080
+    port_origin = "--port" if args.port is not None else "GATEWAY_PORT"
+    port = args.port if args.port is not None else env.get("GATEWAY_PORT") or 8080
     try:
         port = int(port)
     except ValueError:
-        raise GatewayConfigError("GATEWAY_PORT", [f"not a port number: {port!r}"]) from None
+        raise GatewayConfigError(port_origin, [f"not a port number: {port!r}"]) from None
+    if not 0 < port < 65536:
+        raise GatewayConfigError(port_origin, [f"not a port number (1–65535): {port}"])
+    log_level = (args.log_level or env.get("GATEWAY_LOG_LEVEL") or "info").lower()
+    if log_level not in LOG_LEVELS:
+        raise GatewayConfigError(
+            "--log-level" if args.log_level else "GATEWAY_LOG_LEVEL",
+            [f"unknown log level {log_level!r}; one of {', '.join(LOG_LEVELS)}"],
+        )
     server = {
         "host": args.host or env.get("GATEWAY_HOST") or "127.0.0.1",
         "port": port,
-        "log_level": (args.log_level or env.get("GATEWAY_LOG_LEVEL") or "info").lower(),
+        "log_level": log_level,
         "webhook_url": args.webhook_url or env.get("GATEWAY_WEBHOOK_URL"),
         "webhook_name": args.webhook_name or env.get("GATEWAY_WEBHOOK_NAME") or "serving-gateway",
     }
@@ -105,11 +141,21 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[GatewayCo
     return config, server
 
 
-def _override(raw: dict, key: str, flag: object, env: Mapping[str, str], variable: str) -> None:
-    if flag is not None:
-        raw[key] = flag
-    elif env.get(variable):
-        raw[key] = env[variable]
+def _models_origin(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    if args.model:
+        return "--model"
+    if env.get("GATEWAY_MODELS"):
+        return "GATEWAY_MODELS"
+    return f"{args.config or env.get('GATEWAY_CONFIG')}: models"
+
+
+def _with_origin(problem: str, origins: dict[str, str]) -> str:
+    """`field: message` as `FLAG_OR_VARIABLE (field): message` when a flag or variable gave it."""
+    field, _, message = problem.partition(":")
+    for path, origin in origins.items():
+        if field == path or field.startswith(path + "."):
+            return f"{origin} ({field}):{message}"
+    return problem
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,12 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config, server = resolve(args, os.environ)
+        check_stores(config, args, os.environ)
     except GatewayConfigError as error:
         print(error)
         return 2
     logging.basicConfig(
         level=server["log_level"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for line in unregistered_warnings(config, args, os.environ):
+        logging.getLogger("gateway").error(line)
     if server["webhook_url"]:
         _register_webhook(server["webhook_name"], server["webhook_url"], config.webhook_secret)
 
@@ -139,6 +188,97 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+def check_stores(config: GatewayConfig, args: argparse.Namespace, env: Mapping[str, str]) -> None:
+    """Refuse to start, naming the setting, when the tracking URI names no store (MLflow would
+    create an empty one, and the gateway wait for a champion forever) or the prediction log
+    cannot be opened."""
+    import mlflow
+
+    from registry.tracking_store import missing_store
+
+    tracking_uri = env.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    problem = missing_store(tracking_uri)
+    if problem is not None:
+        setting = "MLFLOW_TRACKING_URI"
+        if not env.get(setting):
+            setting += " (not set: MLflow's default)"
+        raise GatewayConfigError(setting, [f"{problem}; set it to the registry to follow"])
+    problem = prediction_log_problem(config.prediction_log.url)
+    if problem is not None:
+        raise GatewayConfigError(_log_url_origin(args, env), [problem])
+
+
+def prediction_log_problem(url: str) -> str | None:
+    """Why the prediction log at `url` cannot be opened, in one line; None when it can."""
+    import sqlalchemy as sa
+
+    from gateway.predlog import create_engine
+    from registry.settings import masked
+
+    shown = masked(url)
+    try:
+        engine = create_engine(url)
+    except sa.exc.NoSuchModuleError:
+        return f"{shown}: unknown database type {url.split(':', 1)[0]!r}"
+    except sa.exc.ArgumentError:
+        return f"{shown}: not a database URL (e.g. sqlite:///predictions.db, postgresql://…)"
+    except ImportError as error:
+        return f"{shown}: the database driver is not installed ({error})"
+    database = engine.url.database or ""
+    if engine.url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        folder = Path(database).expanduser().resolve().parent
+        if not folder.is_dir():
+            engine.dispose()
+            return f"{shown}: cannot create the log file: directory {folder} does not exist"
+    try:
+        with engine.connect():
+            return None
+    except sa.exc.DBAPIError as error:
+        return f"{shown}: cannot open: {' '.join(str(error.orig).split())}"
+    finally:
+        engine.dispose()
+
+
+def _log_url_origin(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    if args.log_url is not None:
+        return "--log-url"
+    if env.get("GATEWAY_LOG_URL"):
+        return "GATEWAY_LOG_URL"
+    config_path = args.config or env.get("GATEWAY_CONFIG")
+    if config_path and (load_config_file(config_path).get("prediction_log") or {}).get("url"):
+        return f"{config_path}: prediction_log.url"
+    return "prediction_log.url (default)"
+
+
+def unregistered_warnings(
+    config: GatewayConfig, args: argparse.Namespace, env: Mapping[str, str]
+) -> list[str]:
+    """One line per served model the registry has never heard of, naming the setting and any
+    registered name it may be a misspelling of. The gateway still starts (a model may be
+    registered after it), but says so, instead of waiting for a champion in silence."""
+    from registry.serving import unregistered_models
+
+    given_by = _models_origin(args, env)
+    try:
+        missing = unregistered_models([model.name for model in config.models])
+    except Exception as error:  # an unreachable registry is reported by the follower as it lasts
+        return [f"cannot check the served models in the registry now: {error}"]
+    lines = []
+    for name, registered in missing.items():
+        close = difflib.get_close_matches(name, registered, n=3)
+        if close:
+            hint = f"did you mean {', '.join(close)}?"
+        elif registered:
+            hint = f"registered: {', '.join(registered)}"
+        else:
+            hint = "the registry holds no model yet"
+        lines.append(
+            f"{given_by}: {name} is not registered in the MLflow registry ({hint}); it stays "
+            "unready until a version of it is registered"
+        )
+    return lines
 
 
 def _register_webhook(name: str, url: str, secret: str | None) -> None:

@@ -55,6 +55,24 @@ def get_model_aliases(model_name: str) -> dict[str, int]:
 
 
 @retry_transient()
+def unregistered_models(model_names: list[str]) -> dict[str, list[str]]:
+    """Of `model_names`, those not registered at all, each with every registered model's name
+    (so a caller can point out a misspelling); models that exist are left out."""
+    missing = []
+    for name in model_names:
+        try:
+            client().get_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                raise
+            missing.append(name)
+    if not missing:
+        return {}
+    registered = sorted(model.name for model in client().search_registered_models())
+    return {name: registered for name in missing}
+
+
+@retry_transient()
 def get_serving_metadata(model_name: str, version: int) -> ServingMetadata:
     """The logged signature's input columns and the input example of a version (None if absent)."""
     uri = model_uri(model_name, version)
