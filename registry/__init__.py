@@ -15,6 +15,7 @@ from registry.client import (
 from registry.ledger import LockTimeout
 from registry.moves import (
     ANY,
+    AliasMovedOutsideWorkflow,
     AliasMovedSinceDecision,
     MoveRefused,
     RegistryUnavailable,
@@ -29,6 +30,7 @@ from registry.settings import LEDGER_URL_ENV, LedgerConfigError
 __all__ = [
     "ANY",
     "LEDGER_URL_ENV",
+    "AliasMovedOutsideWorkflow",
     "AliasMovedSinceDecision",
     "LedgerConfigError",
     "LockTimeout",

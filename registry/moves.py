@@ -24,6 +24,7 @@ from promotion import lifecycle
 from promotion.lifecycle import State, StateChange, TransitionRefused
 from promotion.records import AliasMove, MoveKind
 from registry import descriptions
+from registry.alias_drift import AliasDrift, record_alias_drift
 from registry.client import client, get_alias_version, get_version, set_version_tags
 from registry.ledger import Ledger, LockedLedger, PendingWrite, Recorded, ledger_at
 from registry.retry import is_transient, retry_transient
@@ -45,6 +46,10 @@ class MoveRefused(ValueError):
 
 class AliasMovedSinceDecision(MoveRefused):
     """The alias no longer points where it did when the decision to move it was taken."""
+
+
+class AliasMovedOutsideWorkflow(MoveRefused):
+    """MLflow shows the alias where the ledger never moved it: someone set it around the workflow."""
 
 
 class RegistryUnavailable(RuntimeError):
@@ -107,6 +112,18 @@ def move_alias(
         aliases = _read(lambda: get_model_aliases(model_name), model_name, alias)
         current = aliases.get(alias)
         recorded = history[-1].to_version if history else None
+        if history and current != recorded:
+            drift = AliasDrift(
+                model_name=model_name,
+                alias=alias,
+                detected_at=_now(),
+                ledger_version=recorded,
+                registry_version=current,
+                attempted_by=actor,
+                attempted_move=f"{_v(to_version)} ({kind})",
+                refused=not force,
+            )
+            _drifted(ledger, drift, history[-1], dry_run)
         if current == to_version and recorded == to_version:
             return None
         if expected_from != ANY and current not in (expected_from, to_version):
@@ -215,6 +232,30 @@ def _writing(ledger: Ledger, model_name: str) -> Iterator[LockedLedger]:
         if write is not None:
             _settle(book, write)
         yield book
+
+
+def _drifted(ledger: Ledger, drift: AliasDrift, last: AliasMove, dry_run: bool) -> None:
+    """Record that MLflow disagrees with the ledger, and refuse the move unless it is forced.
+
+    Every move through the workflow is in the ledger (a crashed one is settled before this runs),
+    so an alias elsewhere was set by hand; acting on it would build on a state nobody decided.
+    """
+    if not dry_run:
+        record_alias_drift(ledger.url, drift)
+    where = f"{drift.model_name}@{drift.alias}"
+    message = (
+        f"{where} was moved outside the workflow: MLflow has it at {_v(drift.registry_version)}, "
+        f"but the last recorded move ({last.kind} by {last.actor} at {last.at}) left it at "
+        f"{_v(last.to_version)}."
+    )
+    if not drift.refused:
+        log.warning("%s Forced by %s: recorded over it.", message, drift.attempted_by)
+        return
+    raise AliasMovedOutsideWorkflow(
+        f"{message} Nothing was moved. Find who set it (only the workflow's account should hold "
+        f"MANAGE on registered models), set it back to {_v(last.to_version)} in MLflow, or "
+        "record the correction with a forced rollback."
+    )
 
 
 def _settle(book: LockedLedger, write: PendingWrite) -> None:
