@@ -84,7 +84,10 @@ def wilson_interval(correct: int, n: int, confidence: float) -> tuple[float, flo
     p = correct / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At 0 or n the bound is exactly 0 or 1; rounding would leave it a hair inside.
+    low = 0.0 if correct == 0 else max(0.0, min(p, centre - half))
+    high = 1.0 if correct == n else min(1.0, max(p, centre + half))
+    return (low, high)
 
 
 def bucket_seconds(since: datetime, until: datetime) -> int:

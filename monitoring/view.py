@@ -35,8 +35,11 @@ from monitoring.settings import MonitoringSettings
 from policies.loader import load_valid_policies
 from policies.schema import Policy
 from promotion.records import CANARY, CHALLENGER, CHAMPION, SHADOW
+from registry import get_version
 from registry.ledger import ledger_at
+from registry.listing import get_all_model_aliases
 from registry.monitor_checks import MonitorCheck, read_checks
+from registry.serving import get_model_aliases
 from registry.validation_records import ValidationRecord, read_validations
 
 ALIASES = (CHAMPION, CHALLENGER, CANARY, SHADOW)
@@ -207,7 +210,7 @@ def model_view(sources: Sources, policy: Policy, *, now: datetime, days: int = 3
     confidence = policy.promotion.confidence
     ledger = ledger_at(settings.ledger_url)
     moves = ledger.moves(name)
-    aliases, tags = _aliases(name, moves)
+    aliases, tags = _aliases(name, moves, get_model_aliases(name))
     checks = read_checks(settings.ledger_url, name, limit=DRIFT_CHECKS)
     trigger_metric, floor = trigger_floor(policy, checks)
     metric, metric_note = _champion_metric(sources, name, since, now, confidence)
@@ -265,11 +268,12 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
     approvals = _approvals(sources, names)
     last_runs, runs_note = _newest_runs(sources, names)
     ledger = ledger_at(settings.ledger_url)
+    registered = get_all_model_aliases()
     summaries = []
     for policy in policies:
         name = policy.model_name
         moves = ledger.moves(name)
-        aliases, tags = _aliases(name, moves)
+        aliases, tags = _aliases(name, moves, registered.get(name, {}))
         rollout = _rollout(policy, aliases, tags)
         pending = ([] if rollout is None else [rollout.text]) + [
             a.text for a in approvals.get(name, ())
@@ -314,12 +318,13 @@ def trigger_floor(policy: Policy, checks: Sequence[MonitorCheck]) -> tuple[str |
     return None, None
 
 
-def _aliases(name: str, moves: Sequence[object]) -> tuple[tuple[AliasState, ...], dict[int, dict]]:
-    from registry import get_version
-    from registry.serving import get_model_aliases
-
-    current = get_model_aliases(name)
-    tags = {version: get_version(name, version).tags for version in set(current.values())}
+def _aliases(
+    name: str, moves: Sequence[object], current: dict[str, int]
+) -> tuple[tuple[AliasState, ...], dict[int, dict]]:
+    """The aliases with since when they point where they do, and the tags of the canary and shadow
+    versions (their rollout state); other versions' tags are read only when linked."""
+    rolling = {current[a] for a in (CANARY, SHADOW) if a in current}
+    tags = {version: get_version(name, version).tags for version in rolling}
     states = []
     for alias in (*ALIASES, *sorted(set(current) - set(ALIASES))):
         version = current.get(alias)
@@ -485,9 +490,7 @@ def _version_links(
     settings: MonitoringSettings, name: str, version: int, tags: dict | None
 ) -> VersionLinks:
     if tags is None:
-        from registry import get_version
-
-        tags = get_version(name, version).tags
+            tags = get_version(name, version).tags
     eval_run = tags.get("eval.run_id")
     report = (
         f"{settings.mlflow_ui_url}/get-artifact?path=evaluation/report.html&run_uuid={eval_run}"

@@ -1,7 +1,7 @@
-"""The monitoring tests read a known state on a fresh MLflow store copied from a migrated one."""
+"""The monitoring tests copy a migrated MLflow store rather than migrate one each time."""
 
 from __future__ import annotations
 
-from tests.registry.conftest import migrated_store, mlflow_store
+from tests.registry.conftest import migrated_store
 
-__all__ = ["migrated_store", "mlflow_store"]
+__all__ = ["migrated_store"]

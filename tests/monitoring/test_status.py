@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,14 +14,24 @@ from monitoring.readings import wilson_interval
 from tests.monitoring.support import MODEL, KnownState, build_known_state
 
 
-@pytest.fixture
-def state(mlflow_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> KnownState:
-    known = build_known_state(tmp_path, mlflow_store, datetime.now(UTC))
-    for key, value in known.env.items():
-        monkeypatch.setenv(key, value)
-    for key in ("AIRFLOW_API_TOKEN", "AIRFLOW_API_USERNAME", "PROMOTION_LEDGER_URL"):
-        monkeypatch.delenv(key, raising=False)
-    return known
+@pytest.fixture(scope="module")
+def state(migrated_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnownState]:
+    """The known state, written once for the module on a copy of the migrated MLflow store."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("status")
+    shutil.copyfile(migrated_store, root / "mlflow.db")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        known = build_known_state(root, uri, datetime.now(UTC))
+        for key, value in known.env.items():
+            patch.setenv(key, value)
+        for key in ("AIRFLOW_API_TOKEN", "AIRFLOW_API_USERNAME", "PROMOTION_LEDGER_URL"):
+            patch.delenv(key, raising=False)
+        yield known
+    mlflow.set_tracking_uri(None)
 
 
 def status(capsys: pytest.CaptureFixture[str], *args: str) -> str:
