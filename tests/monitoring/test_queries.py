@@ -1,0 +1,86 @@
+"""The view's SQL aggregates, on SQLite and on PostgreSQL (CI sets PROMOTION_TEST_POSTGRES_URL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.predlog import Label, create_engine, log_tables, record_labels
+from monitoring import queries
+from registry.validation_records import ValidationRecord, record_validation
+
+NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
+DAY = 86400
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def _log(url: str, rows: list[tuple[str, str, datetime, float, float | None, str | None]]) -> None:
+    """(model, role, at, score, label, error) rows, written as the gateway's writer writes them."""
+    engine, tables = create_engine(url), log_tables()
+    tables.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            tables.predictions.insert(),
+            [
+                {
+                    "request_id": f"r{i}", "row_index": 0, "model_name": model, "version": 1,
+                    "role": role, "routing_key": None, "features": {},
+                    "prediction": None if error else score, "error": error, "latency_ms": 1.0,
+                    "created_at": at,
+                }
+                for i, (model, role, at, score, _, error) in enumerate(rows)
+            ],
+        )
+    for model in {row[0] for row in rows}:
+        labels = [Label(f"r{i}", label) for i, row in enumerate(rows) if row[0] == model and (label := row[4]) is not None]
+        record_labels(engine, tables, model, labels)
+    engine.dispose()
+
+
+def test_the_champion_metric_is_counted_per_day_from_labeled_champion_rows_only(database_url) -> None:
+    yesterday, today = NOW - timedelta(days=1), NOW - timedelta(hours=1)
+    _log(
+        database_url,
+        [
+            ("m", "champion", yesterday, 0.9, 1.0, None),
+            ("m", "champion", yesterday, 0.8, 0.0, None),
+            ("m", "champion", today, 0.2, 0.0, None),
+            ("m", "champion", today, 0.7, None, None),  # not labeled yet
+            ("m", "canary", today, 0.9, 0.0, None),
+            ("m", "champion", today, 0.0, 1.0, "timeout"),
+            ("other", "champion", today, 0.9, 1.0, None),
+        ],
+    )
+    log = queries.prediction_log(database_url)
+    series = queries.champion_accuracy(log, "m", since=NOW - timedelta(days=7), until=NOW, bucket_s=DAY)
+    assert sorted(series) == [
+        (yesterday.timestamp() // DAY, 2, 1),
+        (today.timestamp() // DAY, 1, 1),
+    ]
+    by_model = queries.champion_accuracy_by_model(log, since=NOW - timedelta(days=7), until=NOW)
+    assert by_model == {"m": (3, 2), "other": (1, 1)}
+
+
+def test_validated_windows_are_counted_per_bucket_with_those_that_passed(database_url) -> None:
+    for days, passed in ((10, True), (2, True), (2, False), (1, True)):
+        at = NOW - timedelta(days=days)
+        record_validation(
+            database_url,
+            ValidationRecord(
+                model_name="m", validated_at=at.isoformat(), window_start="2026-01-01",
+                window_end="2026-03-01", rows=10, passed=passed,
+                failed_checks=() if passed else ("rows: 10 < 500",),
+            ),
+        )
+    since = NOW - timedelta(days=7)
+    buckets = queries.validation_buckets(database_url, "m", since=since, until=NOW, bucket_s=DAY)
+    assert sorted((count, ok) for _, count, ok in buckets) == [(1, 1), (2, 1)]
+    assert queries.validation_totals_by_model(database_url, since=since, until=NOW) == {"m": (3, 2)}
