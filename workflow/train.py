@@ -22,14 +22,6 @@ EXTRACT_FILE = "training_window.parquet"
 VALIDATION_SHARE = 0.2  # the newest 20% of the training window scores the fit
 
 
-def parse_as_of(value: str | None, fallback: datetime) -> datetime:
-    """The end of the data a run may use: an ISO date or timestamp, else the run's own date."""
-    moment = datetime.fromisoformat(value) if value else fallback
-    if moment.tzinfo is not None:  # source timestamps are naive UTC
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
-
-
 @dataclass(frozen=True)
 class TrainingWindow:
     """What extract_window hands to the next tasks over XCom: where the extracted rows are in
