@@ -10,6 +10,8 @@ import os
 
 from policies import PolicyError, load_valid_policies
 
-_, _errors = load_valid_policies(os.environ.get("PROMOTION_POLICIES_DIR") or None)
+_directory = os.environ.get("PROMOTION_POLICIES_DIR") or None
+_, _errors = load_valid_policies(_directory)
 if _errors:
-    raise PolicyError("policies", [str(error) for error in _errors])
+    _where = f"PROMOTION_POLICIES_DIR={_directory}" if _directory else "policies"
+    raise PolicyError(_where, [str(error) for error in _errors])

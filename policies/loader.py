@@ -83,6 +83,12 @@ def load_valid_policies(
     """
     policies: list[Policy] = []
     errors: list[PolicyError] = []
+    folder = Path(directory or POLICIES_DIR)
+    if not folder.is_dir():
+        return [], [PolicyError(folder, ["no such directory of policy files"])]
+    # A policy under another extension would otherwise be skipped without a word.
+    for path in sorted(folder.glob("*.yml")):
+        errors.append(PolicyError(path, ["policy files end in .yaml; rename it to be read"]))
     for path in policy_files(directory):
         try:
             policies.append(load_policy(path))

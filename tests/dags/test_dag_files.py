@@ -89,3 +89,13 @@ def test_promotion_decisions_import_no_io_library() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_misspelt_policies_directory_is_an_import_error_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    parsed = parse_dag_folder(tmp_path / "polices")
+    assert parsed["dag_ids"] == []
+    [error] = parsed["errors"].values()
+    assert f"PROMOTION_POLICIES_DIR={tmp_path / 'polices'}: " in error
+    assert "no such directory of policy files" in error

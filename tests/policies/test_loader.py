@@ -71,3 +71,19 @@ def test_valid_policies_survive_a_broken_neighbour(tmp_path: Path) -> None:
     assert len(errors) == 1 and "bad.yaml: model.flavor" in str(errors[0])
     with pytest.raises(PolicyError, match="bad.yaml"):
         load_policies(tmp_path)
+
+
+def test_a_policy_file_ending_in_yml_is_reported_not_skipped(tmp_path: Path) -> None:
+    write_policy(tmp_path, "good")
+    write_policy(tmp_path, "churn").rename(tmp_path / "churn.yml")
+    policies, [error] = load_valid_policies(tmp_path)
+    assert [policy.model_name for policy in policies] == ["good"]
+    assert (
+        str(error) == f"{tmp_path / 'churn.yml'}: policy files end in .yaml; rename it to be read"
+    )
+
+
+def test_a_directory_that_does_not_exist_is_an_error_not_zero_policies(tmp_path: Path) -> None:
+    policies, [error] = load_valid_policies(tmp_path / "polices")
+    assert policies == []
+    assert str(error) == f"{tmp_path / 'polices'}: no such directory of policy files"
