@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import (
     Asset,
@@ -30,6 +31,9 @@ from approval import hitl
 from policies import Policy, load_valid_policies
 from policies.resources import TrainingResources
 from policies.schema import cron_expression
+from promotion.outcomes import FAILING as FAILING_OUTCOMES
+from promotion.outcomes import OUTCOMES, promote_outcome
+from workflow.notify import FailureNotifier
 
 T = TypeVar("T")
 START_DATE = datetime(2026, 1, 1)
@@ -48,6 +52,12 @@ TIMEOUT_MARGIN = timedelta(minutes=10)
 # With on_timeout: hold a step may wait for labels indefinitely; the watch gives up after this,
 # and the rollout then fails closed (reverted).
 LONGEST_HOLD = timedelta(days=7)
+
+
+def model_default_args(policy: Policy, **overrides: object) -> dict:
+    """DEFAULT_ARGS of one model's DAG: any failed task posts a Slack notice naming the model."""
+    notifier = FailureNotifier(model_name=policy.model_name, channel=policy.approval.channel)
+    return {**DEFAULT_ARGS, "on_failure_callback": [notifier], **overrides}
 
 
 def candidate_asset(policy: Policy) -> Asset:
@@ -127,7 +137,7 @@ def build_train_dag(policy: Policy) -> None:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        default_args=model_default_args(policy),
         tags=["model-promotion", name, "train"],
         params={
             "as_of": Param(
@@ -209,7 +219,7 @@ def build_promote_dag(policy: Policy) -> None:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        default_args=model_default_args(policy),
         tags=["model-promotion", name, "promote"],
         params={
             "version": Param(
@@ -289,9 +299,38 @@ def build_promote_dag(policy: Policy) -> None:
         winner = conclude_evaluation(evaluate(find_candidates()))
         approval = _approval_tasks(policy, winner) if policy.approval.required else None
         finish = promote_challenger if policy.rollout.mode == "none" else start_rollout
-        finish(winner, approval)
+        _outcome_tasks(finish(winner, approval))
 
     promote()
+
+
+def _outcome_tasks(last) -> None:
+    """End the promote DAG in one task per outcome, so the grid shows what a run decided; an
+    outcome that needs a person (cannot_evaluate, failed) leaves the run failed."""
+
+    @task.branch(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+    def choose_outcome() -> str:
+        ti = get_current_context()["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        evaluation = ti.xcom_pull(task_ids="evaluate") or {}
+        outcome = promote_outcome(states, evaluation.get("result", {}).get("verdict"))
+        ti.xcom_push(key="outcome", value=outcome.describe())
+        return outcome.outcome
+
+    @task(retries=0, on_failure_callback=[])
+    def stop_failed() -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        described = get_current_context()["ti"].xcom_pull(task_ids="choose_outcome", key="outcome")
+        raise AirflowFailException(f"{described}: see that task's log")
+
+    chosen = choose_outcome()
+    last >> chosen
+    for outcome in OUTCOMES:
+        if outcome in FAILING_OUTCOMES:
+            chosen >> stop_failed.override(task_id=outcome)()
+        else:
+            chosen >> EmptyOperator(task_id=outcome)
 
 
 def _approval_tasks(policy: Policy, winner):
@@ -348,7 +387,7 @@ def build_rollback_dag(policy: Policy) -> None:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args={**DEFAULT_ARGS, "retries": 1},
+        default_args=model_default_args(policy, retries=1),
         tags=["model-promotion", name, "rollback"],
         params={
             "version": Param(
@@ -432,7 +471,7 @@ def build_rollout_dag(policy: Policy) -> None:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        default_args=model_default_args(policy),
         tags=["model-promotion", name, "rollout"],
         doc_md=f"Runs when `promote_{name}` hands an approved winner to `{name}@{alias}`: "
         f"{plan}, checked every {rules.check_interval_seconds:g} s against the champion on the "
@@ -562,7 +601,7 @@ def build_monitor_dag(policy: Policy) -> None:
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        default_args=model_default_args(policy),
         tags=["model-promotion", name, "monitor"],
         doc_md=f"Every `{triggers.check_every}`: computes {', '.join(watched)} for the champion, "
         f"records one monitor check, and when a trigger holds (at most one training per "

@@ -16,6 +16,7 @@ import pytest
 import registry
 from demo.lifecycle import DagRunFailed, Lifecycle, Workspace
 from demo.source_data import as_of_for_window, generate_user_features, write_source
+from promotion.outcomes import OUTCOMES
 from tests.support import write_policy
 
 pytestmark = pytest.mark.integration
@@ -43,6 +44,41 @@ def aliases(model: str = MODEL) -> tuple[int | None, int | None]:
 def queued_asset_runs(workspace: Workspace) -> list[str]:
     with sqlite3.connect(workspace.airflow_home / "airflow.db") as db:
         return [row[0] for row in db.execute("SELECT target_dag_id FROM asset_dag_run_queue")]
+
+
+def promote_outcomes(workspace: Workspace) -> dict[str, str]:
+    """The end tasks of the last promote run that did not end skipped: what the grid shows."""
+    with sqlite3.connect(workspace.airflow_home / "airflow.db") as db:
+        (run_id,) = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1",
+            (f"promote_{MODEL}",),
+        ).fetchone()
+        rows = db.execute(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            (f"promote_{MODEL}", run_id),
+        )
+        return {task: state for task, state in rows if task in OUTCOMES and state != "skipped"}
+
+
+def description(version: int | None = None) -> str:
+    client = mlflow.MlflowClient()
+    if version is None:
+        return client.get_registered_model(MODEL).description
+    return client.get_model_version(MODEL, str(version)).description
+
+
+def check_first_champion_report(version: registry.VersionInfo) -> None:
+    run_id = version.tags["eval.run_id"]
+    evaluation = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluation.json")
+    assert evaluation["challenger_metrics"]["roc_auc"] == pytest.approx(
+        float(version.tags["eval.challenger_score"]), abs=1e-6
+    )
+    guardrails = {g["name"]: g["status"] for g in evaluation["guardrails"]}
+    assert guardrails["latency"] == guardrails["size"] == "pass"
+    assert guardrails["calibration brier"] == "skipped"
+    report = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/evaluation/report.html"))
+    assert "<h2>Holdout metrics</h2>" in report.read_text()
+    assert "- roc_auc: " in description(version.version)
 
 
 def run_lifecycle(lifecycle: Lifecycle) -> None:
@@ -73,6 +109,8 @@ def run_lifecycle(lifecycle: Lifecycle) -> None:
     lifecycle.run_dag(f"promote_{MODEL}")
     assert aliases() == (1, None)
     assert registry.get_version(MODEL, 1).tags["promotion.verdict"] == "promote"
+    assert promote_outcomes(workspace) == {"promoted": "success"}
+    check_first_champion_report(registry.get_version(MODEL, 1))
 
     with pytest.raises(DagRunFailed, match="no previous champion"):
         lifecycle.run_dag(f"rollback_{MODEL}")
@@ -82,6 +120,7 @@ def run_lifecycle(lifecycle: Lifecycle) -> None:
     assert aliases() == (1, 2)
     lifecycle.run_dag(f"promote_{MODEL}")
     assert aliases() == (2, None)
+    assert promote_outcomes(workspace) == {"promoted": "success"}
     promoted = registry.alias_history(MODEL, "champion")[-1]
     assert (promoted.from_version, promoted.to_version, promoted.kind) == (1, 2, "promote")
     assert promoted.actor.startswith(f"promote_{MODEL}/manual__")
@@ -105,9 +144,11 @@ def run_lifecycle(lifecycle: Lifecycle) -> None:
         "evaluation/roc_curve.png",
         "evaluation/calibration.png",
     }
-    description = mlflow.MlflowClient().get_model_version(MODEL, "2").description
-    assert description.startswith("**Evaluation: promote**")
-    assert report_run.info.run_id in description
+    state, evaluation, _ = description(2).split("\n\n---\n\n")
+    assert state.startswith("**State: champion** since ") and "Aliases now: `champion`." in state
+    assert evaluation.startswith("**Evaluation: promote**")
+    assert report_run.info.run_id in evaluation
+    assert description(1).startswith("**State: retired** on ")
 
     with pytest.raises(DagRunFailed, match="never champion; set force=true"):
         lifecycle.run_dag(f"rollback_{MODEL}", {"version": 3})
@@ -125,6 +166,15 @@ def run_lifecycle(lifecycle: Lifecycle) -> None:
         "promote",
         "rollback",
     ]
+    restored, rolled_back = description(1), description(2)
+    assert restored.startswith("**State: champion** again since ")
+    assert "put back by a rollback by `rollback_user_churn/manual__" in restored
+    assert ": on-call: bad predictions (" in restored and "Aliases now: `champion`." in restored
+    assert rolled_back.startswith("**State: rolled back** on ")
+    assert "champion is now v1. Holds no alias." in rolled_back
+    assert "**Evaluation: promote**" in rolled_back  # the verdict stays, below the state
+    newest = [line for line in description().splitlines() if line.startswith("| 20")][0]
+    assert " | `champion` | v2 → v1 | rollback | rollback_user_churn/manual__" in newest
 
 
 def test_lifecycle_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,6 +222,7 @@ def test_challenger_with_an_empty_holdout_cannot_be_evaluated(
     ):
         lifecycle.run_dag(f"promote_{MODEL}")
     assert aliases() == (None, 1)  # no alias moved; the candidate waits for a usable holdout
+    assert promote_outcomes(lifecycle.workspace) == {"cannot_evaluate": "failed"}
     tags = registry.get_version(MODEL, 1).tags
     assert tags["eval.verdict"] == "cannot_evaluate"
     assert tags["promotion.verdict"] == "cannot_evaluate"
