@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 
 import uvicorn
 from fastapi import FastAPI
@@ -49,6 +50,22 @@ def build_app(settings: Settings) -> FastAPI:
     )
 
 
+def store_problem(settings: Settings, env: Mapping[str, str]) -> str | None:
+    """One line naming the setting when the decision store cannot be opened or MLFLOW_TRACKING_URI
+    names no store (MLflow would create an empty one); None when both are usable."""
+    from registry.stores import database_problem, missing_store
+
+    problem = database_problem(settings.db_url, lambda url: DecisionStore.from_url(url).engine)
+    if problem is not None:
+        setting = "APPROVAL_DB_URL" if env.get("APPROVAL_DB_URL") else "APPROVAL_DB_URL (default)"
+        return f"{setting}: {problem}"
+    if settings.mlflow_tracking_uri:
+        problem = missing_store(settings.mlflow_tracking_uri)
+        if problem is not None:
+            return f"MLFLOW_TRACKING_URI: {problem}"
+    return None
+
+
 def main() -> int:
     """Read the environment and serve until interrupted."""
     logging.basicConfig(
@@ -58,6 +75,10 @@ def main() -> int:
         settings = Settings.from_env(os.environ)
     except SettingsError as error:
         print(error, file=sys.stderr)
+        return 2
+    problem = store_problem(settings, os.environ)
+    if problem is not None:
+        print(problem, file=sys.stderr)
         return 2
     uvicorn.run(build_app(settings), host=settings.host, port=settings.port)
     return 0

@@ -11,7 +11,6 @@ import difflib
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from gateway.config import (
     GatewayConfig,
@@ -196,7 +195,8 @@ def check_stores(config: GatewayConfig, args: argparse.Namespace, env: Mapping[s
     cannot be opened."""
     import mlflow
 
-    from registry.tracking_store import missing_store
+    from gateway.predlog import create_engine
+    from registry.stores import database_problem, missing_store
 
     tracking_uri = env.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
     problem = missing_store(tracking_uri)
@@ -205,40 +205,9 @@ def check_stores(config: GatewayConfig, args: argparse.Namespace, env: Mapping[s
         if not env.get(setting):
             setting += " (not set: MLflow's default)"
         raise GatewayConfigError(setting, [f"{problem}; set it to the registry to follow"])
-    problem = prediction_log_problem(config.prediction_log.url)
+    problem = database_problem(config.prediction_log.url, create_engine)
     if problem is not None:
         raise GatewayConfigError(_log_url_origin(args, env), [problem])
-
-
-def prediction_log_problem(url: str) -> str | None:
-    """Why the prediction log at `url` cannot be opened, in one line; None when it can."""
-    import sqlalchemy as sa
-
-    from gateway.predlog import create_engine
-    from registry.settings import masked
-
-    shown = masked(url)
-    try:
-        engine = create_engine(url)
-    except sa.exc.NoSuchModuleError:
-        return f"{shown}: unknown database type {url.split(':', 1)[0]!r}"
-    except sa.exc.ArgumentError:
-        return f"{shown}: not a database URL (e.g. sqlite:///predictions.db, postgresql://…)"
-    except ImportError as error:
-        return f"{shown}: the database driver is not installed ({error})"
-    database = engine.url.database or ""
-    if engine.url.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
-        folder = Path(database).expanduser().resolve().parent
-        if not folder.is_dir():
-            engine.dispose()
-            return f"{shown}: cannot create the log file: directory {folder} does not exist"
-    try:
-        with engine.connect():
-            return None
-    except sa.exc.DBAPIError as error:
-        return f"{shown}: cannot open: {' '.join(str(error.orig).split())}"
-    finally:
-        engine.dispose()
 
 
 def _log_url_origin(args: argparse.Namespace, env: Mapping[str, str]) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.tracking_store import missing_store
+from registry.stores import missing_store
 
 
 def test_existing_local_stores_pass(tmp_path: Path) -> None:
