@@ -100,11 +100,12 @@ def _storage_root() -> str:
 
 
 def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
-    """Run a task body; bad input (a window, a source, a DAG param, a rollback target, a rollout
-    setting, an unreadable challenger) or a refused move fails at once, since a retry would meet
-    the same refusal. Transient errors still go through the task's retries."""
+    """Run a task body; bad input (a window, a source, a DAG param, a hyperparameter, a rollback
+    target, a rollout setting, an unreadable challenger) or a refused move fails at once, since a
+    retry would meet the same refusal. Transient errors still go through the task's retries."""
     from promotion.decisions import NothingToRollBack
     from registry import MoveRefused
+    from workflow.modeling import ModelSpecError
     from workflow.params import ParamError
     from workflow.promote import CannotEvaluate
     from workflow.rollout import RolloutError
@@ -118,6 +119,7 @@ def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
         SourceError,
         NothingToRollBack,
         ParamError,
+        ModelSpecError,
         CannotEvaluate,
         RolloutError,
         MoveRefused,
@@ -179,12 +181,14 @@ def build_train_dag(policy: Policy) -> None:
         def train_candidate(validated: dict) -> dict:
             from workflow import train as steps
 
-            return steps.train_and_register(
-                policy,
-                steps.TrainingWindow.from_xcom(validated),
-                _run(),
-                artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT"),
-                trigger=_trigger_tags(policy),
+            return _bad_input_fails_without_retry(
+                lambda: steps.train_and_register(
+                    policy,
+                    steps.TrainingWindow.from_xcom(validated),
+                    _run(),
+                    artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT"),
+                    trigger=_trigger_tags(policy),
+                )
             ).to_xcom()
 
         @task(outlets=[candidate_asset(policy)], pool=policy.alias_pool)

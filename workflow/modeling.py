@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
@@ -15,6 +17,10 @@ from policies.schema import FeatureColumns, ModelSpec
 # Modules whose types a saved pipeline may contain; anything else is refused when saving, so a
 # registered model never needs an unreviewed type trusted to load it back.
 TRUSTED_MODULE_PREFIXES = ("sklearn.", "lightgbm.", "numpy.", "builtins.", "collections.")
+
+
+class ModelSpecError(ValueError):
+    """The policy's `model` section names a hyperparameter its estimator does not have."""
 
 
 def build_pipeline(spec: ModelSpec, features: FeatureColumns, seed: int = 0) -> Pipeline:
@@ -34,8 +40,38 @@ def build_pipeline(spec: ModelSpec, features: FeatureColumns, seed: int = 0) -> 
     return Pipeline([("preprocess", preprocess), ("model", _estimator(spec, seed))])
 
 
+def _parameter_names(flavor: str) -> set[str]:
+    """Every hyperparameter name the flavor's estimator takes. LightGBM also takes its native
+    parameters and their aliases as keywords, and only warns at fit about one it does not know,
+    so a misspelt one would otherwise train with the default in silence."""
+    if flavor == "lightgbm_classifier":
+        from lightgbm import LGBMClassifier
+        from lightgbm.basic import _ConfigAliases
+
+        native = _ConfigAliases._get_all_param_aliases()
+        return (
+            set(LGBMClassifier().get_params())
+            | set(native)
+            | {alias for aliases in native.values() for alias in aliases}
+        )
+    from sklearn.ensemble import RandomForestClassifier
+
+    return set(RandomForestClassifier().get_params())
+
+
 def _estimator(spec: ModelSpec, seed: int):
     params = dict(spec.hyperparameters)
+    known = _parameter_names(spec.flavor)
+    unknown = [name for name in params if name not in known]
+    if unknown:
+        hints = [
+            f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            for name in unknown
+            for close in [difflib.get_close_matches(name, known, n=1)]
+        ]
+        raise ModelSpecError(
+            f"model.hyperparameters: not a parameter of {spec.flavor}: {', '.join(hints)}"
+        )
     if spec.flavor == "lightgbm_classifier":
         from lightgbm import LGBMClassifier
 

@@ -10,7 +10,7 @@ from sklearn.pipeline import Pipeline
 from demo.source_data import generate_user_features
 from policies import load_policy
 from policies.loader import POLICIES_DIR
-from policies.schema import ModelSpec
+from policies.schema import FeatureColumns, ModelSpec
 from workflow import modeling
 
 POLICY = load_policy(POLICIES_DIR / "user_churn.yaml")
@@ -67,3 +67,22 @@ def test_scores_use_probabilities_and_a_half_threshold(metric: str, expected: fl
     labels = np.array([0, 0, 1, 1])
     probabilities = np.array([0.1, 0.2, 0.4, 0.9])
     assert modeling.score(metric, labels, probabilities) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("flavor", ["lightgbm_classifier", "sklearn_random_forest"])
+def test_a_misspelt_hyperparameter_is_named_with_the_likely_one(flavor: str) -> None:
+    spec = ModelSpec(flavor=flavor, hyperparameters={"n_estimator": 10})
+    with pytest.raises(
+        modeling.ModelSpecError,
+        match=rf"model.hyperparameters: not a parameter of {flavor}: 'n_estimator' "
+        r"\(did you mean 'n_estimators'\?\)",
+    ):
+        modeling.build_pipeline(spec, FeatureColumns(numeric=["a"]))
+
+
+def test_lightgbm_native_parameters_and_aliases_are_accepted() -> None:
+    spec = ModelSpec(
+        flavor="lightgbm_classifier",
+        hyperparameters={"min_data_in_leaf": 5, "feature_fraction": 0.8, "lambda_l1": 0.1},
+    )
+    modeling.build_pipeline(spec, FeatureColumns(numeric=["a"]))
