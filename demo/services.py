@@ -72,11 +72,14 @@ class Service:
         return self.log.read_text(errors="replace")[-chars:]
 
 
-def start(name: str, args: list[str], env: dict[str, str], port: int, log: Path) -> Service:
-    """Start `args` in a session of its own, output to `log`; the service listens on `port`."""
+def start(
+    name: str, args: list[str], env: dict[str, str], port: int, log: Path, cwd: Path | None = None
+) -> Service:
+    """Start `args` in a session of its own (in `cwd`, when given), output to `log`; the service
+    listens on `port`."""
     with log.open("w") as out:
         process = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     return Service(name, process, f"http://127.0.0.1:{port}", log)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,28 @@ def postgres_base_url() -> str:
             pytest.fail(f"{POSTGRES_ENV} is not set: CI must run the PostgreSQL variants")
         pytest.skip(f"{POSTGRES_ENV} is not set; it enables the PostgreSQL variant (CI sets it)")
     return url
+
+
+@contextmanager
+def temporary_postgres_database(base_url: str, prefix: str = "promotion_test") -> Iterator[str]:
+    """A new database with a unique name on the server of `base_url`; its URL, dropped after
+    (its connections ended first)."""
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()

@@ -117,6 +117,7 @@ SERVICES = (
     Service(
         "airflow-api-server",
         ("airflow", "api-server", "--host", "{host}", "--port", "{port}"),
+        env=frozenset({"AIRFLOW__API__WORKERS"}),
         port=8080,
         airflow=True,
         health="/api/v2/version",
@@ -139,7 +140,9 @@ SERVICES = (
     Service(
         "airflow-worker",
         ("airflow", "celery", "worker", "--queues", "default", "--celery-hostname", "default@%h"),
-        env=frozenset({"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"}),
+        env=frozenset(
+            {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__CELERY__WORKER_CONCURRENCY"}
+        ),
         airflow=True,
         profile=CELERY,
     ),
@@ -154,7 +157,9 @@ SERVICES = (
             "--celery-hostname",
             "training@%h",
         ),
-        env=frozenset({"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"}),
+        env=frozenset(
+            {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "AIRFLOW__CELERY__WORKER_CONCURRENCY"}
+        ),
         airflow=True,
         profile=CELERY,
     ),
