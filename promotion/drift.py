@@ -165,6 +165,18 @@ def _category_counts(values: Sequence | np.ndarray) -> Counter[str]:
     return counts
 
 
+def _window_counts(values: Sequence | np.ndarray, names: list[str]) -> tuple[np.ndarray, int]:
+    """Rows of each named category in a window, and the rows of any other (unseen) value."""
+    array = np.asarray(values)
+    if array.dtype.kind in "US":
+        # Fixed-width strings hold no missing values; comparing per category beats hashing.
+        counts = np.asarray([np.count_nonzero(array == name) for name in names], dtype=int)
+        return counts, int(array.size - counts.sum())
+    observed = _category_counts(array)
+    counts = np.asarray([observed.get(name, 0) for name in names], dtype=int)
+    return counts, int(sum(observed.values()) - counts.sum())
+
+
 def numeric_profile(values: Sequence | np.ndarray) -> NumericProfile:
     """The reference profile of a numeric feature's training values."""
     raw = np.asarray(values, dtype=np.float64)
@@ -273,16 +285,15 @@ def _numeric_drift(profile: NumericProfile, values: Sequence | np.ndarray) -> Fe
 
 
 def _categorical_drift(profile: CategoricalProfile, values: Sequence | np.ndarray) -> FeatureDrift:
-    observed = _category_counts(values)
-    m = sum(observed.values())
+    known = [c for c in profile.counts if c != OTHER]
+    counts, unseen = _window_counts(values, [*known, OTHER])
+    m = int(counts.sum()) + unseen
     total = sum(profile.counts.values())
     if m == 0 or total == 0:
         note = "no values in the window" if m == 0 else "no values in the reference"
         return _untested("categorical", "chi2", m, note)
-    known = [c for c in profile.counts if c != OTHER]
-    unseen = sum(count for name, count in observed.items() if name not in profile.counts)
     reference = np.asarray([profile.counts[c] for c in known] + [profile.counts.get(OTHER, 0)])
-    current = np.asarray([observed.get(c, 0) for c in known] + [observed.get(OTHER, 0) + unseen])
+    current = counts + np.append(np.zeros(len(known), dtype=int), unseen)
     value = psi(reference.astype(np.float64), current.astype(np.float64))
     # Pool the categories too rare to test in a window this size (the last cell is already pooled).
     rare = np.append(reference[:-1] / total * m < MIN_EXPECTED, True)
