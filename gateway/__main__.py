@@ -96,6 +96,12 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[GatewayCo
         raw["webhook_secret"] = env["GATEWAY_WEBHOOK_SECRET"]
     if (tokens := api_tokens_from_env(env)) is not None:
         raw["api_tokens"] = tokens
+    for setting, variable in (
+        ("masking_key", "GATEWAY_MASKING_KEY"),
+        ("policy_dir", "GATEWAY_POLICY_DIR"),
+    ):
+        if env.get(variable):
+            raw[setting] = env[variable]
     for field, attribute, variable in _OVERRIDES:
         flag = getattr(args, attribute)
         value = flag if flag is not None else env.get(variable)

@@ -153,6 +153,7 @@ def create_app(config: GatewayConfig, source: VersionSource | None = None) -> Fa
         batch_size=config.prediction_log.batch_size,
         flush_interval_s=config.prediction_log.flush_interval_s,
         max_pending_rows=config.prediction_log.max_pending_rows,
+        masks=config.masks(),
     )
     services = Services(
         config=config,

@@ -62,6 +62,4 @@ class TokenSet:
 
 def read_token_lines(text: str) -> list[str]:
     """Tokens of a secrets file: one per line; blank lines and `#` comments are skipped."""
-    return [
-        line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
-    ]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -34,6 +37,35 @@ class LogEntry:
     @property
     def n_rows(self) -> int:
         return 1 if self.scores is None else len(self.scores)
+
+
+@dataclass(frozen=True)
+class FeatureMask:
+    """What the log keeps of a model's features: `hashed` ones as a keyed SHA-256 (equal values
+    stay equal, so they can still be grouped and joined, but the value is not kept and, keyed,
+    cannot be guessed by hashing candidates), `unlogged` ones not at all."""
+
+    hashed: frozenset[str]
+    unlogged: frozenset[str]
+    key: bytes = b""
+
+    @classmethod
+    def of(cls, hashed: Collection[str], unlogged: Collection[str], key: str) -> FeatureMask:
+        return cls(frozenset(hashed), frozenset(unlogged), key.encode())
+
+    def apply(self, features: dict) -> dict:
+        """The features as the log stores them."""
+        return {
+            name: self._hash(value) if name in self.hashed else value
+            for name, value in features.items()
+            if name not in self.unlogged
+        }
+
+    def _hash(self, value: object) -> str | None:
+        if value is None:
+            return None
+        digest = hmac.new(self.key, json.dumps(value).encode(), hashlib.sha256).hexdigest()
+        return f"hmac-sha256:{digest}"
 
 
 def flush_due(
@@ -78,9 +110,10 @@ def overflow(entry_rows: Sequence[int], max_pending_rows: int) -> int:
     return dropped
 
 
-def log_rows(entry: LogEntry) -> list[dict]:
-    """The prediction-log rows of one entry: one per scored row, features as JSON-safe values;
-    a request that failed on its arm is one row carrying the error and no prediction."""
+def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
+    """The prediction-log rows of one entry: one per scored row, features as JSON-safe values
+    (masked by `mask`); a request that failed on its arm is one row with the error and no
+    prediction."""
     if entry.scores is None or entry.features is None:
         return [
             {
@@ -105,7 +138,7 @@ def log_rows(entry: LogEntry) -> list[dict]:
             "version": entry.version,
             "role": entry.role,
             "routing_key": entry.routing_key,
-            "features": {key: _json_safe(value) for key, value in features.items()},
+            "features": _stored({key: _json_safe(value) for key, value in features.items()}, mask),
             "prediction": float(score),
             "error": None,
             "latency_ms": entry.latency_ms,
@@ -115,6 +148,10 @@ def log_rows(entry: LogEntry) -> list[dict]:
             zip(entry.features.to_dict("records"), entry.scores, strict=True)
         )
     ]
+
+
+def _stored(features: dict, mask: FeatureMask | None) -> dict:
+    return features if mask is None else mask.apply(features)
 
 
 def _json_safe(value: object) -> object:

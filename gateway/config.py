@@ -6,10 +6,19 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.auth import TokenError, TokenSet, read_token_lines
-from policies.loader import describe_validation_error
+from gateway.batching import FeatureMask
+from policies.loader import PolicyError, describe_validation_error, load_policy
 from policies.schema import MODEL_NAME_PATTERN
 
 
@@ -36,6 +45,14 @@ class ServedModel(_Strict):
         le=1,
         description="Share of requests the canary answers while a canary alias is set; the "
         "canary version's `rollout.canary_share` tag overrides it.",
+    )
+    hashed_features: tuple[str, ...] = Field(
+        default=(),
+        description="Feature columns the prediction log stores as a keyed hash (also read from "
+        "the model's policy, `prediction_log.hashed_features`, with `policy_dir`).",
+    )
+    unlogged_features: tuple[str, ...] = Field(
+        default=(), description="Feature columns the prediction log does not store at all."
     )
 
 
@@ -98,7 +115,36 @@ class GatewayConfig(_Strict):
         description="Bearer tokens the feedback and admin endpoints accept (several at once, for "
         "rotation); with none, those endpoints refuse every call.",
     )
+    policy_dir: str | None = Field(
+        default=None,
+        description="Directory of the models' policy files (<name>.yaml): each served model's "
+        "`prediction_log` masking is read from its policy.",
+    )
+    masking_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the hash of masked features (GATEWAY_MASKING_KEY); required when a "
+        "model hashes any.",
+    )
     prediction_log: PredictionLogConfig = PredictionLogConfig()
+
+    @model_validator(mode="after")
+    def _hashing_needs_a_key(self) -> GatewayConfig:
+        hashing = [model.name for model in self.models if model.hashed_features]
+        if hashing and self.masking_key is None:
+            raise ValueError(
+                f"{', '.join(hashing)} hash features in the prediction log: set GATEWAY_MASKING_KEY "
+                "(a long random secret; an unkeyed hash of a small set of values is reversible)"
+            )
+        return self
+
+    def masks(self) -> dict[str, FeatureMask]:
+        """Per served model, what its prediction-log rows keep of its features."""
+        key = "" if self.masking_key is None else self.masking_key.get_secret_value()
+        return {
+            model.name: FeatureMask.of(model.hashed_features, model.unlogged_features, key)
+            for model in self.models
+            if model.hashed_features or model.unlogged_features
+        }
 
     @field_validator("api_tokens")
     @classmethod
@@ -132,7 +178,31 @@ def parse_config(raw: object, source: str) -> GatewayConfig:
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise GatewayConfigError(source, [f"models: served twice: {', '.join(duplicates)}"])
+    if config.policy_dir is not None:
+        return _with_policy_masking(raw, config.policy_dir, source)
     return config
+
+
+def _with_policy_masking(raw: dict, policy_dir: str, source: str) -> GatewayConfig:
+    """The config with each served model's masking from its policy added to the configured one."""
+    models = []
+    for model in raw["models"]:
+        path = Path(policy_dir) / f"{model['name']}.yaml"
+        try:
+            masking = load_policy(path).prediction_log
+        except PolicyError as error:
+            raise GatewayConfigError(source, [f"policy_dir: {error}"]) from None
+        models.append(
+            {
+                **model,
+                "hashed_features": [*model.get("hashed_features", ()), *masking.hashed_features],
+                "unlogged_features": [
+                    *model.get("unlogged_features", ()),
+                    *masking.unlogged_features,
+                ],
+            }
+        )
+    return parse_config({**raw, "models": models, "policy_dir": None}, source)
 
 
 def load_config_file(path: Path | str) -> dict:

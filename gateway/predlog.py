@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from gateway.batching import (
     ERROR_LENGTH,
+    FeatureMask,
     LogEntry,
     flush_due,
     log_rows,
@@ -114,7 +115,8 @@ def create_engine(url: str) -> sa.Engine:
 
 
 class PredictionLogWriter:
-    """Collects log entries from request threads and writes them in batches from one thread.
+    """Collects log entries from request threads and writes them in batches from one thread,
+    masking each model's features as `masks` say (the masking runs here, off the request path).
 
     `submit` only appends to a queue, so a slow or unreachable database never slows an answer; a
     failed write is retried with backoff and its rows kept (up to `max_pending_rows`, then the
@@ -129,8 +131,10 @@ class PredictionLogWriter:
         batch_size: int,
         flush_interval_s: float,
         max_pending_rows: int,
+        masks: dict[str, FeatureMask] | None = None,
     ) -> None:
         self._engine = engine
+        self._masks = masks or {}
         self._tables = tables
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
@@ -227,7 +231,9 @@ class PredictionLogWriter:
             logger.error("prediction log: dropped %d requests while the database is down", dropped)
 
     def _write(self, batch: Iterable[LogEntry]) -> None:
-        rows = [row for entry in batch for row in log_rows(entry)]
+        rows = [
+            row for entry in batch for row in log_rows(entry, self._masks.get(entry.model_name))
+        ]
         table = self._tables.predictions
         try:
             with self._engine.begin() as connection:
