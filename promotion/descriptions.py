@@ -80,7 +80,14 @@ def version_description(
     the other parts (the training note last)."""
     old_state, old_evaluation, note = _version_parts(current)
     parts = [state or old_state, evaluation or old_evaluation, note]
-    return SECTION_BREAK.join(part for part in parts if part)
+    text = SECTION_BREAK.join(part for part in parts if part)
+    if len(text) <= MAX_DESCRIPTION_CHARS:
+        return text
+    # The evaluation summary gives way (its full text is in the evaluation run's report).
+    summary = parts[1]
+    keep = max(len(summary) - (len(text) - MAX_DESCRIPTION_CHARS) - 1, 0)
+    parts[1] = summary[:keep].rstrip() + "…"
+    return SECTION_BREAK.join(part for part in parts if part)[:MAX_DESCRIPTION_CHARS]
 
 
 def _version_parts(description: str) -> tuple[str, str, str]:

@@ -57,6 +57,16 @@ def test_a_new_state_line_replaces_the_old_and_keeps_evaluation_and_note() -> No
     )
 
 
+def test_a_long_evaluation_summary_gives_way_so_the_description_fits() -> None:
+    text = version_description(
+        "Trained on X.",
+        state="**State: champion** since now.",
+        evaluation="**Evaluation" + "x" * 6000,
+    )
+    assert len(text) == MAX_DESCRIPTION_CHARS
+    assert text.startswith("**State: champion** since now.") and text.endswith("Trained on X.")
+
+
 def test_history_numbers_are_rounded_and_empty_ones_left_out() -> None:
     table = history_table([move(1, roc_auc=0.8123456789, rows="1200", ci_low=None)], 5000)
     assert table.splitlines()[-1].endswith("| roc_auc 0.8123, rows 1200 |")
