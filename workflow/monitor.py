@@ -36,7 +36,7 @@ from registry.monitor_checks import MonitorCheck, read_checks, record_check
 from registry.moves import current_ledger
 from workflow.profile import load_profile, profile_of
 from workflow.runs import RunContext
-from workflow.sources import SourceError, Window, read_window, resolve_url
+from workflow.sources import SourceError, SourceUnavailable, Window, read_window, resolve_url
 
 LOG_URL_ENV = "GATEWAY_LOG_URL"
 LOG_SCHEMA_ENV = "GATEWAY_LOG_SCHEMA"
@@ -144,7 +144,8 @@ def _data_volume(policy: Policy, version: registry.VersionInfo, now: datetime) -
 def _read_source(policy: Policy, window: Window) -> pd.DataFrame:
     try:
         return read_window(resolve_url(policy.source), policy.source, window)
-    except (SourceError, sa.exc.SQLAlchemyError) as error:
+    except (SourceError, SourceUnavailable, sa.exc.SQLAlchemyError) as error:
+        # A source that is down ends this signal's check; the next check tries again.
         raise _NotChecked(f"the source cannot be read: {error}") from error
 
 
@@ -192,7 +193,8 @@ def _drift(
     policy: Policy, version: registry.VersionInfo, settings: MonitorSettings, now: datetime
 ) -> Signal:
     rules = policy.triggers.drift
-    profile, note = _reference(policy, version)
+    profile, fallback = _reference(policy, version)
+    notes = [fallback] if fallback else []
     since = now - timedelta(hours=rules.window_hours)
     if rules.source == "source":
         frame = _read_source(policy, Window(_naive(since), _naive(now)))
@@ -208,9 +210,15 @@ def _drift(
                 f"the prediction log cannot be read: {error.__class__.__name__}"
             ) from error
     features = policy.source.features
+    masked: list[str] = []
+    if rules.source == "prediction_log":
+        hidden = policy.prediction_log.hashed_features + policy.prediction_log.unlogged_features
+        masked = [name for name in rules.features or features.all if name in hidden]
+        if masked:
+            notes.append(f"masked in the prediction log, not checked: {', '.join(masked)}")
     columns = {}
     for name in rules.features or features.all:
-        if name in frame:
+        if name in frame and name not in masked:
             values = frame[name]
             columns[name] = (
                 pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
@@ -223,9 +231,9 @@ def _drift(
         DriftRule(alpha=rules.alpha, min_psi=rules.min_psi, min_rows=rules.min_rows),
         rules.features or features.all,
     )
-    reason = f"{report.reason}; {note}" if note else report.reason
+    reason = "; ".join([report.reason, *notes])
     numbers = {**report.as_signal(rules.source), "reason": reason}
-    if note:
+    if fallback:
         numbers["profile"] = "training window (no stored profile)"
     return Signal("drift", numbers, report.fired, bool(report.features), reason)
 
