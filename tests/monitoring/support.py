@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 MODEL = "churn_watch"
-FEATURES = ("sessions_7d", "plan")
+EVAL_RUN = "0a1b2c3d4e5f"
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,9 @@ def build_known_state(root: Path, tracking_uri: str, now: datetime) -> KnownStat
         source = (root / f"model{i}").as_uri()
         registry.register_version(MODEL, source, run_id=None, tags={}, description="")
     _moves()
+    from registry.evaluation import record_evaluation
+
+    record_evaluation(MODEL, 2, {"eval.run_id": EVAL_RUN, "eval.verdict": "promote"}, "Evaluation")
 
     ledger = ledger_url(tracking_uri)
     floor = 0.7

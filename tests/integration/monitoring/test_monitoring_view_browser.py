@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from monitoring.readings import wilson_interval
-from tests.monitoring.support import MODEL, KnownState, build_known_state
+from tests.monitoring.support import EVAL_RUN, MODEL, KnownState, build_known_state
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 USER, PASSWORD = "monitor_viewer", "monitor-viewer-password"
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-screenshots"
+ADMIN, ADMIN_PASSWORD = "monitor_admin", "monitor-admin-password"
+REPO = Path(__file__).resolve().parents[3]
+SCREENSHOTS = REPO / "test-screenshots"
 
 
 @dataclass(frozen=True)
@@ -82,24 +84,25 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = root / "airflow"
     (home / "dags").mkdir(parents=True)
     passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({USER: PASSWORD}))
+    passwords.write_text(json.dumps({USER: PASSWORD, ADMIN: ADMIN_PASSWORD}))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         **state.env,
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer,{ADMIN}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
         "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
     }
-    subprocess.run([_airflow(), "db", "migrate"], env=env, check=True, capture_output=True, timeout=240)
+    for command in (["db", "migrate"], ["dags", "reserialize"]):
+        subprocess.run([_airflow(), *command], env=env, check=True, capture_output=True, timeout=240)
     log_path = home / "api-server.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -120,11 +123,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"airflow api-server did not start:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
-            answer = httpx.post(
-                f"{url}/auth/token", json={"username": USER, "password": PASSWORD}, timeout=30
-            )
-            assert answer.status_code in (200, 201), answer.text
-            yield Served(url=url, token=answer.json()["access_token"], state=state)
+            _runs(url, _token(url, ADMIN, ADMIN_PASSWORD))
+            yield Served(url=url, token=_token(url, USER, PASSWORD), state=state)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -132,6 +132,40 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def _token(url: str, username: str, password: str) -> str:
+    answer = httpx.post(
+        f"{url}/auth/token", json={"username": username, "password": password}, timeout=30
+    )
+    assert answer.status_code in (200, 201), answer.text
+    return answer.json()["access_token"]
+
+
+def _runs(url: str, token: str) -> None:
+    """Runs in Airflow's own metadata DB through its REST API: the promotion run the ledger's
+    v1 → v2 move names, marked a success, and a training run left queued (no scheduler runs)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    for dag_id, run_id, final in (
+        ("promote_churn_watch", "run-2", "success"),
+        ("train_churn_watch", "run-9", None),
+    ):
+        created = httpx.post(
+            f"{url}/api/v2/dags/{dag_id}/dagRuns",
+            json={"dag_run_id": run_id, "logical_date": None},
+            headers=headers,
+            timeout=30,
+        )
+        assert created.status_code == 200, created.text
+        if final is None:
+            continue
+        ended = httpx.patch(
+            f"{url}/api/v2/dags/{dag_id}/dagRuns/{run_id}",
+            json={"state": final},
+            headers=headers,
+            timeout=30,
+        )
+        assert ended.status_code == 200, ended.text
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +197,7 @@ def test_the_model_page_shows_aliases_pending_work_metric_validation_drift_and_t
     served: Served, browser: object
 ) -> None:
     page = _signed_in(browser, served)
-    response = page.goto(f"{served.url}/monitoring/models/{MODEL}")
+    response = page.goto(f"{served.url}/monitoring/models/{MODEL}?days=90")
     assert response.status == 200
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "monitoring-model.png"), full_page=True)
@@ -202,8 +236,21 @@ def test_the_model_page_shows_aliases_pending_work_metric_validation_drift_and_t
     assert timeline[0][5] == "bad feedback from sales"
     assert "delta=0.01235, ci_low=0.004, ci_high=0.0207" == timeline[2][6]
     assert len(timeline) == 7
-    # Airflow answered for the runs with the viewer's own token: this Airflow has no such DAGs.
-    assert page.inner_text("#runs-empty") == "No runs yet."
+    runs = {row[0]: row for row in _rows(page, "runs")}
+    assert set(runs) == {"promote_churn_watch", "train_churn_watch"}
+    promote = runs["promote_churn_watch"]
+    assert promote[1:3] == ["run-2", "success"]
+    assert promote[4].startswith("v1 retired; v2 evaluated; v2 champion; why: better than v1")
+    assert runs["train_churn_watch"][1:5:3] == ["run-9", "queued"]
+    links = page.eval_on_selector_all(
+        "#runs a", "links => links.map(a => [a.innerText, a.getAttribute('href')])"
+    )
+    assert ["run-2", f"{served.url}/dags/promote_churn_watch/runs/run-2"] in links
+    assert ["MLflow v2", "http://mlflow.test/#/models/churn_watch/versions/2"] in links
+    assert [
+        "evaluation report v2",
+        f"http://mlflow.test/get-artifact?path=evaluation/report.html&run_uuid={EVAL_RUN}",
+    ] in links
 
 
 def test_the_overview_lists_the_model_and_airflow_shows_the_view_in_its_navigation(
