@@ -364,13 +364,12 @@ def trigger_tags(
     fired = [extra for extra in extras if extra.get("trigger")]
     if fired:
         extra = fired[-1]
-        detail = json.dumps(
-            {k: extra.get(k) for k in ("kinds", "reason", "champion_version", "monitor_run_id")},
-            ensure_ascii=False,
-        )
+        detail = {k: extra.get(k) for k in ("kinds", "champion_version", "monitor_run_id")}
+        room = DETAIL_LIMIT - len(json.dumps({**detail, "reason": ""}, ensure_ascii=False))
+        detail["reason"] = str(extra.get("reason", ""))[:room]
         return {
             "lineage.trigger": str(extra["trigger"]),
-            "lineage.trigger_detail": detail[:DETAIL_LIMIT],
+            "lineage.trigger_detail": json.dumps(detail, ensure_ascii=False),
         }
     if run_type in ("scheduled", "backfill"):
         return {"lineage.trigger": "schedule", "lineage.trigger_detail": f"{run_type} run"}
