@@ -78,6 +78,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         failures = {}
         for dag_id, conf in (
             ("train_missing_churn", AS_OF),
+            ("train_user_churn", {"as_of": "15/03/2026"}),
             ("promote_user_churn", {"version": 99}),
         ):
             with pytest.raises(DagRunFailed) as failed:
@@ -100,6 +101,12 @@ def test_a_source_database_that_does_not_exist_fails_in_one_attempt_leaving_noth
     assert 'database "no_such_features" does not exist' in message
     assert registry.find_version("missing_churn", 1) is None
     assert not list(runs.lifecycle.workspace.root.rglob("*.parquet"))
+
+
+def test_an_as_of_that_is_no_date_fails_in_one_attempt(runs: Runs) -> None:
+    assert runs.tries("train_user_churn", "extract_window") == ("failed", 1)
+    assert "DAG param as_of: '15/03/2026' is not an ISO date" in runs.failures["train_user_churn"]
+    assert registry.find_version("user_churn", 1) is None
 
 
 def test_a_version_param_naming_no_version_fails_in_one_attempt(runs: Runs) -> None:
