@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL
 
 from policies.schema import Source
 from registry.retry import is_transient, retry_transient
+from registry.settings import masked
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -96,7 +97,7 @@ def describe_url(url: str) -> str:
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+        return masked(url)
 
 
 def _origin(source: Source) -> str:
