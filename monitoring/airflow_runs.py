@@ -9,6 +9,8 @@ from urllib.parse import quote
 import httpx
 
 DAG_KINDS = ("train", "promote", "rollout", "rollback", "monitor")
+# The promote DAG's `choose_outcome` task pushes the run's outcome in words under this key.
+PROMOTE_OUTCOME = ("choose_outcome", "outcome")
 
 
 class AirflowUnavailable(RuntimeError):
@@ -79,6 +81,17 @@ class AirflowRunsClient:
         if response.status_code == 404:
             return []
         return [ti["task_id"] for ti in self._json(response, f"tasks of {run_id}")["task_instances"]]
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> object | None:
+        """One XCom value a task of a run pushed, or None when there is none."""
+        response = self._get(
+            f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
+            f"/taskInstances/{quote(task_id, safe='')}/xcomEntries/{quote(key, safe='')}",
+            params={},
+        )
+        if response.status_code == 404:
+            return None
+        return self._json(response, f"XCom {key} of {task_id}")["value"]
 
     def _get(self, path: str, params: dict) -> httpx.Response:
         return self._request("GET", path, params=params)

@@ -12,7 +12,13 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from monitoring import queries
-from monitoring.airflow_runs import AirflowRunsClient, AirflowUnavailable, dag_ids, run_url
+from monitoring.airflow_runs import (
+    PROMOTE_OUTCOME,
+    AirflowRunsClient,
+    AirflowUnavailable,
+    dag_ids,
+    run_url,
+)
 from monitoring.readings import (
     DriftPoint,
     MetricPoint,
@@ -307,10 +313,9 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
 def trigger_floor(policy: Policy, checks: Sequence[MonitorCheck]) -> tuple[str | None, float | None]:
     """The performance trigger's metric and floor: from the policy's `triggers.performance` when the
     policy has one, else from the newest monitor check that measured performance."""
-    performance = getattr(getattr(policy, "triggers", None), "performance", None)
-    if performance is not None and getattr(performance, "floor", None) is not None:
-        metric = getattr(performance, "metric", None) or policy.promotion.metric
-        return str(metric), float(performance.floor)
+    performance = policy.triggers.performance
+    if performance is not None and performance.floor is not None:
+        return policy.promotion.metric, performance.floor
     for check in checks:
         signal = (check.signals or {}).get("performance")
         if signal and signal.get("floor") is not None:
@@ -434,12 +439,14 @@ def _model_runs(sources: Sources, name: str, ledger: object) -> tuple[list[RunSu
     try:
         for dag_id in dag_ids(name):
             for run in sources.runs.last_runs(dag_id, RUNS_PER_DAG):
+                run_id = run["dag_run_id"]
                 failed = (
-                    sources.runs.failed_tasks(dag_id, run["dag_run_id"])
-                    if run["state"] == "failed"
-                    else []
+                    sources.runs.failed_tasks(dag_id, run_id) if run["state"] == "failed" else []
                 )
-                summaries.append(_summary(sources, run, changes, failed))
+                said = None
+                if dag_id.startswith("promote_"):
+                    said = sources.runs.xcom(dag_id, run_id, *PROMOTE_OUTCOME)
+                summaries.append(_summary(sources, run, changes, failed, said))
     except AirflowUnavailable as error:
         return summaries, str(error)
     return summaries, ""
@@ -466,12 +473,19 @@ def _newest_runs(
 
 
 def _summary(
-    sources: Sources, run: dict, changes: Sequence[object], failed_tasks: Sequence[str]
+    sources: Sources,
+    run: dict,
+    changes: Sequence[object],
+    failed_tasks: Sequence[str],
+    said: object | None = None,
 ) -> RunSummary:
+    """A run in words: what the run said it decided (`said`), then the transitions the ledger
+    recorded with the run as actor and why, then its failed tasks."""
     dag_id, run_id = run["dag_id"], run["dag_run_id"]
     actor = f"{dag_id}/{run_id}"
     mine = [c for c in changes if c.actor == actor or c.actor.startswith(f"{actor} (")]
-    decisions = [f"{version_text(c.version)} {c.to_state}" for c in mine]
+    decisions = [str(said)] if said else []
+    decisions += [f"{version_text(c.version)} {c.to_state}" for c in mine]
     if mine:
         decisions.append(f"why: {mine[-1].reason}")
     started = run.get("start_date") or run.get("run_after")

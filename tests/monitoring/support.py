@@ -109,7 +109,8 @@ def build_known_state(root: Path, tracking_uri: str, now: datetime) -> KnownStat
 
     policies = root / "policies"
     policies.mkdir()
-    write_policy(policies, MODEL)
+    floor = 0.7
+    write_policy(policies, MODEL, triggers__performance={"floor": floor, "min_labeled": 100})
     registry.ensure_registered_model(MODEL)
     for i in (1, 2, 3):
         # The view reads versions, never loads them: a registered URI is enough.
@@ -121,7 +122,6 @@ def build_known_state(root: Path, tracking_uri: str, now: datetime) -> KnownStat
     record_evaluation(MODEL, 2, {"eval.run_id": EVAL_RUN, "eval.verdict": "promote"}, "Evaluation")
 
     ledger = ledger_url(tracking_uri)
-    floor = 0.7
     for hours, psi, drifted in ((30, 0.05, False), (6, 0.31, True)):
         record_check(
             ledger,
@@ -134,7 +134,7 @@ def build_known_state(root: Path, tracking_uri: str, now: datetime) -> KnownStat
                 reason="plan drifted (PSI 0.31 ≥ 0.2)" if drifted else "nothing fired",
                 signals={
                     "performance": {
-                        "metric": "accuracy", "value": 0.8, "lower": 0.72, "upper": 0.86,
+                        "metric": "roc_auc", "value": 0.8, "lower": 0.72, "upper": 0.86,
                         "confidence": 0.95, "labeled": 100, "floor": floor, "max_drop": None,
                         "promoted_level": 0.84, "fired": False, "reason": "above the floor",
                     },

@@ -28,6 +28,7 @@ def state(migrated_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         known = build_known_state(root, uri, datetime.now(UTC))
         for key, value in known.env.items():
             patch.setenv(key, value)
+        patch.setenv("AIRFLOW_UI_URL", "http://airflow.test")
         for key in ("AIRFLOW_API_TOKEN", "AIRFLOW_API_USERNAME", "PROMOTION_LEDGER_URL"):
             patch.delenv(key, raising=False)
         yield known
@@ -46,7 +47,7 @@ def test_the_model_status_shows_aliases_pending_approval_and_the_live_metric(sta
     assert "challenger" not in out.split("pending")[0]
     assert "approval: v3 waits for 1 of UALICE001, UBOB00002 in #model-approvals" in out
     assert f"{state.day_correct / state.day_labeled:.3f} [{low:.3f}, {high:.3f}] on 200 labels since" in out
-    assert f"performance floor  │ {state.floor:.4g} (accuracy)" in out
+    assert f"performance floor  │ {state.floor:.4g} (roc_auc)" in out
 
 
 def test_the_model_status_counts_validated_windows_and_shows_the_newest_drift(state, capsys) -> None:
@@ -86,3 +87,63 @@ def test_an_unknown_model_is_refused_naming_the_known_ones(state, capsys) -> Non
     err = capsys.readouterr().err
     assert "--model nope: no policy file names this model" in err
     assert f"(known: {MODEL})" in err
+
+
+class RecordedAirflow:
+    """What Airflow's REST API answers about two runs, in AirflowRunsClient's shapes."""
+
+    runs = {
+        "promote_churn_watch": [
+            {"dag_id": "promote_churn_watch", "dag_run_id": "run-2", "state": "success",
+             "start_date": "2026-03-02T10:00:00Z", "note": None},
+        ],
+        "train_churn_watch": [
+            {"dag_id": "train_churn_watch", "dag_run_id": "run-3", "state": "failed",
+             "start_date": "2026-03-03T10:00:00Z", "note": None},
+        ],
+    }
+
+    def last_runs(self, dag_id: str, limit: int) -> list[dict]:
+        return self.runs.get(dag_id, [])[:limit]
+
+    def failed_tasks(self, dag_id: str, run_id: str) -> list[str]:
+        return ["validate_window"] if run_id == "run-3" else []
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> object | None:
+        assert (task_id, key) == ("choose_outcome", "outcome")
+        return "promoted (decided by promote_challenger)"
+
+
+def test_runs_read_their_outcome_from_the_run_and_the_ledger_and_name_failed_tasks(state) -> None:
+    from monitoring.settings import MonitoringSettings
+    from monitoring.text import model_text
+    from monitoring.view import Sources, model_view
+
+    sources = Sources(MonitoringSettings.from_environment(), RecordedAirflow())
+    view = model_view(sources, sources.policy(MODEL), now=datetime.now(UTC))
+    runs = {run.dag_id: run for run in view.runs}
+    assert runs["promote_churn_watch"].outcome.startswith(
+        "promoted (decided by promote_challenger); v1 retired; v2 evaluated; v2 champion; "
+        "why: better than v1"
+    )
+    assert runs["promote_churn_watch"].versions == (1, 2)
+    assert runs["train_churn_watch"].outcome == "failed in validate_window"
+    assert runs["train_churn_watch"].airflow_url == (
+        "http://airflow.test/dags/train_churn_watch/runs/run-3"
+    )
+    assert "failed in validate_window" in model_text(view)
+
+
+def test_without_a_floor_in_the_policy_the_newest_check_gives_it(tmp_path: Path) -> None:
+    from monitoring.view import trigger_floor
+    from policies.loader import load_policy
+    from registry.monitor_checks import MonitorCheck
+    from tests.support import write_policy
+
+    policy = load_policy(write_policy(tmp_path, "plain"))
+    assert trigger_floor(policy, []) == (None, None)
+    check = MonitorCheck(
+        model_name="plain", checked_at="2026-03-01T00:00:00+00:00", champion_version=1,
+        outcome="quiet", fired=(), reason="", signals={"performance": {"metric": "roc_auc", "floor": 0.61}},
+    )
+    assert trigger_floor(policy, [check]) == ("roc_auc", 0.61)

@@ -213,7 +213,7 @@ def test_the_model_page_shows_aliases_pending_work_metric_validation_drift_and_t
     assert sum(int(row[1]) for row in _rows(page, "metric-table")) == state.day_labeled
     metric_svg = page.inner_html("#metric-chart")
     assert "<svg" in metric_svg and 'id="metric-line"' in metric_svg and 'id="floor"' in metric_svg
-    assert f"floor {state.floor:.4g} (accuracy)" in page.inner_text("#metric-chart")
+    assert f"floor {state.floor:.4g} (roc_auc)" in page.inner_text("#metric-chart")
     assert page.is_visible("#metric-chart svg")
 
     assert f"{state.validations_passed}/{state.validations} windows passed" in page.inner_text(
