@@ -98,3 +98,39 @@ def test_a_dry_run_reports_the_drift_without_recording_it(versions) -> None:
     with pytest.raises(registry.AliasMovedOutsideWorkflow):
         promote(2, actor="promote_churn/run-2", dry_run=True)
     assert drifts() == []
+
+
+def test_the_refusal_reaches_slack_as_the_failed_tasks_notice(
+    versions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from approval.testing.slack_fake import FakeSlack
+    from workflow.notify import FailureNotifier
+
+    promote(1)
+    registry_client.client().set_registered_model_alias(MODEL, "champion", "3")
+    try:
+        try:
+            promote(2, actor="promote_churn/run-2")
+        except registry.MoveRefused as refusal:  # what the DAG's fail-fast wrapper does
+            raise AirflowFailException(str(refusal)) from refusal
+    except AirflowFailException as failed:
+        error = failed
+    ti = SimpleNamespace(
+        dag_id="promote_churn", task_id="promote", run_id="manual__1", try_number=1
+    )
+    with FakeSlack(token="xoxb-test") as slack:
+        monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+        monkeypatch.setenv("SLACK_API_URL", slack.url)
+        FailureNotifier(model_name=MODEL, channel="#ml-alerts").notify(
+            {"ti": ti, "exception": error}
+        )
+        (posted,) = slack.calls_of("chat.postMessage")
+    assert posted.payload["channel"] == "#ml-alerts"
+    assert (
+        "AliasMovedOutsideWorkflow: churn@champion was moved outside the workflow"
+        in (posted.payload["text"])
+    )
