@@ -80,7 +80,7 @@ class RegistrySource:
     def aliases(self, model_name: str) -> dict[str, int]:
         from registry.serving import get_model_aliases
 
-        return get_model_aliases(model_name)
+        return get_model_aliases(model_name, require_registered=True)
 
     def version_tags(self, model_name: str, version: int) -> dict[str, str]:
         import registry

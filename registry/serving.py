@@ -37,9 +37,14 @@ class ServingMetadata:
     input_example: pd.DataFrame | None
 
 
+class ModelNotRegistered(LookupError):
+    """The registry has never heard of the model (a misspelt name, or one not trained yet)."""
+
+
 @retry_transient()
-def get_model_aliases(model_name: str) -> dict[str, int]:
-    """Every alias of a model and its version, read in one call ({} when the model is missing).
+def get_model_aliases(model_name: str, *, require_registered: bool = False) -> dict[str, int]:
+    """Every alias of a model and its version, read in one call ({} when the model is missing,
+    or ModelNotRegistered when `require_registered`).
 
     One read gives the gateway a consistent view of champion, canary and shadow together, where
     three `get_alias_version` calls could straddle a move. These come from the registered model's
@@ -49,6 +54,10 @@ def get_model_aliases(model_name: str) -> dict[str, int]:
         found = client().get_registered_model(model_name)
     except MlflowException as error:
         if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            if require_registered:
+                raise ModelNotRegistered(
+                    f"{model_name} is not registered in the MLflow registry"
+                ) from None
             return {}
         raise
     return {alias: int(version) for alias, version in found.aliases.items()}

@@ -104,3 +104,20 @@ def test_a_served_model_the_registry_does_not_know_is_said_with_the_likely_name(
         "--model: user_chrun is not registered in the MLflow registry (did you mean user_churn?); "
         "it stays unready until a version of it is registered"
     ]
+
+
+def test_a_served_model_never_registered_shows_as_a_registry_error_not_a_silent_wait(
+    mlflow_store: str,
+) -> None:
+    from gateway.config import ServedModel
+    from gateway.holder import AliasFollower, RegistrySource
+
+    registry.ensure_registered_model("user_churn")
+    models = [ServedModel(name="user_chrun"), ServedModel(name="user_churn")]
+    follower = AliasFollower(models, RegistrySource(), refresh_interval_s=60)
+    for model in models:
+        follower.refresh(model.name)
+    assert follower.state("user_chrun").registry_error == (
+        "reading aliases failed: user_chrun is not registered in the MLflow registry"
+    )
+    assert follower.state("user_churn").registry_error is None
