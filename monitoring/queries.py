@@ -32,6 +32,13 @@ def prediction_log(url: str, schema: str | None = None) -> PredictionLog:
     return PredictionLog(create_engine(url), log_tables(schema))
 
 
+def has_log(log: PredictionLog) -> bool:
+    """Whether the log's tables exist yet (a gateway creates them when it first starts)."""
+    inspector = sa.inspect(log.engine)
+    schema = log.tables.predictions.schema
+    return all(inspector.has_table(t.name, schema=schema) for t in (log.tables.predictions, log.tables.labels))
+
+
 def _bucket(moment: sa.ColumnElement, dialect: str, bucket_s: int, text: bool) -> sa.ColumnElement:
     """The index of the `bucket_s`-second bucket holding `moment` (a timestamp, or ISO-8601 text)."""
     if dialect == "sqlite":

@@ -154,6 +154,11 @@ def number(value: object) -> str:
         return "–"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str) and "." in value:
+        try:
+            value = float(value)  # a number recorded as text, e.g. "0.770090"
+        except ValueError:
+            return value
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"

@@ -262,11 +262,10 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
     policies, problems = sources.policies()
     names = [p.model_name for p in policies]
     accuracy: dict[str, tuple[int, int]] = {}
-    if settings.log_url:
+    log = queries.prediction_log(settings.log_url, settings.log_schema) if settings.log_url else None
+    if log is not None and queries.has_log(log):
         accuracy = queries.champion_accuracy_by_model(
-            queries.prediction_log(settings.log_url, settings.log_schema),
-            since=now - timedelta(days=OVERVIEW_DAYS),
-            until=now,
+            log, since=now - timedelta(days=OVERVIEW_DAYS), until=now
         )
     validated = queries.validation_totals_by_model(
         settings.ledger_url, since=now - timedelta(days=OVERVIEW_VALIDATION_DAYS), until=now
@@ -393,9 +392,12 @@ def _champion_metric(
     settings = sources.settings
     if not settings.log_url:
         return [], "GATEWAY_LOG_URL is not set: the prediction log is not read"
+    log = queries.prediction_log(settings.log_url, settings.log_schema)
+    if not queries.has_log(log):
+        return [], "the prediction log has no tables yet: no gateway has logged to GATEWAY_LOG_URL"
     bucket_s = bucket_seconds(since, until)
     rows = queries.champion_accuracy(
-        queries.prediction_log(settings.log_url, settings.log_schema),
+        log,
         name,
         since=since,
         until=until,

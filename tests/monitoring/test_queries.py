@@ -84,3 +84,10 @@ def test_validated_windows_are_counted_per_bucket_with_those_that_passed(databas
     buckets = queries.validation_buckets(database_url, "m", since=since, until=NOW, bucket_s=DAY)
     assert sorted((count, ok) for _, count, ok in buckets) == [(1, 1), (2, 1)]
     assert queries.validation_totals_by_model(database_url, since=since, until=NOW) == {"m": (3, 2)}
+
+
+def test_a_prediction_log_no_gateway_has_created_yet_is_told_apart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'never-written.db'}"
+    assert not queries.has_log(queries.prediction_log(url))
+    _log(url, [("m", "champion", NOW, 0.9, 1.0, None)])
+    assert queries.has_log(queries.prediction_log(url))

@@ -94,6 +94,12 @@ def test_numbers_say_yes_no_and_dash_for_flags_and_missing_values() -> None:
     )
 
 
+def test_numbers_recorded_as_text_are_shortened_and_other_text_is_kept() -> None:
+    assert numbers_text({"auc": "0.770090", "run": "ab.cd", "version": "7"}) == (
+        "auc=0.7701, run=ab.cd, version=7"
+    )
+
+
 def test_a_failed_run_names_its_failed_tasks_after_what_it_decided() -> None:
     assert run_outcome("failed", None, [], ["extract", "validate"]) == (
         "failed in extract, validate"
