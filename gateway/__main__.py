@@ -10,6 +10,7 @@ import argparse
 import difflib
 import logging
 import os
+import socket
 from collections.abc import Mapping, Sequence
 
 from gateway.config import (
@@ -168,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config, server = resolve(args, os.environ)
+        check_address(server, args)
         check_stores(config, args, os.environ)
     except GatewayConfigError as error:
         print(error)
@@ -193,6 +195,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+def check_address(server: dict, args: argparse.Namespace) -> None:
+    """Refuse a bind address that does not resolve, naming the setting (uvicorn would end with a
+    bare resolver error)."""
+    try:
+        socket.getaddrinfo(server["host"], server["port"], type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        setting = "--host" if args.host else "GATEWAY_HOST"
+        raise GatewayConfigError(
+            setting, [f"cannot resolve {server['host']!r}: {error.strerror}"]
+        ) from None
 
 
 def check_stores(config: GatewayConfig, args: argparse.Namespace, env: Mapping[str, str]) -> None:

@@ -121,3 +121,12 @@ def test_a_served_model_never_registered_shows_as_a_registry_error_not_a_silent_
         "reading aliases failed: user_chrun is not registered in the MLflow registry"
     )
     assert follower.state("user_churn").registry_error is None
+
+
+def test_a_bind_address_that_does_not_resolve_names_the_variable(
+    store: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("GATEWAY_HOST", "300.1.1.1")
+    status, lines = start(["--model", "churn"], capsys)
+    assert (status, lines[0].split(":")[0]) == (2, "GATEWAY_HOST")
+    assert "cannot resolve '300.1.1.1'" in lines[0]
