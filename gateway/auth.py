@@ -50,7 +50,7 @@ class TokenSet:
         Every configured token is compared, each in constant time, so neither the answer's timing
         nor the number of tokens tells a caller how close a guess was.
         """
-        if not authorization or not authorization[: len(_SCHEME)].lower() == _SCHEME:
+        if not authorization or authorization[: len(_SCHEME)].lower() != _SCHEME:
             return None
         given = authorization[len(_SCHEME) :].strip().encode("utf-8", "replace")
         matched: bytes | None = None

@@ -296,14 +296,15 @@ def record_labels(
     """
     at = now or datetime.now(UTC)
     # A concurrent first label of the same row makes the insert fail; the retry then sees it.
-    for attempt in range(3):
+    attempts = 3
+    while True:
         try:
             with engine.begin() as connection:
                 return _store_labels(connection, tables, model_name, labels, by, at)
         except sa.exc.IntegrityError:
-            if attempt == 2:
+            attempts -= 1
+            if not attempts:
                 raise
-    raise AssertionError("unreachable")
 
 
 def _store_labels(
