@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from demo.services import ServiceFailed, free_port, start_airflow_api_server
 from monitoring.readings import wilson_interval
 from tests.monitoring.support import EVAL_RUN, MODEL, KnownState, build_known_state
 
@@ -53,12 +51,6 @@ class Served:
     state: KnownState
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _airflow() -> str:
     candidate = Path(sys.executable).with_name("airflow")
     return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
@@ -82,10 +74,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         mlflow.set_tracking_uri(previous)
 
     home = root / "airflow"
-    (home / "dags").mkdir(parents=True)
+    home.mkdir()
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({USER: PASSWORD, ADMIN: ADMIN_PASSWORD}))
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
@@ -97,41 +89,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer,{ADMIN}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API__BASE_URL": url,
-        "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
         "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
     }
     for command in (["db", "migrate"], ["dags", "reserialize"]):
         subprocess.run([_airflow(), *command], env=env, check=True, capture_output=True, timeout=240)
-    log_path = home / "api-server.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [_airflow(), "api-server", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    server = start_airflow_api_server(_airflow(), env, port, home / "api-server.log")
+    try:
         try:
-            deadline = time.monotonic() + 150
-            while True:
-                try:
-                    if httpx.get(f"{url}/api/v2/version", timeout=2).status_code < 500:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"airflow api-server did not start:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
-            _runs(url, _token(url, ADMIN, ADMIN_PASSWORD))
-            yield Served(url=url, token=_token(url, USER, PASSWORD), state=state)
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            server.wait_ready("/api/v2/version", timeout_s=150)
+        except ServiceFailed as error:
+            pytest.fail(str(error))
+        _runs(url, _token(url, ADMIN, ADMIN_PASSWORD))
+        yield Served(url=url, token=_token(url, USER, PASSWORD), state=state)
+    finally:
+        server.stop()
 
 
 def _token(url: str, username: str, password: str) -> str:
