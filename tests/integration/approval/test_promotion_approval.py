@@ -22,7 +22,7 @@ from approval.reference import ButtonRef
 from approval.slack import SlackApprovalHook
 from approval.store import DecisionStore
 from approval.testing.interactions import SIGNING_SECRET, button_click, signed_headers
-from approval.testing.samples import ALICE, BOB
+from approval.testing.samples import ALICE, BOB, CAROL
 from approval.testing.slack_fake import FakeSlack
 from demo.lifecycle import Lifecycle, Workspace
 from demo.source_data import as_of_for_window, generate_user_features, write_source
@@ -83,7 +83,13 @@ def test_promotion_moves_champion_only_on_a_signed_approval(
     write_policy(
         policies,
         MODEL,
-        approval={"required": True, "channel": "#model-approvals", "approvers": [ALICE, BOB]},
+        approval={
+            "required": True,
+            "channel": "#model-approvals",
+            "approvers": [ALICE, BOB],
+            # `airflow dags test` triggers as the Airflow user dag_test; say who that is in Slack.
+            "identities": {"dag_test": CAROL},
+        },
     )
     workspace = Workspace(tmp_path / "ws")
     lifecycle = Lifecycle(workspace, policies)
