@@ -10,7 +10,7 @@ from pathlib import Path
 
 from demo.lifecycle import PROJECT_ROOT, DagRunFailed, Lifecycle, Workspace
 from demo.live import MODEL as LIVE_MODEL
-from demo.live import LiveServices, run_live_lifecycle
+from demo.live import VIEW_PORT, LiveServices, retrain_on_trigger, run_live_lifecycle
 from demo.report import announce, print_how_to_look, print_state, print_timeline
 from demo.services import ServiceFailed
 from demo.source_data import as_of_for_window, generate_user_features, write_source
@@ -23,6 +23,8 @@ def main() -> int:
     workspace = Workspace(PROJECT_ROOT / "var" / "demo")
     policies_dir = workspace.root / "policies"
     lifecycle = Lifecycle(workspace, policies_dir)
+    # Nothing runs on its own: the demo runs each DAG, and unpauses what the scheduler is to start.
+    lifecycle.env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "True"
     lifecycle.reset()
     compose_policies(policies_dir)
     os.environ["MLFLOW_TRACKING_URI"] = workspace.tracking_uri
@@ -37,15 +39,16 @@ def main() -> int:
     try:
         print("airflow: creating the metadata DB and serializing the DAGs …")
         lifecycle.prepare_airflow()
-        services.start()
+        services.start_airflow()
         print(
-            f"services: fake Slack Web API at {services.slack.url}, Airflow api-server, approval "
-            "endpoint and gateway starting on loopback"
+            f"services: Airflow's api-server starting, Slack's fake Web API at {services.slack.url}"
         )
         run_steps(lifecycle, MODEL, offline_steps())
         print_timeline(MODEL)
-        services.wait_ready()
+        services.start_endpoints()
+        print("services: the approval endpoint and the gateway answer on loopback")
         run_live_lifecycle(lifecycle, services, source)
+        retrain_on_trigger(lifecycle, services, source)
         print_timeline(LIVE_MODEL)
     except (DagRunFailed, ServiceFailed, TimeoutError) as failure:
         print(f"\n✗ {failure}", file=sys.stderr)
@@ -54,7 +57,7 @@ def main() -> int:
         services.stop()
 
     print(f"\nDone in {time.monotonic() - started:.0f} s.")
-    print_how_to_look(workspace, services.env_file)
+    print_how_to_look(workspace, services.env_file, VIEW_PORT)
     return 0
 
 

@@ -4,12 +4,16 @@ on silently broken labels is reverted."""
 
 from __future__ import annotations
 
+import shlex
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+import registry
 from approval.airflow_api import AirflowHITLClient
 from approval.hitl import SERVICE_USER
 from approval.store import DecisionStore
@@ -17,17 +21,25 @@ from approval.testing.interactions import SIGNING_SECRET
 from approval.testing.samples import ALICE
 from approval.testing.slack_fake import FakeSlack
 from demo.approval import SlackApprover
-from demo.lifecycle import Lifecycle
+from demo.lifecycle import DagRunFailed, Lifecycle
 from demo.report import announce, print_state
 from demo.services import (
     AirflowAccounts,
+    AirflowRest,
     Service,
     free_port,
     start_airflow_api_server,
     start_approval_endpoint,
     start_gateway,
+    start_scheduler,
 )
-from demo.source_data import as_of_for_window, live_requests, with_inverted_target, write_source
+from demo.source_data import (
+    as_of_for_window,
+    generate_user_features,
+    live_requests,
+    with_inverted_target,
+    write_source,
+)
 from demo.traffic import Traffic
 
 MODEL = "user_churn_live"
@@ -37,9 +49,12 @@ GATEWAY_TOKEN = "demo-gateway-labels-token"
 STARTUP_TIMEOUT_S = 180
 APPROVAL_TIMEOUT_S = 240
 ROLLOUT_TIMEOUT_S = 300
+RETRAIN_TIMEOUT_S = 300
 # From here on the demo source's labels are inverted for the broken challenger's training run.
 LABEL_BUG_START = datetime(2026, 4, 5)
 SHOWN_ALIASES = ("champion", "challenger", "canary")
+# How many days of new users reach the source before the monitor checks.
+RECENT_DAYS = 80
 # The port the printed command serves the monitoring view on, after the demo.
 VIEW_PORT = 8080
 
@@ -67,17 +82,21 @@ class LiveServices:
     def approval_db_url(self) -> str:
         return f"sqlite:///{self.root / 'approval.db'}"
 
-    def start(self) -> None:
-        """Start every service; call once Airflow's metadata DB exists."""
+    @property
+    def log_url(self) -> str:
+        """The gateway's prediction log."""
+        return f"sqlite:///{self.root / 'predictions.db'}"
+
+    def start_airflow(self) -> None:
+        """Start Slack's fake and Airflow's api-server; call once Airflow's metadata DB exists."""
         self.slack.start()
         workspace, env = self.lifecycle.workspace, self.lifecycle.env
         accounts = AirflowAccounts(workspace.airflow_home)
         api_port = free_port()
-        log_url = f"sqlite:///{self.root / 'predictions.db'}"
         env.update(accounts.settings(f"http://127.0.0.1:{api_port}"))
         env.update(
             {
-                "GATEWAY_LOG_URL": log_url,
+                "GATEWAY_LOG_URL": self.log_url,
                 "APPROVAL_DB_URL": self.approval_db_url,
                 "SLACK_BOT_TOKEN": BOT_TOKEN,
                 "SLACK_API_URL": self.slack.url,
@@ -86,11 +105,19 @@ class LiveServices:
             }
         )
         self._write_env_file(env, accounts)
-        logs = workspace.logs
-        api = start_airflow_api_server(
-            self.lifecycle.airflow, env, api_port, logs / "airflow-api-server.log"
+        self.running["airflow"] = start_airflow_api_server(
+            self.lifecycle.airflow, env, api_port, workspace.logs / "airflow-api-server.log"
         )
-        self.running["airflow"] = api
+
+    def start_endpoints(self) -> None:
+        """Start the approval endpoint and the gateway, and wait until they and Airflow's REST
+        API answer; call once the MLflow store exists (both refuse to start without it)."""
+        workspace, env, logs = (
+            self.lifecycle.workspace,
+            self.lifecycle.env,
+            self.lifecycle.workspace.logs,
+        )
+        api = self.running["airflow"]
         self.running["approval"] = start_approval_endpoint(
             env=env,
             signing_secret=SIGNING_SECRET,
@@ -101,15 +128,12 @@ class LiveServices:
         self.running["gateway"] = start_gateway(
             [MODEL],
             tracking_uri=workspace.tracking_uri,
-            log_url=log_url,
+            log_url=self.log_url,
             api_token=GATEWAY_TOKEN,
             log=logs / "gateway.log",
             env=env,
         )
-
-    def wait_ready(self) -> None:
-        """Wait until Airflow's REST API and the approval endpoint answer."""
-        self.running["airflow"].wait_ready("/api/v2/version", STARTUP_TIMEOUT_S, ok=(200, 401))
+        api.wait_ready("/api/v2/version", STARTUP_TIMEOUT_S, ok=(200, 401))
         self.running["approval"].wait_ready("/healthz", STARTUP_TIMEOUT_S)
 
     def approver(self) -> SlackApprover:
@@ -127,6 +151,22 @@ class LiveServices:
             signing_secret=SIGNING_SECRET,
         )
 
+    def rest(self) -> AirflowRest:
+        """Airflow's REST API as the workspace's `admin`."""
+        password = AirflowAccounts(self.lifecycle.workspace.airflow_home).passwords()["admin"]
+        return AirflowRest(self.running["airflow"].url, "admin", password)
+
+    def start_scheduler(self) -> Service:
+        """Airflow's scheduler on the workspace, until `stop`."""
+        scheduler = start_scheduler(
+            self.lifecycle.airflow,
+            self.lifecycle.env,
+            self.running["airflow"].url,
+            self.lifecycle.workspace.logs / "airflow-scheduler.log",
+        )
+        self.running["scheduler"] = scheduler
+        return scheduler
+
     def stop(self) -> None:
         """Stop every service that was started."""
         for service in self.running.values():
@@ -139,8 +179,19 @@ class LiveServices:
             for key, value in env.items()
             if key.startswith(("AIRFLOW", "MLFLOW_", "PROMOTION_", "GATEWAY_", "APPROVAL_"))
         }
-        shared.update(accounts.settings(f"http://127.0.0.1:{VIEW_PORT}"))
-        self.env_file.write_text("".join(f"{key}={value}\n" for key, value in shared.items()))
+        view = f"http://127.0.0.1:{VIEW_PORT}"
+        shared.update(accounts.settings(view))
+        # What `python -m monitoring status` signs in with.
+        shared.update(
+            {
+                "AIRFLOW_API_URL": view,
+                "AIRFLOW_API_USERNAME": "admin",
+                "AIRFLOW_API_PASSWORD": accounts.passwords()["admin"],
+            }
+        )
+        self.env_file.write_text(
+            "".join(f"{key}={shlex.quote(value)}\n" for key, value in shared.items())
+        )
 
 
 def run_live_lifecycle(lifecycle: Lifecycle, services: LiveServices, source: pd.DataFrame) -> None:
@@ -189,14 +240,17 @@ def promote_with_approval(lifecycle: Lifecycle, approver: SlackApprover, title: 
         f"  {click.user} clicks {'Approve' if click.approve else 'Reject'}: a signed request to "
         f"the approval endpoint → HTTP {click.status}"
     )
+    if click.status != 200:
+        run.stop()
+        raise DagRunFailed(f"the approval endpoint refused the click: {click.reply}")
     run.wait(APPROVAL_TIMEOUT_S)
     print_state(MODEL, SHOWN_ALIASES)
 
 
-def canary(lifecycle: Lifecycle, gateway_url: str, frame: pd.DataFrame, truth, title: str) -> None:
+def canary(
+    lifecycle: Lifecycle, gateway_url: str, frame: pd.DataFrame, truth: np.ndarray, title: str
+) -> None:
     """rollout_<model> while live traffic and its labels reach the gateway; prints the verdict."""
-    import registry
-
     version = registry.get_alias_version(MODEL, "canary")
     announce(f"{title} (v{version}) on live traffic", f"rollout_{MODEL}")
     with Traffic(gateway_url, MODEL, frame, truth, api_token=GATEWAY_TOKEN) as traffic:
@@ -209,3 +263,61 @@ def canary(lifecycle: Lifecycle, gateway_url: str, frame: pd.DataFrame, truth, t
     )
     print(f"  verdict: {tags['rollout.verdict']}: {tags['rollout.reason']}")
     print_state(MODEL, SHOWN_ALIASES)
+
+
+def retrain_on_trigger(lifecycle: Lifecycle, services: LiveServices, source: pd.DataFrame) -> None:
+    """New users reach the source; monitor_<model>'s data-volume trigger fires, and its Asset
+    event makes Airflow's scheduler start train_<model>."""
+    from registry.monitor_checks import read_checks
+    from registry.settings import ledger_url
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    recent = generate_user_features(
+        days=RECENT_DAYS, start=now - timedelta(days=RECENT_DAYS), seed=31
+    )
+    write_source(lifecycle.workspace.source, pd.concat([source, recent], ignore_index=True))
+    print(
+        f"\n+ {len(recent)} users who signed up in the last {RECENT_DAYS} days reach user_features"
+    )
+    # Airflow queues an Asset-triggered run for unpaused DAGs only; the scheduler starts it.
+    rest = services.rest()
+    rest.unpause(f"train_{MODEL}")
+    announce("monitor: check the champion's triggers", f"monitor_{MODEL}")
+    lifecycle.run_dag(f"monitor_{MODEL}")
+    [check] = read_checks(ledger_url(lifecycle.workspace.tracking_uri), MODEL, limit=1)
+    print(f"  check: {check.outcome} {', '.join(check.fired)}: {check.reason}")
+    if check.outcome != "fired":
+        raise DagRunFailed(f"monitor_{MODEL} did not fire: {check.reason}")
+
+    print(
+        f"\n▶ the retrain Asset queued train_{MODEL} (the one DAG unpaused in the demo): "
+        "Airflow's scheduler starts it"
+    )
+    scheduler = services.start_scheduler()
+    deadline = time.monotonic() + RETRAIN_TIMEOUT_S
+    while not (done := _asset_triggered_runs(rest, f"train_{MODEL}", ("success", "failed"))):
+        if time.monotonic() > deadline:
+            raise DagRunFailed(
+                f"no asset-triggered train_{MODEL} run ended within {RETRAIN_TIMEOUT_S} s "
+                f"(log: {scheduler.log})"
+            )
+        time.sleep(1)
+    scheduler.stop()
+    if done[0]["state"] != "success":
+        raise DagRunFailed(f"{done[0]['dag_run_id']} failed (log: {scheduler.log})")
+    version = registry.get_alias_version(MODEL, "challenger")
+    tags = registry.get_version(MODEL, version).tags
+    print(
+        f"  {done[0]['dag_run_id']}: v{version} trained on [{tags['lineage.window_start'][:10]}, "
+        f"{tags['lineage.window_end'][:10]}), lineage.trigger={tags.get('lineage.trigger', '–')}"
+    )
+    print_state(MODEL, SHOWN_ALIASES)
+    print(f"  (promote_{MODEL} is paused in the demo: its approval would wait for a person)")
+
+
+def _asset_triggered_runs(rest: AirflowRest, dag_id: str, states: tuple[str, ...]) -> list[dict]:
+    return [
+        run
+        for run in rest.runs(dag_id)
+        if run["run_type"] == "asset_triggered" and run["state"] in states
+    ]

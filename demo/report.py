@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import registry
 from demo.lifecycle import PROJECT_ROOT, Workspace
 
 
@@ -18,8 +19,6 @@ def announce(title: str, dag_id: str, conf: dict | None = None) -> None:
 
 def print_state(model: str, aliases: tuple[str, ...] = ("champion", "challenger")) -> None:
     """The aliases after a step."""
-    import registry
-
     found = {alias: registry.get_alias_version(model, alias) for alias in aliases}
     shown = ", ".join(f"{alias}=v{v}" if v else f"{alias}=–" for alias, v in found.items())
     print(f"  aliases: {shown}")
@@ -27,8 +26,6 @@ def print_state(model: str, aliases: tuple[str, ...] = ("champion", "challenger"
 
 def print_timeline(model: str) -> None:
     """Every recorded alias move, with the numbers behind it, and each version's verdicts."""
-    import registry
-
     print(f"\nTimeline of {model} (alias history recorded on the registered model):")
     for move in registry.alias_history(model):
         source = f"v{move.from_version}" if move.from_version else "–"
@@ -58,13 +55,19 @@ def print_timeline(model: str) -> None:
         version += 1
 
 
-def print_how_to_look(workspace: Workspace, env_file: Path) -> None:
+def print_how_to_look(workspace: Workspace, env_file: Path, view_port: int) -> None:
     """The commands that open the monitoring view and the MLflow UI on the demo's stores."""
-    relative = env_file.relative_to(PROJECT_ROOT)
-    print("\nThe monitoring view, inside Airflow's UI (user `admin`, password in")
-    print(f"{(workspace.airflow_home / 'passwords.json').relative_to(PROJECT_ROOT)}):")
-    print(f"  set -a; . {relative}; set +a; .venv/bin/airflow api-server --port 8080")
-    print("  then open http://127.0.0.1:8080")
+    settings = f"set -a; . {env_file.relative_to(PROJECT_ROOT)}; set +a"
+    passwords = (workspace.airflow_home / "passwords.json").relative_to(PROJECT_ROOT)
+    print(
+        "\nThe monitoring view, inside Airflow's UI (Airflow's api-server with the project's plugin):"
+    )
+    print(f"  {settings}; .venv/bin/airflow api-server --port {view_port}")
+    print(
+        f"  then open http://127.0.0.1:{view_port}/monitoring/ as `admin` (password in {passwords})"
+    )
+    print("  the same as terminal tables, while that api-server runs:")
+    print(f"  {settings}; .venv/bin/python -m monitoring status --model user_churn_live")
     print("The versions, tags and alias history in the MLflow UI:")
     print(f"  .venv/bin/mlflow ui --backend-store-uri {workspace.tracking_uri} --port 5000")
     print("  then open http://127.0.0.1:5000/#/models")

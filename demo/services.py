@@ -33,7 +33,8 @@ def free_port() -> int:
 
 @dataclass
 class Service:
-    """One running service: its process (leading a session of its own), URL and log file."""
+    """One running service: its process (leading a session of its own), URL (empty for one that
+    serves nothing) and log file."""
 
     name: str
     process: subprocess.Popen
@@ -73,15 +74,20 @@ class Service:
 
 
 def start(
-    name: str, args: list[str], env: dict[str, str], port: int, log: Path, cwd: Path | None = None
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    port: int | None,
+    log: Path,
+    cwd: Path | None = None,
 ) -> Service:
     """Start `args` in a session of its own (in `cwd`, when given), output to `log`; the service
-    listens on `port`."""
+    listens on `port` (None: it serves nothing)."""
     with log.open("w") as out:
         process = subprocess.Popen(
             args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    return Service(name, process, f"http://127.0.0.1:{port}", log)
+    return Service(name, process, f"http://127.0.0.1:{port}" if port else "", log)
 
 
 def python_module(module: str) -> list[str]:
@@ -105,18 +111,13 @@ def start_gateway(
     args = python_module("gateway") + ["--port", str(port), "--log-url", log_url]
     args += [flag for model in models for flag in ("--model", model)]
     args += ["--refresh-interval", "1", "--log-flush-interval", "0.5"]
-    return start(
-        "gateway",
-        args,
-        {
-            **env,
-            "MLFLOW_TRACKING_URI": tracking_uri,
-            "GATEWAY_API_TOKENS": api_token,
-            "OMP_NUM_THREADS": "1",
-        },
-        port,
-        log,
-    )
+    env = {
+        **env,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "GATEWAY_API_TOKENS": api_token,
+        "OMP_NUM_THREADS": "1",
+    }
+    return start("gateway", args, env, port, log)
 
 
 @dataclass(frozen=True)
@@ -174,4 +175,47 @@ def start_approval_endpoint(
         "APPROVAL_HOST": "127.0.0.1",
         "APPROVAL_PORT": str(port),
     }
-    return start("approval endpoint", python_module("approval"), {**env, **settings}, port, log)
+    env = {**env, **settings}
+    return start("approval endpoint", python_module("approval"), env, port, log)
+
+
+def start_scheduler(airflow: str, env: dict[str, str], api_url: str, log: Path) -> Service:
+    """Airflow's scheduler with the LocalExecutor, its tasks reporting to `api_url`'s execution
+    API; it starts the runs an Asset event queued for unpaused DAGs."""
+    settings = {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+    }
+    return start("airflow scheduler", [airflow, "scheduler"], {**env, **settings}, None, log)
+
+
+@dataclass
+class AirflowRest:
+    """Airflow's REST API, as one user of the simple auth manager."""
+
+    url: str
+    username: str
+    password: str
+
+    def unpause(self, dag_id: str) -> None:
+        """Let the scheduler start runs of `dag_id`."""
+        self._call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    def runs(self, dag_id: str) -> list[dict]:
+        """The DAG's runs, oldest first."""
+        return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=id")["dag_runs"]
+
+    def _call(self, method: str, path: str, **kwargs: object) -> dict:
+        token = httpx.post(
+            f"{self.url}/auth/token",
+            json={"username": self.username, "password": self.password},
+            timeout=30,
+        )
+        token.raise_for_status()
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        response = httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+        response.raise_for_status()
+        return response.json()

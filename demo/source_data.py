@@ -16,13 +16,16 @@ PLANS = np.array(["free", "basic", "pro"])
 REGIONS = np.array(["eu", "us", "apac"])
 
 
-def generate_user_features(days: int = 180, rows_per_day: int = 120, seed: int = 7) -> pd.DataFrame:
-    """Synthetic users; before DRIFT_START churn follows support load and low activity, after
-    DRIFT_END it follows order value and region, with a linear blend in between."""
+def generate_user_features(
+    days: int = 180, rows_per_day: int = 120, seed: int = 7, start: datetime = START
+) -> pd.DataFrame:
+    """Synthetic users who signed up over `days` from `start`; before DRIFT_START churn follows
+    support load and low activity, after DRIFT_END it follows order value and region, with a
+    linear blend in between."""
     rng = np.random.default_rng(seed)
     n = days * rows_per_day
     offsets = np.sort(rng.uniform(0, days * 86400, n))
-    created_at = pd.to_datetime(START) + pd.to_timedelta(offsets, unit="s")
+    created_at = pd.to_datetime(start) + pd.to_timedelta(offsets, unit="s")
     sessions = rng.poisson(6, n).astype(float)
     tenure = rng.uniform(0, 1000, n)
     order_value = rng.lognormal(3.5, 0.6, n)
