@@ -288,6 +288,8 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
         total, passed = validated.get(name, (0, 0))
         checks = read_checks(settings.ledger_url, name, limit=1)
         rows = timeline(moves[-1:])
+        runs = last_runs.get(name, [])
+        changes = ledger.changes(name) if runs else []
         summaries.append(
             ModelSummary(
                 model_name=name,
@@ -301,7 +303,7 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
                 validations_passed=passed,
                 last_check=checks[0] if checks else None,
                 last_move=rows[0] if rows else None,
-                last_runs=tuple(last_runs.get(name, ())),
+                last_runs=tuple(_summary(sources, run, changes, []) for run in runs),
             )
         )
     return Overview(
@@ -454,9 +456,8 @@ def _model_runs(sources: Sources, name: str, ledger: object) -> tuple[list[RunSu
     return summaries, ""
 
 
-def _newest_runs(
-    sources: Sources, names: Sequence[str]
-) -> tuple[dict[str, list[RunSummary]], str]:
+def _newest_runs(sources: Sources, names: Sequence[str]) -> tuple[dict[str, list[dict]], str]:
+    """The newest run of each of the models' DAGs, by model, from one batch call to Airflow."""
     if sources.runs is None or not names:
         return {}, _runs_unavailable() if sources.runs is None else ""
     ids = {dag_id: name for name in names for dag_id in dag_ids(name)}
@@ -465,12 +466,11 @@ def _newest_runs(
     except AirflowUnavailable as error:
         return {}, str(error)
     seen: set[str] = set()
-    newest: dict[str, list[RunSummary]] = {}
+    newest: dict[str, list[dict]] = {}
     for run in runs:
-        if run["dag_id"] in seen:
-            continue
-        seen.add(run["dag_id"])
-        newest.setdefault(ids[run["dag_id"]], []).append(_summary(sources, run, (), []))
+        if run["dag_id"] not in seen:
+            seen.add(run["dag_id"])
+            newest.setdefault(ids[run["dag_id"]], []).append(run)
     return newest, ""
 
 

@@ -233,6 +233,8 @@ def test_the_overview_lists_the_model_and_airflow_shows_the_view_in_its_navigati
     row = _rows(page, "models")[0]
     assert row[0] == MODEL and row[1] == "champion v1"
     assert row[4] == f"{served.state.validations_passed}/{served.state.validations} passed"
+    assert "promote_churn_watch: v1 retired; v2 evaluated; v2 champion; why: better than v1" in row[7]
+    assert "train_churn_watch: queued" in row[7]
     page.click(f"text={MODEL}")
     page.wait_for_selector("#timeline")
 
@@ -243,7 +245,10 @@ def test_the_overview_lists_the_model_and_airflow_shows_the_view_in_its_navigati
     ).json()["plugins"]
     views = [view for plugin in plugins for view in plugin["external_views"]]
     assert {"name": "Model monitoring", "href": "/monitoring/"}.items() <= views[0].items()
-    page.goto(f"{served.url}/plugin/model-monitoring")
+    page.goto(f"{served.url}/")
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="Model monitoring").click()
+    page.wait_for_url("**/plugin/model-monitoring")
     frame = page.wait_for_selector("iframe").content_frame()
     frame.wait_for_selector("#models")
     assert MODEL in frame.inner_text("#models")
