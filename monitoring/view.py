@@ -201,10 +201,12 @@ class Sources:
         self.runs = runs
 
     def policies(self) -> tuple[list[Policy], list[str]]:
+        """The valid policies, and one line per policy file that is not."""
         policies, errors = load_valid_policies(self.settings.policies_dir)
         return policies, [str(error) for error in errors]
 
     def policy(self, model_name: str) -> Policy | None:
+        """The policy of one model, None when no valid policy file names it."""
         return next((p for p in self.policies()[0] if p.model_name == model_name), None)
 
 
