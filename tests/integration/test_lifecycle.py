@@ -150,7 +150,7 @@ def run_lifecycle(lifecycle: Lifecycle) -> None:
     assert report_run.info.run_id in evaluation
     assert description(1).startswith("**State: retired** on ")
 
-    with pytest.raises(DagRunFailed, match="never champion; set force=true"):
+    with pytest.raises(DagRunFailed, match="DAG param version: user_churn has no version 3"):
         lifecycle.run_dag(f"rollback_{MODEL}", {"version": 3})
     lifecycle.run_dag(f"rollback_{MODEL}", {"reason": "on-call: bad predictions"})
     assert aliases() == (1, None)
