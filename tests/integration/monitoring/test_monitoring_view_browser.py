@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -265,3 +266,26 @@ def test_an_anonymous_browser_sees_nothing(served: Served, browser: object) -> N
         f"{served.url}/monitoring/", headers={"Authorization": "Bearer not-a-token"}, timeout=30
     )
     assert forged.status_code in (401, 403) and MODEL not in forged.text
+
+
+def test_the_status_command_lists_the_runs_as_an_airflow_user(served: Served) -> None:
+    env = {
+        **os.environ,
+        **served.state.env,
+        "AIRFLOW_API_URL": served.url,
+        "AIRFLOW_UI_URL": served.url,
+        "AIRFLOW_API_USERNAME": USER,
+        "AIRFLOW_API_PASSWORD": PASSWORD,
+    }
+    env.pop("PROMOTION_LEDGER_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitoring", "status", "--model", MODEL],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    runs = done.stdout[done.stdout.index("Last runs") : done.stdout.index("Alias timeline")]
+    assert re.search(r"│ promote_churn_watch\s*│ run-2\s*│ success\s*│ \d{4}-\d\d-\d\d \d\d:\d\d │ v1", runs)
+    assert re.search(r"│ train_churn_watch\s*│ run-9\s*│ queued\s*│ .*│ queued", runs)
