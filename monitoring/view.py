@@ -239,7 +239,7 @@ def model_view(sources: Sources, policy: Policy, *, now: datetime, days: int = 3
         generated_at=now,
         since=since,
         aliases=aliases,
-        rollout=_rollout(policy, aliases, tags),
+        rollout=rollout_progress(policy, aliases, tags),
         approvals=_approvals(sources, [name]).get(name, ()),
         confidence=confidence,
         metric=tuple(metric),
@@ -281,7 +281,7 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
         name = policy.model_name
         moves = ledger.moves(name)
         aliases, tags = _aliases(name, moves, registered.get(name, {}))
-        rollout = _rollout(policy, aliases, tags)
+        rollout = rollout_progress(policy, aliases, tags)
         pending = ([] if rollout is None else [rollout.text]) + [
             a.text for a in approvals.get(name, ())
         ]
@@ -350,9 +350,10 @@ def _aliases(
     return tuple(states), tags
 
 
-def _rollout(
+def rollout_progress(
     policy: Policy, aliases: Sequence[AliasState], tags: dict[int, dict]
 ) -> RolloutProgress | None:
+    """The canary or shadow period under way, from its version's `rollout.*` tags; None if none."""
     rolling = next((a for a in aliases if a.alias in (CANARY, SHADOW)), None)
     if rolling is None:
         return None

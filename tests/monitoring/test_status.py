@@ -147,3 +147,27 @@ def test_without_a_floor_in_the_policy_the_newest_check_gives_it(tmp_path: Path)
         outcome="quiet", fired=(), reason="", signals={"performance": {"metric": "roc_auc", "floor": 0.61}},
     )
     assert trigger_floor(policy, [check]) == ("roc_auc", 0.61)
+
+
+def test_a_canary_under_way_shows_its_step_share_and_last_check(tmp_path: Path) -> None:
+    from monitoring.view import AliasState, rollout_progress
+    from policies.loader import load_policy
+    from tests.support import write_policy
+
+    policy = load_policy(
+        write_policy(tmp_path, "canaried", rollout={"mode": "canary", "traffic_steps": [0.05, 0.25, 0.5]})
+    )
+    tags = {
+        3: {
+            "rollout.step": "2",
+            "rollout.canary_share": "0.25",
+            "rollout.status": "waiting for labels: 180 of 500",
+            "rollout.checked_at": "2026-03-01T10:00:00+00:00",
+        }
+    }
+    aliases = (AliasState("champion", 2, None), AliasState("canary", 3, None, "answers 25% of traffic"))
+    assert rollout_progress(policy, aliases, tags).text == (
+        "canary v3: step 2 of 3, 25% of traffic; last check: waiting for labels: 180 of 500 "
+        "at 2026-03-01T10:00:00+00:00"
+    )
+    assert rollout_progress(policy, aliases[:1], tags) is None
