@@ -36,7 +36,14 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-FEATURES = ("sessions_7d", "days_since_signup", "avg_order_value", "support_tickets", "plan", "region")
+FEATURES = (
+    "sessions_7d",
+    "days_since_signup",
+    "avg_order_value",
+    "support_tickets",
+    "plan",
+    "region",
+)
 
 
 def write_policies(directory: Path, names: list[str]) -> None:
@@ -76,28 +83,59 @@ def fill_ledger(ledger_url: str, names: list[str], now: datetime, days: int) -> 
         for sequence, day in enumerate(range(0, days, 4), start=1):
             moves.append(
                 {
-                    "model_name": name, "sequence": sequence, "alias": "champion" if sequence % 2 else "challenger",
-                    "from_version": 1, "to_version": 2, "kind": "promote",
-                    "at": (start + timedelta(days=day)).isoformat(), "actor": f"promote_{name}/run-{sequence}",
-                    "reason": "better", "evidence": json.dumps({"delta": 0.01, "ci_low": 0.002}), "forced": False,
+                    "model_name": name,
+                    "sequence": sequence,
+                    "alias": "champion" if sequence % 2 else "challenger",
+                    "from_version": 1,
+                    "to_version": 2,
+                    "kind": "promote",
+                    "at": (start + timedelta(days=day)).isoformat(),
+                    "actor": f"promote_{name}/run-{sequence}",
+                    "reason": "better",
+                    "evidence": json.dumps({"delta": 0.01, "ci_low": 0.002}),
+                    "forced": False,
                 }
             )
         for step in range(days * 4):
             at = start + timedelta(hours=6 * step)
             features = {
-                f: {"kind": "numeric", "psi": float(rng.random() * 0.3), "psi_band": [0, 0.1], "test": "ks",
-                    "statistic": 0.1, "p_value": 0.5, "drifted": False}
+                f: {
+                    "kind": "numeric",
+                    "psi": float(rng.random() * 0.3),
+                    "psi_band": [0, 0.1],
+                    "test": "ks",
+                    "statistic": 0.1,
+                    "p_value": 0.5,
+                    "drifted": False,
+                }
                 for f in FEATURES
             }
             signals = {
-                "performance": {"metric": "accuracy", "value": 0.8, "lower": 0.75, "upper": 0.85, "floor": 0.7,
-                                "fired": False},
-                "drift": {"fired": False, "reason": "", "rows": 500, "source": "prediction_log", "features": features},
+                "performance": {
+                    "metric": "accuracy",
+                    "value": 0.8,
+                    "lower": 0.75,
+                    "upper": 0.85,
+                    "floor": 0.7,
+                    "fired": False,
+                },
+                "drift": {
+                    "fired": False,
+                    "reason": "",
+                    "rows": 500,
+                    "source": "prediction_log",
+                    "features": features,
+                },
             }
             checks.append(
                 {
-                    "model_name": name, "checked_at": at.isoformat(timespec="microseconds"), "champion_version": 1,
-                    "outcome": "quiet", "fired": "[]", "reason": "nothing fired", "signals": json.dumps(signals),
+                    "model_name": name,
+                    "checked_at": at.isoformat(timespec="microseconds"),
+                    "champion_version": 1,
+                    "outcome": "quiet",
+                    "fired": "[]",
+                    "reason": "nothing fired",
+                    "signals": json.dumps(signals),
                     "run_id": f"monitor_{name}/{step}",
                 }
             )
@@ -106,9 +144,14 @@ def fill_ledger(ledger_url: str, names: list[str], now: datetime, days: int) -> 
             passed = bool(rng.random() > 0.1)
             windows.append(
                 {
-                    "model_name": name, "validated_at": at.isoformat(), "window_start": at.date().isoformat(),
-                    "window_end": at.date().isoformat(), "rows": 5000, "passed": passed,
-                    "failed_checks": "[]" if passed else json.dumps(["rows: 120 < 500"]), "run_id": None,
+                    "model_name": name,
+                    "validated_at": at.isoformat(),
+                    "window_start": at.date().isoformat(),
+                    "window_end": at.date().isoformat(),
+                    "rows": 5000,
+                    "passed": passed,
+                    "failed_checks": "[]" if passed else json.dumps(["rows: 120 < 500"]),
+                    "run_id": None,
                 }
             )
     with engine.begin() as connection:
@@ -118,7 +161,9 @@ def fill_ledger(ledger_url: str, names: list[str], now: datetime, days: int) -> 
     return {"moves": len(moves), "checks": len(checks), "validations": len(windows)}
 
 
-def fill_prediction_log(log_url: str, names: list[str], now: datetime, days: int, per_day: int) -> int:
+def fill_prediction_log(
+    log_url: str, names: list[str], now: datetime, days: int, per_day: int
+) -> int:
     from gateway.predlog import create_engine, log_tables
 
     engine, tables = create_engine(log_url), log_tables()
@@ -133,15 +178,28 @@ def fill_prediction_log(log_url: str, names: list[str], now: datetime, days: int
         labels = (rng.random(count) < np.where(scores > 0.5, 0.85, 0.2)).astype(float)
         rows = [
             {
-                "request_id": f"{name}-{i}", "row_index": 0, "model_name": name, "version": 1, "role": "champion",
-                "routing_key": None, "features": {}, "prediction": float(scores[i]), "error": None,
-                "latency_ms": 3.0, "created_at": start + step * i,
+                "request_id": f"{name}-{i}",
+                "row_index": 0,
+                "model_name": name,
+                "version": 1,
+                "role": "champion",
+                "routing_key": None,
+                "features": {},
+                "prediction": float(scores[i]),
+                "error": None,
+                "latency_ms": 3.0,
+                "created_at": start + step * i,
             }
             for i in range(count)
         ]
         label_rows = [
-            {"model_name": name, "request_id": f"{name}-{i}", "row_index": 0, "label": float(labels[i]),
-             "labeled_at": start + step * i}
+            {
+                "model_name": name,
+                "request_id": f"{name}-{i}",
+                "row_index": 0,
+                "label": float(labels[i]),
+                "labeled_at": start + step * i,
+            }
             for i in range(count)
         ]
         with engine.begin() as connection:
@@ -170,8 +228,13 @@ def naive_metric(log_url: str, name: str, since: datetime, until: datetime, buck
                 ),
             )
         )
-        .where(log.c.model_name == name, log.c.role == "champion", log.c.error.is_(None),
-               log.c.created_at >= since, log.c.created_at < until)
+        .where(
+            log.c.model_name == name,
+            log.c.role == "champion",
+            log.c.error.is_(None),
+            log.c.created_at >= since,
+            log.c.created_at < until,
+        )
     )
     buckets: dict[int, list[int]] = {}
     with engine.connect() as connection:
@@ -205,7 +268,9 @@ def main() -> None:
     tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
     log_url = f"sqlite:///{work / 'predictions.db'}"
     os.environ.update(
-        MLFLOW_TRACKING_URI=tracking_uri, GATEWAY_LOG_URL=log_url, PROMOTION_POLICIES_DIR=str(work / "policies")
+        MLFLOW_TRACKING_URI=tracking_uri,
+        GATEWAY_LOG_URL=log_url,
+        PROMOTION_POLICIES_DIR=str(work / "policies"),
     )
     os.environ.pop("PROMOTION_LEDGER_URL", None)
     import mlflow
@@ -224,7 +289,9 @@ def main() -> None:
     register_models(names)
     settings = MonitoringSettings.from_environment()
     counts = fill_ledger(settings.ledger_url, names, now, args.days)
-    counts["prediction_rows"] = fill_prediction_log(log_url, names, now, args.days, args.rows_per_day)
+    counts["prediction_rows"] = fill_prediction_log(
+        log_url, names, now, args.days, args.rows_per_day
+    )
     print(f"data written in {time.perf_counter() - started:.1f} s: {counts}")
 
     sources = Sources(settings, None)
@@ -233,25 +300,37 @@ def main() -> None:
     bucket_s = bucket_seconds(since, now)
     log = queries.prediction_log(log_url)
 
-    overview_ms, _ = median_ms(lambda: overview_page(overview(sources, now=now), user="bench"), args.repeat)
+    overview_ms, _ = median_ms(
+        lambda: overview_page(overview(sources, now=now), user="bench"), args.repeat
+    )
     page_ms, _ = median_ms(
-        lambda: model_page(model_view(sources, policy, now=now, days=args.days), user="bench"), args.repeat
+        lambda: model_page(model_view(sources, policy, now=now, days=args.days), user="bench"),
+        args.repeat,
     )
     query_ms, by_sql = median_ms(
-        lambda: queries.champion_accuracy(log, names[0], since=since, until=now, bucket_s=bucket_s), args.repeat
+        lambda: queries.champion_accuracy(log, names[0], since=since, until=now, bucket_s=bucket_s),
+        args.repeat,
     )
-    naive_ms, by_python = median_ms(lambda: naive_metric(log_url, names[0], since, now, bucket_s), args.repeat)
+    naive_ms, by_python = median_ms(
+        lambda: naive_metric(log_url, names[0], since, now, bucket_s), args.repeat
+    )
     if sorted(by_sql) != by_python:
         raise SystemExit("the view's SQL series and the per-row baseline disagree")
 
-    print(f"\n{args.models} models, {args.days} days, {counts['prediction_rows']:,} labeled predictions, "
-          f"{counts['checks']:,} monitor checks, {counts['validations']:,} validations, {counts['moves']:,} moves; "
-          f"bucket {bucket_s // 3600} h; median of {args.repeat}\n")
+    print(
+        f"\n{args.models} models, {args.days} days, {counts['prediction_rows']:,} labeled predictions, "
+        f"{counts['checks']:,} monitor checks, {counts['validations']:,} validations, {counts['moves']:,} moves; "
+        f"bucket {bucket_s // 3600} h; median of {args.repeat}\n"
+    )
     print("| what | view ms | naive per-row baseline ms | baseline / view |")
     print("| --- | --- | --- | --- |")
-    print(f"| champion metric series, one model, {args.days} days | {query_ms:.1f} | {naive_ms:.1f} | "
-          f"{naive_ms / query_ms:.1f}× |")
-    print(f"| one model's page ({args.days} days: queries, 3 charts, HTML) | {page_ms:.1f} | – | – |")
+    print(
+        f"| champion metric series, one model, {args.days} days | {query_ms:.1f} | {naive_ms:.1f} | "
+        f"{naive_ms / query_ms:.1f}× |"
+    )
+    print(
+        f"| one model's page ({args.days} days: queries, 3 charts, HTML) | {page_ms:.1f} | – | – |"
+    )
     print(f"| overview of {args.models} models | {overview_ms:.1f} | – | – |")
     result = {
         "models": args.models,

@@ -80,7 +80,9 @@ class AirflowRunsClient:
         )
         if response.status_code == 404:
             return []
-        return [ti["task_id"] for ti in self._json(response, f"tasks of {run_id}")["task_instances"]]
+        return [
+            ti["task_id"] for ti in self._json(response, f"tasks of {run_id}")["task_instances"]
+        ]
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> object | None:
         """One XCom value a task of a run pushed, or None when there is none."""
@@ -107,7 +109,9 @@ class AirflowRunsClient:
                     method, path, headers={"Authorization": f"Bearer {self._bearer()}"}, **kwargs
                 )  # type: ignore[arg-type]
         except httpx.TransportError as error:
-            raise AirflowUnavailable(f"Airflow at {self.api_url} is unreachable: {error}") from error
+            raise AirflowUnavailable(
+                f"Airflow at {self.api_url} is unreachable: {error}"
+            ) from error
         return response
 
     def _bearer(self) -> str:

@@ -68,8 +68,14 @@ def champion_metric_chart(
                 [p.at for p in trigger_points],
                 [p.value for p in trigger_points],
                 yerr=[
-                    [p.value - (p.lower if p.lower is not None else p.value) for p in trigger_points],
-                    [(p.upper if p.upper is not None else p.value) - p.value for p in trigger_points],
+                    [
+                        p.value - (p.lower if p.lower is not None else p.value)
+                        for p in trigger_points
+                    ],
+                    [
+                        (p.upper if p.upper is not None else p.value) - p.value
+                        for p in trigger_points
+                    ],
                 ],
                 fmt="o",
                 markersize=3,
@@ -90,7 +96,9 @@ def champion_metric_chart(
         _mark_moves(axes, [m for m in moves if m.alias == "champion" and since <= m.at <= until])
         axes.set_xlim(since, until)
         axes.set_ylabel("accuracy")
-        axes.set_ylim(_limits([p.low for p in points] + ([floor] if floor is not None else [])), 1.0)
+        axes.set_ylim(
+            _limits([p.low for p in points] + ([floor] if floor is not None else [])), 1.0
+        )
         axes.legend(loc="lower right", fontsize=8, frameon=False)
         return _svg(figure, axes)
 
@@ -165,7 +173,9 @@ def _limits(values: Sequence[float]) -> float:
 def _bar_width(times: Sequence[object]) -> float:
     if len(times) < 2:
         return 1.0
-    return 0.9 * min((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)) / 86400
+    return (
+        0.9 * min((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)) / 86400
+    )
 
 
 def _svg(figure: Figure, axes: object) -> str:

@@ -56,10 +56,14 @@ def model_page(view: ModelView, *, user: str) -> str:
         "validation": charts.validation_chart(view.validation) if view.validation else "",
         "drift": charts.drift_chart(view.drift) if view.drift else "",
     }
-    return _environment().get_template("model.html").render(
-        view=view,
-        user=user,
-        charts=rendered,
-        validation_total=sum(p.validated for p in view.validation),
-        validation_passed=sum(p.passed for p in view.validation),
+    return (
+        _environment()
+        .get_template("model.html")
+        .render(
+            view=view,
+            user=user,
+            charts=rendered,
+            validation_total=sum(p.validated for p in view.validation),
+            validation_passed=sum(p.passed for p in view.validation),
+        )
     )

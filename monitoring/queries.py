@@ -36,7 +36,10 @@ def has_log(log: PredictionLog) -> bool:
     """Whether the log's tables exist yet (a gateway creates them when it first starts)."""
     inspector = sa.inspect(log.engine)
     schema = log.tables.predictions.schema
-    return all(inspector.has_table(t.name, schema=schema) for t in (log.tables.predictions, log.tables.labels))
+    return all(
+        inspector.has_table(t.name, schema=schema)
+        for t in (log.tables.predictions, log.tables.labels)
+    )
 
 
 def _bucket(moment: sa.ColumnElement, dialect: str, bucket_s: int, text: bool) -> sa.ColumnElement:
@@ -49,7 +52,9 @@ def _bucket(moment: sa.ColumnElement, dialect: str, bucket_s: int, text: bool) -
     return sa.func.floor(sa.extract("epoch", moment) / bucket_s)
 
 
-def _labeled_champion_rows(log: PredictionLog, threshold: float) -> tuple[sa.FromClause, sa.ColumnElement]:
+def _labeled_champion_rows(
+    log: PredictionLog, threshold: float
+) -> tuple[sa.FromClause, sa.ColumnElement]:
     predictions, labels = log.tables.predictions, log.tables.labels
     joined = predictions.join(
         labels,

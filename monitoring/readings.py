@@ -209,9 +209,9 @@ def run_outcome(
         where = f" in {', '.join(failed_tasks)}" if failed_tasks else ""
         parts.append(f"failed{where}")
     elif not parts:
-        parts.append({"success": "succeeded", "running": "running", "queued": "queued"}.get(
-            state, state
-        ))
+        parts.append(
+            {"success": "succeeded", "running": "running", "queued": "queued"}.get(state, state)
+        )
     return "; ".join(parts)
 
 
@@ -229,7 +229,9 @@ def drift_by_feature(checks: Iterable[object]) -> dict[str, list[DriftPoint]]:
                     drifted=bool(stats.get("drifted")),
                 )
             )
-    return {feature: sorted(points, key=lambda p: p.at) for feature, points in sorted(series.items())}
+    return {
+        feature: sorted(points, key=lambda p: p.at) for feature, points in sorted(series.items())
+    }
 
 
 def deadline(created_at: datetime, timeout_seconds: float) -> datetime:

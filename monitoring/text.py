@@ -49,8 +49,16 @@ def _runs_table(runs: Sequence[RunSummary], note: str) -> Table | str:
 def overview_text(view: Overview) -> str:
     """One line per model: aliases, what is pending, live accuracy, validation, last check."""
     table = Table(title=f"Models at {_when(view.generated_at)} UTC", title_justify="left")
-    for column in ("model", "aliases", "pending", "accuracy 7d", "validation 30d", "last check",
-                   "last move", "last runs"):
+    for column in (
+        "model",
+        "aliases",
+        "pending",
+        "accuracy 7d",
+        "validation 30d",
+        "last check",
+        "last move",
+        "last runs",
+    ):
         table.add_column(column, overflow="fold")
     for model in view.models:
         accuracy = (
@@ -85,8 +93,11 @@ def overview_text(view: Overview) -> str:
 
 def model_text(view: ModelView) -> str:
     """The monitoring view of one model as text."""
-    head = Table(title=f"{view.model_name} at {_when(view.generated_at)} UTC", title_justify="left",
-                 show_header=False)
+    head = Table(
+        title=f"{view.model_name} at {_when(view.generated_at)} UTC",
+        title_justify="left",
+        show_header=False,
+    )
     head.add_column("what")
     head.add_column("value", overflow="fold")
     head.add_row("aliases", aliases_text(view.aliases))
@@ -108,7 +119,9 @@ def model_text(view: ModelView) -> str:
     passed = sum(p.passed for p in view.validation)
     head.add_row(
         "data validation",
-        f"{passed}/{validated} windows passed since {_when(view.since)}" if validated else "no windows recorded",
+        f"{passed}/{validated} windows passed since {_when(view.since)}"
+        if validated
+        else "no windows recorded",
     )
     check = view.last_check
     head.add_row(
@@ -127,10 +140,11 @@ def model_text(view: ModelView) -> str:
     for column in ("when", "alias", "from → to", "kind", "who", "why", "numbers"):
         timeline.add_column(column, overflow="fold")
     for row in view.timeline:
-        timeline.add_row(_when(row.at), row.alias, row.change, row.kind, row.who, row.why, row.numbers)
+        timeline.add_row(
+            _when(row.at), row.alias, row.change, row.kind, row.who, row.why, row.numbers
+        )
     parts: list[Table | str] = [head]
     parts.append(drift if view.drift else "Drift: no drift measured yet")
     parts.append(_runs_table(view.runs, view.runs_note))
     parts.append(timeline if view.timeline else "Alias timeline: no moves recorded")
     return _render(*parts)
-

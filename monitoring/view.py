@@ -230,7 +230,9 @@ def model_view(sources: Sources, policy: Policy, *, now: datetime, days: int = 3
         bucket_s,
     )
     failed = tuple(
-        record for record in read_validations(settings.ledger_url, name, limit=50) if not record.passed
+        record
+        for record in read_validations(settings.ledger_url, name, limit=50)
+        if not record.passed
     )[:10]
     runs, runs_note = _model_runs(sources, name, ledger)
     versions = sorted({v for run in runs for v in run.versions} | {a.version for a in aliases})
@@ -264,7 +266,9 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
     policies, problems = sources.policies()
     names = [p.model_name for p in policies]
     accuracy: dict[str, tuple[int, int]] = {}
-    log = queries.prediction_log(settings.log_url, settings.log_schema) if settings.log_url else None
+    log = (
+        queries.prediction_log(settings.log_url, settings.log_schema) if settings.log_url else None
+    )
     if log is not None and queries.has_log(log):
         accuracy = queries.champion_accuracy_by_model(
             log, since=now - timedelta(days=OVERVIEW_DAYS), until=now
@@ -313,7 +317,9 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
     )
 
 
-def trigger_floor(policy: Policy, checks: Sequence[MonitorCheck]) -> tuple[str | None, float | None]:
+def trigger_floor(
+    policy: Policy, checks: Sequence[MonitorCheck]
+) -> tuple[str | None, float | None]:
     """The performance trigger's metric and floor: from the policy's `triggers.performance` when the
     policy has one, else from the newest monitor check that measured performance."""
     performance = policy.triggers.performance
@@ -509,7 +515,7 @@ def _version_links(
     settings: MonitoringSettings, name: str, version: int, tags: dict | None
 ) -> VersionLinks:
     if tags is None:
-            tags = get_version(name, version).tags
+        tags = get_version(name, version).tags
     eval_run = tags.get("eval.run_id")
     report = (
         f"{settings.mlflow_ui_url}/get-artifact?path=evaluation/report.html&run_uuid={eval_run}"

@@ -81,7 +81,12 @@ def _moves() -> None:
 
     def move(alias: str, to: int | None, kind: str, run: str, reason: str, **evidence: object):
         registry.move_alias(
-            MODEL, alias, to, kind=kind, actor=f"{run} (triggered by alice)", reason=reason,
+            MODEL,
+            alias,
+            to,
+            kind=kind,
+            actor=f"{run} (triggered by alice)",
+            reason=reason,
             evidence=evidence,
         )
 
@@ -90,8 +95,14 @@ def _moves() -> None:
     move("challenger", None, "promote", "promote_churn_watch/run-1", "promoted")
     move("challenger", 2, "candidate", "train_churn_watch/run-2", "trained on window 2", rows=5200)
     move(
-        "champion", 2, "promote", "promote_churn_watch/run-2", "better than v1",
-        delta=0.012345678, ci_low=0.004, ci_high=0.0207,
+        "champion",
+        2,
+        "promote",
+        "promote_churn_watch/run-2",
+        "better than v1",
+        delta=0.012345678,
+        ci_low=0.004,
+        ci_high=0.0207,
     )
     move("challenger", None, "promote", "promote_churn_watch/run-2", "promoted")
     move("champion", 1, "rollback", "rollback_churn_watch/run-1", "bad feedback from sales")
@@ -134,19 +145,42 @@ def build_known_state(root: Path, tracking_uri: str, now: datetime) -> KnownStat
                 reason="plan drifted (PSI 0.31 ≥ 0.2)" if drifted else "nothing fired",
                 signals={
                     "performance": {
-                        "metric": "roc_auc", "value": 0.8, "lower": 0.72, "upper": 0.86,
-                        "confidence": 0.95, "labeled": 100, "floor": floor, "max_drop": None,
-                        "promoted_level": 0.84, "fired": False, "reason": "above the floor",
+                        "metric": "roc_auc",
+                        "value": 0.8,
+                        "lower": 0.72,
+                        "upper": 0.86,
+                        "confidence": 0.95,
+                        "labeled": 100,
+                        "floor": floor,
+                        "max_drop": None,
+                        "promoted_level": 0.84,
+                        "fired": False,
+                        "reason": "above the floor",
                     },
                     "drift": {
-                        "fired": drifted, "reason": "", "rows": 400, "source": "prediction_log",
+                        "fired": drifted,
+                        "reason": "",
+                        "rows": 400,
+                        "source": "prediction_log",
                         "features": {
-                            "plan": {"kind": "categorical", "psi": psi, "psi_band": [0.0, 0.1],
-                                     "test": "chi2", "statistic": 3.0,
-                                     "p_value": 0.001 if drifted else 0.4, "drifted": drifted},
-                            "sessions_7d": {"kind": "numeric", "psi": 0.02, "psi_band": [0.0, 0.1],
-                                            "test": "ks", "statistic": 0.05, "p_value": 0.6,
-                                            "drifted": False},
+                            "plan": {
+                                "kind": "categorical",
+                                "psi": psi,
+                                "psi_band": [0.0, 0.1],
+                                "test": "chi2",
+                                "statistic": 3.0,
+                                "p_value": 0.001 if drifted else 0.4,
+                                "drifted": drifted,
+                            },
+                            "sessions_7d": {
+                                "kind": "numeric",
+                                "psi": 0.02,
+                                "psi_band": [0.0, 0.1],
+                                "test": "ks",
+                                "statistic": 0.05,
+                                "p_value": 0.6,
+                                "drifted": False,
+                            },
                         },
                     },
                 },

@@ -31,21 +31,34 @@ def _log(url: str, rows: list[tuple[str, str, datetime, float, float | None, str
             tables.predictions.insert(),
             [
                 {
-                    "request_id": f"r{i}", "row_index": 0, "model_name": model, "version": 1,
-                    "role": role, "routing_key": None, "features": {},
-                    "prediction": None if error else score, "error": error, "latency_ms": 1.0,
+                    "request_id": f"r{i}",
+                    "row_index": 0,
+                    "model_name": model,
+                    "version": 1,
+                    "role": role,
+                    "routing_key": None,
+                    "features": {},
+                    "prediction": None if error else score,
+                    "error": error,
+                    "latency_ms": 1.0,
                     "created_at": at,
                 }
                 for i, (model, role, at, score, _, error) in enumerate(rows)
             ],
         )
     for model in {row[0] for row in rows}:
-        labels = [Label(f"r{i}", label) for i, row in enumerate(rows) if row[0] == model and (label := row[4]) is not None]
+        labels = [
+            Label(f"r{i}", label)
+            for i, row in enumerate(rows)
+            if row[0] == model and (label := row[4]) is not None
+        ]
         record_labels(engine, tables, model, labels)
     engine.dispose()
 
 
-def test_the_champion_metric_is_counted_per_day_from_labeled_champion_rows_only(database_url) -> None:
+def test_the_champion_metric_is_counted_per_day_from_labeled_champion_rows_only(
+    database_url,
+) -> None:
     yesterday, today = NOW - timedelta(days=1), NOW - timedelta(hours=1)
     _log(
         database_url,
@@ -60,7 +73,9 @@ def test_the_champion_metric_is_counted_per_day_from_labeled_champion_rows_only(
         ],
     )
     log = queries.prediction_log(database_url)
-    series = queries.champion_accuracy(log, "m", since=NOW - timedelta(days=7), until=NOW, bucket_s=DAY)
+    series = queries.champion_accuracy(
+        log, "m", since=NOW - timedelta(days=7), until=NOW, bucket_s=DAY
+    )
     assert sorted(series) == [
         (yesterday.timestamp() // DAY, 2, 1),
         (today.timestamp() // DAY, 1, 1),
@@ -75,8 +90,12 @@ def test_validated_windows_are_counted_per_bucket_with_those_that_passed(databas
         record_validation(
             database_url,
             ValidationRecord(
-                model_name="m", validated_at=at.isoformat(), window_start="2026-01-01",
-                window_end="2026-03-01", rows=10, passed=passed,
+                model_name="m",
+                validated_at=at.isoformat(),
+                window_start="2026-01-01",
+                window_end="2026-03-01",
+                rows=10,
+                passed=passed,
                 failed_checks=() if passed else ("rows: 10 < 500",),
             ),
         )

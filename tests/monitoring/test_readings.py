@@ -113,7 +113,11 @@ def test_a_failed_run_names_its_failed_tasks_after_what_it_decided() -> None:
 
 def test_drift_is_split_per_feature_oldest_first_and_checks_without_drift_are_skipped() -> None:
     def check(hour: int, psi: float | None) -> MonitorCheck:
-        drift = {"features": {"plan": {"psi": psi, "p_value": 0.01, "drifted": psi is not None and psi > 0.2}}}
+        drift = {
+            "features": {
+                "plan": {"psi": psi, "p_value": 0.01, "drifted": psi is not None and psi > 0.2}
+            }
+        }
         return MonitorCheck(
             model_name="m",
             checked_at=f"2026-03-01T{hour:02d}:00:00+00:00",
@@ -126,4 +130,7 @@ def test_drift_is_split_per_feature_oldest_first_and_checks_without_drift_are_sk
 
     series = drift_by_feature([check(9, 0.3), check(8, None), check(7, 0.1)])
     assert list(series) == ["plan"]
-    assert [(p.at.hour, p.psi, p.drifted) for p in series["plan"]] == [(7, 0.1, False), (9, 0.3, True)]
+    assert [(p.at.hour, p.psi, p.drifted) for p in series["plan"]] == [
+        (7, 0.1, False),
+        (9, 0.3, True),
+    ]

@@ -46,11 +46,16 @@ def test_the_model_status_shows_aliases_pending_approval_and_the_live_metric(sta
     assert "champion v1" in out
     assert "challenger" not in out.split("pending")[0]
     assert "approval: v3 waits for 1 of UALICE001, UBOB00002 in #model-approvals" in out
-    assert f"{state.day_correct / state.day_labeled:.3f} [{low:.3f}, {high:.3f}] on 200 labels since" in out
+    assert (
+        f"{state.day_correct / state.day_labeled:.3f} [{low:.3f}, {high:.3f}] on 200 labels since"
+        in out
+    )
     assert f"performance floor  │ {state.floor:.4g} (roc_auc)" in out
 
 
-def test_the_model_status_counts_validated_windows_and_shows_the_newest_drift(state, capsys) -> None:
+def test_the_model_status_counts_validated_windows_and_shows_the_newest_drift(
+    state, capsys
+) -> None:
     out = status(capsys, "--model", MODEL)
     assert "2/3 windows passed" in out
     assert "fired: plan drifted (PSI 0.31 ≥ 0.2)" in out
@@ -61,7 +66,9 @@ def test_the_model_status_counts_validated_windows_and_shows_the_newest_drift(st
 def test_the_alias_timeline_reads_newest_first_with_who_why_and_numbers(state, capsys) -> None:
     out = status(capsys, "--model", MODEL)
     timeline = out[out.index("Alias timeline") :]
-    rows = [line for line in timeline.splitlines() if "│ champion" in line or "│ challenger" in line]
+    rows = [
+        line for line in timeline.splitlines() if "│ champion" in line or "│ challenger" in line
+    ]
     assert "v2 → v1" in rows[0] and "rollback" in rows[0] and "bad feedback from sales" in rows[0]
     promoted = next(row for row in rows if "v1 → v2" in row)
     assert "delta=0.01235" in promoted and "ci_low=0.004" in promoted
@@ -94,12 +101,22 @@ class RecordedAirflow:
 
     runs = {
         "promote_churn_watch": [
-            {"dag_id": "promote_churn_watch", "dag_run_id": "run-2", "state": "success",
-             "start_date": "2026-03-02T10:00:00Z", "note": None},
+            {
+                "dag_id": "promote_churn_watch",
+                "dag_run_id": "run-2",
+                "state": "success",
+                "start_date": "2026-03-02T10:00:00Z",
+                "note": None,
+            },
         ],
         "train_churn_watch": [
-            {"dag_id": "train_churn_watch", "dag_run_id": "run-3", "state": "failed",
-             "start_date": "2026-03-03T10:00:00Z", "note": None},
+            {
+                "dag_id": "train_churn_watch",
+                "dag_run_id": "run-3",
+                "state": "failed",
+                "start_date": "2026-03-03T10:00:00Z",
+                "note": None,
+            },
         ],
     }
 
@@ -143,8 +160,13 @@ def test_without_a_floor_in_the_policy_the_newest_check_gives_it(tmp_path: Path)
     policy = load_policy(write_policy(tmp_path, "plain"))
     assert trigger_floor(policy, []) == (None, None)
     check = MonitorCheck(
-        model_name="plain", checked_at="2026-03-01T00:00:00+00:00", champion_version=1,
-        outcome="quiet", fired=(), reason="", signals={"performance": {"metric": "roc_auc", "floor": 0.61}},
+        model_name="plain",
+        checked_at="2026-03-01T00:00:00+00:00",
+        champion_version=1,
+        outcome="quiet",
+        fired=(),
+        reason="",
+        signals={"performance": {"metric": "roc_auc", "floor": 0.61}},
     )
     assert trigger_floor(policy, [check]) == ("roc_auc", 0.61)
 
@@ -155,7 +177,9 @@ def test_a_canary_under_way_shows_its_step_share_and_last_check(tmp_path: Path) 
     from tests.support import write_policy
 
     policy = load_policy(
-        write_policy(tmp_path, "canaried", rollout={"mode": "canary", "traffic_steps": [0.05, 0.25, 0.5]})
+        write_policy(
+            tmp_path, "canaried", rollout={"mode": "canary", "traffic_steps": [0.05, 0.25, 0.5]}
+        )
     )
     tags = {
         3: {
@@ -165,7 +189,10 @@ def test_a_canary_under_way_shows_its_step_share_and_last_check(tmp_path: Path) 
             "rollout.checked_at": "2026-03-01T10:00:00+00:00",
         }
     }
-    aliases = (AliasState("champion", 2, None), AliasState("canary", 3, None, "answers 25% of traffic"))
+    aliases = (
+        AliasState("champion", 2, None),
+        AliasState("canary", 3, None, "answers 25% of traffic"),
+    )
     assert rollout_progress(policy, aliases, tags).text == (
         "canary v3: step 2 of 3, 25% of traffic; last check: waiting for labels: 180 of 500 "
         "at 2026-03-01T10:00:00+00:00"

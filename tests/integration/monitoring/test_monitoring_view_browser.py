@@ -94,7 +94,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
     }
     for command in (["db", "migrate"], ["dags", "reserialize"]):
-        subprocess.run([_airflow(), *command], env=env, check=True, capture_output=True, timeout=240)
+        subprocess.run(
+            [_airflow(), *command], env=env, check=True, capture_output=True, timeout=240
+        )
     server = start_airflow_api_server(_airflow(), env, port, home / "api-server.log")
     try:
         try:
@@ -176,7 +178,9 @@ def test_the_model_page_shows_aliases_pending_work_metric_validation_drift_and_t
     page.screenshot(path=str(SCREENSHOTS / "monitoring-model.png"), full_page=True)
 
     assert _rows(page, "aliases")[0][:2] == ["champion", "v1"]
-    assert "v3 waits for 1 of UALICE001, UBOB00002 in #model-approvals" in page.inner_text("#pending")
+    assert "v3 waits for 1 of UALICE001, UBOB00002 in #model-approvals" in page.inner_text(
+        "#pending"
+    )
 
     state = served.state
     low, high = wilson_interval(state.day_correct, state.day_labeled, 0.95)
@@ -234,7 +238,9 @@ def test_the_overview_lists_the_model_and_airflow_shows_the_view_in_its_navigati
     row = _rows(page, "models")[0]
     assert row[0] == MODEL and row[1] == "champion v1"
     assert row[4] == f"{served.state.validations_passed}/{served.state.validations} passed"
-    assert "promote_churn_watch: v1 retired; v2 evaluated; v2 champion; why: better than v1" in row[7]
+    assert (
+        "promote_churn_watch: v1 retired; v2 evaluated; v2 champion; why: better than v1" in row[7]
+    )
     assert "train_churn_watch: queued" in row[7]
     page.click(f"text={MODEL}")
     page.wait_for_selector("#timeline")
@@ -287,5 +293,7 @@ def test_the_status_command_lists_the_runs_as_an_airflow_user(served: Served) ->
     )
     assert done.returncode == 0, done.stderr
     runs = done.stdout[done.stdout.index("Last runs") : done.stdout.index("Alias timeline")]
-    assert re.search(r"│ promote_churn_watch\s*│ run-2\s*│ success\s*│ \d{4}-\d\d-\d\d \d\d:\d\d │ v1", runs)
+    assert re.search(
+        r"│ promote_churn_watch\s*│ run-2\s*│ success\s*│ \d{4}-\d\d-\d\d \d\d:\d\d │ v1", runs
+    )
     assert re.search(r"│ train_churn_watch\s*│ run-9\s*│ queued\s*│ .*│ queued", runs)
