@@ -80,9 +80,11 @@ def _naive(moment: datetime) -> datetime:
 
 
 def _tag_time(tags: Mapping[str, str], key: str, version: int) -> datetime:
+    """A time tag of the version, in UTC (a tag without an offset is UTC, as source times are)."""
     if not tags.get(key):
         raise _NotChecked(f"v{version} has no {key} tag")
-    return datetime.fromisoformat(tags[key])
+    moment = datetime.fromisoformat(tags[key])
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _promoted_level(policy: Policy, tags: Mapping[str, str]) -> float | None:
@@ -110,7 +112,7 @@ def _performance(
         )
     since = now - timedelta(hours=rules.lookback_hours)
     if version.tags.get(f"alias.{CHAMPION}.since"):
-        since = max(since, datetime.fromisoformat(version.tags[f"alias.{CHAMPION}.since"]))
+        since = max(since, _tag_time(version.tags, f"alias.{CHAMPION}.since", version.version))
     engine = create_engine(settings.log_url)
     try:
         windows = arm_windows(

@@ -53,7 +53,12 @@ SCENARIOS = {
         profile=False,
     ),
     "source_down": Scenario(
-        {**GATE, "data_volume": {"min_new_rows": 300}, "drift": {"source": "source"}},
+        {
+            **GATE,
+            "performance": PERFORMANCE,
+            "data_volume": {"min_new_rows": 300},
+            "drift": {"source": "source"},
+        },
         source_url="sqlite:////nonexistent/monitor-tests/source.db",
     ),
 }
