@@ -61,6 +61,7 @@ INLINE_ROWS = 64
 # Bodies larger than this are parsed in the thread pool, so parsing never stalls the event loop.
 INLINE_BODY_BYTES = 64 * 1024
 _MAX_ID_LENGTH = 128
+_MAX_ROUTING_KEY_LENGTH = 256  # the log's column
 _MAX_DETAIL_CHARS = 500
 # The gateway serves binary classifiers (a version that is not one never passes its warm-up), so
 # the ground truth of a row is one of these.
@@ -236,6 +237,10 @@ def _routes(app: FastAPI, services: Services) -> None:
         if len(request_id) > _MAX_ID_LENGTH:
             raise HTTPException(400, f"{REQUEST_ID_HEADER} is longer than {_MAX_ID_LENGTH}")
         routing_key = request.headers.get(ROUTING_KEY_HEADER)
+        if routing_key is not None and len(routing_key) > _MAX_ROUTING_KEY_LENGTH:
+            raise HTTPException(
+                400, f"{ROUTING_KEY_HEADER} is longer than {_MAX_ROUTING_KEY_LENGTH}"
+            )
         arms = _arms_or_404(follower, name)
         body = await request.body()
         if len(body) > INLINE_BODY_BYTES:

@@ -155,8 +155,9 @@ def _stored(features: dict, mask: FeatureMask | None) -> dict:
 
 
 def _json_safe(value: object) -> object:
-    # NaN is how pandas spells a missing number, and strict JSON (PostgreSQL's) has no NaN.
-    if isinstance(value, float) and math.isnan(value):
+    # NaN is how pandas spells a missing number, and strict JSON (PostgreSQL's) has neither NaN
+    # nor infinities: one such value would make the database refuse the whole batch.
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "item"):
         return _json_safe(value.item())

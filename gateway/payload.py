@@ -163,6 +163,8 @@ def _typed(column: InputColumn, values: list) -> np.ndarray:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise SchemaMismatch(_wrong(column, value, "a number"))
+            if isinstance(value, float) and math.isinf(value):
+                raise SchemaMismatch(_wrong(column, value, "a finite number"))
             if kind in _INTEGRAL and isinstance(value, float) and not math.isnan(value):
                 if not value.is_integer():
                     raise SchemaMismatch(_wrong(column, value, "an integer"))

@@ -32,6 +32,7 @@ from gateway.batching import (
     retry_delay,
     take_batch,
 )
+from gateway.payload import shown
 
 logger = logging.getLogger(__name__)
 
@@ -238,15 +239,24 @@ class PredictionLogWriter:
         try:
             with self._engine.begin() as connection:
                 connection.execute(table.insert(), rows)
-        except sa.exc.IntegrityError:
+        except (sa.exc.IntegrityError, sa.exc.DataError):
             # A batch whose commit succeeded but whose acknowledgement was lost comes back here
-            # on retry: write row by row so the rows already there are kept once, not twice.
+            # on retry: write row by row so the rows already there are kept once, not twice. A
+            # row the database refuses as such (DataError) is dropped and counted, so it cannot
+            # hold back every row behind it.
             for row in rows:
                 try:
                     with self._engine.begin() as connection:
                         connection.execute(table.insert(), [row])
                 except sa.exc.IntegrityError:
                     continue
+                except sa.exc.DataError as error:
+                    self.rows_dropped += 1
+                    logger.error(
+                        "prediction log: dropped a row of request %s the database refuses: %s",
+                        shown(row["request_id"]),
+                        shown(str(error), 200),
+                    )
 
 
 @dataclass(frozen=True)

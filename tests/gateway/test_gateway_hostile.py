@@ -351,3 +351,21 @@ def test_a_webhook_with_a_non_ascii_signature_is_a_401(client: TestClient) -> No
         ),
     )
     assert response.status_code == 401
+
+
+def test_a_routing_key_longer_than_the_log_keeps_is_refused(client: TestClient) -> None:
+    response = hostile(
+        "long X-Routing-Key",
+        client.post("/models/churn/invocations", json=ROW, headers={"X-Routing-Key": "k" * 300}),
+    )
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("value", ["Infinity", "-Infinity"])
+def test_an_infinite_feature_value_is_refused(client: TestClient, value: str) -> None:
+    body = f'{{"dataframe_records": [{{"x": {value}, "plan": "pro"}}]}}'
+    response = hostile(
+        f"feature value {value}",
+        client.post("/models/churn/invocations", content=body, headers=_json()),
+    )
+    assert response.status_code == 422 and "finite" in response.json()["detail"]

@@ -98,3 +98,41 @@ def test_labels_need_a_token_from_the_secrets_file_and_an_answered_request(
             answer = client.post(feedback, json=label, headers={"Authorization": f"Bearer {token}"})
             assert answer.status_code == 200
         assert answer.json() == {"stored": 0, "unchanged": 1, "corrected": 0}
+
+
+def test_a_row_postgresql_refuses_is_dropped_and_the_rest_of_its_batch_written(
+    postgres_log_schema: tuple[str, str],
+) -> None:
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from gateway.batching import LogEntry
+    from gateway.predlog import PredictionLogWriter, create_engine, log_tables
+
+    url, schema = postgres_log_schema
+    engine, tables = create_engine(url), log_tables(schema)
+    writer = PredictionLogWriter(
+        engine, tables, batch_size=100, flush_interval_s=0.05, max_pending_rows=1000
+    )
+    writer.start()
+    for request_id, routing_key in (("ok-1", "user-1"), ("bad", "k" * 300), ("ok-2", None)):
+        writer.submit(
+            LogEntry(
+                request_id=request_id,
+                model_name="gw_hostile",
+                version=1,
+                role="champion",
+                routing_key=routing_key,
+                features=None,
+                scores=None,
+                latency_ms=0.0,
+                at=datetime.now(UTC),
+                error="refused upstream",
+            )
+        )
+    writer.close()
+    with engine.connect() as connection:
+        written = connection.execute(sa.select(tables.predictions.c.request_id)).scalars().all()
+    assert sorted(written) == ["ok-1", "ok-2"]
+    assert writer.rows_dropped == 1
