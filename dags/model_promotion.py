@@ -424,7 +424,7 @@ def build_rollback_dag(policy: Policy) -> None:
             params = get_current_context()["params"]
             return _bad_input_fails_without_retry(
                 lambda: steps.plan(policy, params.get("version"), bool(params.get("force")), _run())
-            )
+            ).to_xcom()
 
         @task(pool=policy.alias_pool)
         def apply_rollback(planned: dict) -> dict:
@@ -432,7 +432,9 @@ def build_rollback_dag(policy: Policy) -> None:
 
             reason = get_current_context()["params"]["reason"]
             return _bad_input_fails_without_retry(
-                lambda: steps.apply(policy, planned, reason, _run())
+                lambda: steps.apply(
+                    policy, steps.PlannedRollback.from_xcom(planned), reason, _run()
+                )
             )
 
         apply_rollback(plan_rollback())
@@ -580,8 +582,7 @@ def _trigger_tags(policy: Policy) -> dict[str, str]:
         if getattr(asset, "uri", None) == policy.retrain_asset_uri
         for event in events[asset]
     ]
-    run_type = context["dag_run"].run_type  # an Enum: str() of it is "DagRunType.MANUAL"
-    return trigger_tags(getattr(run_type, "value", str(run_type)), extras, _run().triggered_by)
+    return trigger_tags(str(context["dag_run"].run_type), extras, _run().triggered_by)
 
 
 def _active_runs(policy: Policy) -> list[str]:

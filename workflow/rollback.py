@@ -7,7 +7,7 @@ champion the plan saw, so a rollback planned before another move changes nothing
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import registry
 from policies.schema import Policy
@@ -17,9 +17,30 @@ from workflow.params import require_version
 from workflow.runs import RunContext
 
 
+@dataclass(frozen=True)
+class PlannedRollback:
+    """What plan_rollback hands to apply_rollback over XCom: the champion move, the canary the
+    plan saw (cleared first), and whether the move is forced."""
+
+    from_version: int
+    to_version: int
+    reason: str
+    canary: int | None
+    force: bool
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: dict) -> PlannedRollback:
+        """The record from what `to_xcom` returned."""
+        return cls(**value)
+
+
 def plan(
     policy: Policy, requested_version: int | None, force: bool, run: RunContext | None = None
-) -> dict:
+) -> PlannedRollback:
     """The rollback plan; raises ParamError when the requested version does not exist, and
     NothingToRollBack (nothing moved) when there is no valid target.
 
@@ -48,7 +69,9 @@ def plan(
             force=force,
         )
     _require_loadable(name, target.to_version)
-    return {**asdict(target), "canary": registry.get_alias_version(name, CANARY), "force": force}
+    return PlannedRollback(
+        **asdict(target), canary=registry.get_alias_version(name, CANARY), force=force
+    )
 
 
 def _require_loadable(name: str, version: int) -> None:
@@ -69,15 +92,15 @@ def _require_loadable(name: str, version: int) -> None:
         ) from error
 
 
-def apply(policy: Policy, planned: dict, reason: str, run: RunContext) -> dict:
+def apply(policy: Policy, planned: PlannedRollback, reason: str, run: RunContext) -> dict:
     """Clear a running canary, then move `champion` as planned, unless either moved since the plan.
 
     A retried task finds its moves done and changes nothing; a refusal raises NothingToRollBack
     with the reason, and nothing of this rollback moves.
     """
     name = policy.model_name
-    canary, force = planned.get("canary"), bool(planned.get("force"))
-    target = RollbackPlan(planned["from_version"], planned["to_version"], planned["reason"])
+    canary, force = planned.canary, planned.force
+    target = RollbackPlan(planned.from_version, planned.to_version, planned.reason)
     try:
         if canary is not None:
             registry.move_alias(

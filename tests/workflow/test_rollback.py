@@ -52,7 +52,7 @@ def champion() -> int | None:
 
 def test_default_params_put_the_previous_champion_back(policy, versions) -> None:
     planned = rollback.plan(policy, None, False)
-    assert (planned["from_version"], planned["to_version"]) == (2, 1)
+    assert (planned.from_version, planned.to_version) == (2, 1)
     rollback.apply(policy, planned, "bad predictions", RUN)
     assert champion() == 1
     assert registry.version_state(MODEL, 2) is State.ROLLED_BACK

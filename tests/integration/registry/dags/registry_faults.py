@@ -146,13 +146,18 @@ def build_rollback(index: int, scenario: dict) -> None:
 
     @task(task_id=f"plan_{index}")
     def plan() -> dict:
-        return rollback.plan(_policy(model), None, False, _run())
+        return rollback.plan(_policy(model), None, False, _run()).to_xcom()
 
     @task(task_id=f"apply_{index}", **RETRY)
     def apply(planned: dict) -> dict:
         _arm(fault)
         run = _run()
-        rollback.apply(_policy(model), planned, "fault-injection rollback", run)
+        rollback.apply(
+            _policy(model),
+            rollback.PlannedRollback.from_xcom(planned),
+            "fault-injection rollback",
+            run,
+        )
         if fault == "before_notification" and _first_try():
             _die()
         return {"actor": run.actor}
