@@ -4,22 +4,44 @@ link in Airflow's navigation.
 A plugin app is mounted without Airflow's authentication, so every route here depends on
 `caller`, which validates the Airflow JWT (the `Authorization: Bearer` header, else the `_token`
 cookie Airflow's UI sets) with Airflow's own auth manager and asks it whether the user may see
-plugin views. An anonymous request gets a 401 and nothing else. This module stays light: Airflow
+plugin views. An anonymous request gets a 401 and nothing of the view (a browser, a link to
+Airflow's sign-in page). This module stays light: Airflow
 loads plugins in every component, so the view's own modules are imported inside the handlers.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 URL_PREFIX = "/monitoring"
 TOKEN_COOKIE = "_token"
+
+
+class SignInRequired(Exception):
+    """An anonymous request: answered 401, with a link to Airflow's sign-in page for a browser."""
+
+    def __init__(self, login_url: str) -> None:
+        super().__init__(login_url)
+        self.login_url = login_url
+
+
+def signed_out(request: Request, error: SignInRequired) -> Response:
+    """The 401 an anonymous caller gets: nothing of the view, only where to sign in."""
+    headers = {"WWW-Authenticate": "Bearer"}
+    if "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse(
+            {"detail": "Sign in to Airflow to see the monitoring view"}, 401, headers=headers
+        )
+    link = html.escape(error.login_url, quote=True)
+    body = f'<!doctype html><p>Sign in to Airflow to see the monitoring view: <a href="{link}" target="_top">sign in</a>.</p>'
+    return HTMLResponse(body, status.HTTP_401_UNAUTHORIZED, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -47,11 +69,7 @@ async def caller(request: Request) -> Caller:
 
     token = bearer_or_cookie(request)
     if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="Sign in to Airflow to see the monitoring view",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise SignInRequired(get_auth_manager().get_url_login(next_url=str(request.url)))
     user = await resolve_user_from_token(token)
     if not get_auth_manager().is_authorized_view(access_view=AccessView.PLUGINS, user=user):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Not allowed to see plugin views")
@@ -95,6 +113,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    app.add_exception_handler(SignInRequired, signed_out)
 
     @app.get("/", response_class=HTMLResponse)
     def overview_page(request: Request, who: CallerDep) -> str:

@@ -262,12 +262,19 @@ def test_the_overview_lists_the_model_and_airflow_shows_the_view_in_its_navigati
     page.screenshot(path=str(SCREENSHOTS / "monitoring-in-airflow.png"), full_page=True)
 
 
-def test_an_anonymous_browser_sees_nothing(served: Served, browser: object) -> None:
+def test_an_anonymous_browser_sees_nothing_but_where_to_sign_in(
+    served: Served, browser: object
+) -> None:
     page = browser.new_context().new_page()
     for path in ("/monitoring/", f"/monitoring/models/{MODEL}"):
         response = page.goto(f"{served.url}{path}")
         assert response.status == 401
-        assert MODEL not in page.content() and "champion" not in page.content()
+        shown = page.inner_text("body")
+        assert shown == "Sign in to Airflow to see the monitoring view: sign in."
+    page.click("text=sign in")
+    page.wait_for_url("**/auth/login**")
+    anonymous = httpx.get(f"{served.url}/monitoring/", timeout=30)
+    assert anonymous.status_code == 401 and MODEL not in anonymous.text
     forged = httpx.get(
         f"{served.url}/monitoring/", headers={"Authorization": "Bearer not-a-token"}, timeout=30
     )
