@@ -5,8 +5,8 @@ A plugin app is mounted without Airflow's authentication, so every route here de
 `caller`, which validates the Airflow JWT (the `Authorization: Bearer` header, else the `_token`
 cookie Airflow's UI sets) with Airflow's own auth manager and asks it whether the user may see
 plugin views. An anonymous request gets a 401 and nothing of the view (a browser, a link to
-Airflow's sign-in page). This module stays light: Airflow
-loads plugins in every component, so the view's own modules are imported inside the handlers.
+Airflow's sign-in page). This module stays light: Airflow loads plugins in every component, so
+the view's own modules are imported inside the handlers.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def signed_out(request: Request, error: SignInRequired) -> Response:
     headers = {"WWW-Authenticate": "Bearer"}
     if "text/html" not in request.headers.get("accept", ""):
         return JSONResponse(
-            {"detail": "Sign in to Airflow to see the monitoring view"}, 401, headers=headers
+            {"detail": "Sign in to Airflow to see the monitoring view"},
+            status.HTTP_401_UNAUTHORIZED,
+            headers=headers,
         )
     link = html.escape(error.login_url, quote=True)
     body = f'<!doctype html><p>Sign in to Airflow to see the monitoring view: <a href="{link}" target="_top">sign in</a>.</p>'
