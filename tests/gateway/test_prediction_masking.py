@@ -73,5 +73,7 @@ def test_the_masking_is_read_from_each_served_models_policy(tmp_path: Path) -> N
 
 def test_a_policy_masking_a_column_that_is_not_a_feature_is_refused(tmp_path: Path) -> None:
     write_policy(tmp_path, "churn", prediction_log={"unlogged_features": ["email"]})
-    with pytest.raises(GatewayConfigError, match=r"churn\.yaml: .*prediction_log: not features of the model: email"):
+    with pytest.raises(
+        GatewayConfigError, match=r"churn\.yaml: .*prediction_log: not features of the model: email"
+    ):
         parse_config({"models": [{"name": "churn"}], "policy_dir": str(tmp_path)}, "test")
