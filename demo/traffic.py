@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from collections import deque
 from typing import Literal
 
@@ -43,6 +44,8 @@ class Traffic:
         self.sent = self.labeled = self.failed = 0
         self._stop = threading.Event()
         self._pending: deque[tuple[float, list[dict]]] = deque()
+        # The gateway refuses a request id it answered before: ids are unique to this run.
+        self._ids = f"{model}-{uuid.uuid4().hex[:8]}"
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Traffic:
@@ -60,7 +63,7 @@ class Traffic:
                 if self._stop.is_set():
                     return
                 start = (i * self.rows) % (len(records) - self.rows)
-                request_id = f"{self.model}-{i}"
+                request_id = f"{self._ids}-{i}"
                 answer = client.post(
                     f"/models/{self.model}/invocations",
                     json={"dataframe_records": records[start : start + self.rows]},
