@@ -8,7 +8,7 @@ from functools import cache
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from monitoring import charts
-from monitoring.readings import parse_time
+from monitoring.readings import parse_time, version_text
 from monitoring.text import aliases_text
 from monitoring.view import ModelView, Overview
 
@@ -29,6 +29,7 @@ def _environment() -> Environment:
         when=_when,
         when_text=lambda moment: _when(parse_time(moment)),
         aliases_text=aliases_text,
+        version_text=version_text,
     )
     return environment
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from monitoring.readings import number, parse_time
+from monitoring.readings import number, parse_time, version_text
 from monitoring.view import AliasState, ModelView, Overview, RunSummary
 
 WIDTH = 160
@@ -147,4 +147,18 @@ def model_text(view: ModelView) -> str:
     parts.append(drift if view.drift else "Drift: no drift measured yet")
     parts.append(_runs_table(view.runs, view.runs_note))
     parts.append(timeline if view.timeline else "Alias timeline: no moves recorded")
+    if view.alias_drifts:
+        drifts = Table(title="Aliases moved outside the workflow", title_justify="left")
+        for column in ("noticed", "alias", "ledger says", "MLflow had", "noticed by", "that move"):
+            drifts.add_column(column, overflow="fold")
+        for d in view.alias_drifts:
+            drifts.add_row(
+                _when(parse_time(d.detected_at)),
+                d.alias,
+                version_text(d.ledger_version),
+                version_text(d.registry_version),
+                d.attempted_by,
+                f"{d.attempted_move}: {'refused' if d.refused else 'forced over it'}",
+            )
+        parts.append(drifts)
     return _render(*parts)

@@ -42,6 +42,7 @@ from policies.loader import load_valid_policies
 from policies.schema import Policy
 from promotion.records import CANARY, CHALLENGER, CHAMPION, SHADOW
 from registry import get_version
+from registry.alias_drift import AliasDrift, read_alias_drifts
 from registry.ledger import ledger_at
 from registry.listing import get_all_model_aliases
 from registry.monitor_checks import MonitorCheck, read_checks
@@ -51,6 +52,7 @@ from registry.validation_records import ValidationRecord, read_validations
 ALIASES = (CHAMPION, CHALLENGER, CANARY, SHADOW)
 RUNS_PER_DAG = 3
 DRIFT_CHECKS = 500
+ALIAS_DRIFTS = 20
 OVERVIEW_DAYS = 7
 OVERVIEW_VALIDATION_DAYS = 30
 
@@ -150,6 +152,7 @@ class ModelView:
     runs: tuple[RunSummary, ...]
     runs_note: str
     timeline: tuple[TimelineRow, ...]
+    alias_drifts: tuple[AliasDrift, ...] = ()
     links: dict[int, VersionLinks] = field(default_factory=dict)
 
     @property
@@ -256,6 +259,7 @@ def model_view(sources: Sources, policy: Policy, *, now: datetime, days: int = 3
         runs=tuple(runs),
         runs_note=runs_note,
         timeline=tuple(timeline(moves)),
+        alias_drifts=tuple(read_alias_drifts(settings.ledger_url, name, limit=ALIAS_DRIFTS)),
         links={v: _version_links(settings, name, v, tags.get(v)) for v in versions},
     )
 

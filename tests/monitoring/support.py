@@ -113,6 +113,7 @@ def build_known_state(root: Path, tracking_uri: str, now: datetime) -> KnownStat
     import registry
     from approval.store import DecisionStore
     from approval.testing.samples import sample_config, sample_request
+    from registry.alias_drift import AliasDrift, record_alias_drift
     from registry.monitor_checks import MonitorCheck, record_check
     from registry.settings import ledger_url
     from registry.validation_records import ValidationRecord, record_validation
@@ -133,6 +134,18 @@ def build_known_state(root: Path, tracking_uri: str, now: datetime) -> KnownStat
     record_evaluation(MODEL, 2, {"eval.run_id": EVAL_RUN, "eval.verdict": "promote"}, "Evaluation")
 
     ledger = ledger_url(tracking_uri)
+    record_alias_drift(
+        ledger,
+        AliasDrift(
+            model_name=MODEL,
+            alias="champion",
+            detected_at=(now - timedelta(hours=2)).isoformat(),
+            ledger_version=1,
+            registry_version=3,
+            attempted_by="promote_churn_watch/run-4",
+            attempted_move="champion v1 → v3 (promote)",
+        ),
+    )
     for hours, psi, drifted in ((30, 0.05, False), (6, 0.31, True)):
         record_check(
             ledger,

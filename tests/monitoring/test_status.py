@@ -65,7 +65,7 @@ def test_the_model_status_counts_validated_windows_and_shows_the_newest_drift(
 
 def test_the_alias_timeline_reads_newest_first_with_who_why_and_numbers(state, capsys) -> None:
     out = status(capsys, "--model", MODEL)
-    timeline = out[out.index("Alias timeline") :]
+    timeline = out[out.index("Alias timeline") : out.index("Aliases moved outside the workflow")]
     rows = [
         line for line in timeline.splitlines() if "│ champion" in line or "│ challenger" in line
     ]
@@ -74,6 +74,14 @@ def test_the_alias_timeline_reads_newest_first_with_who_why_and_numbers(state, c
     assert "delta=0.01235" in promoted and "ci_low=0.004" in promoted
     assert "rollback_churn_watch/run-1" in rows[0]
     assert rows[-1].count("none → v1") == 1 and "candidate" in rows[-1]
+
+
+def test_an_alias_moved_outside_the_workflow_is_listed_with_the_move_it_met(state, capsys) -> None:
+    out = status(capsys, "--model", MODEL)
+    drifts = out[out.index("Aliases moved outside the workflow") :]
+    row = next(line for line in drifts.splitlines() if "│ champion" in line)
+    assert [cell.strip() for cell in row.split("│")[2:5]] == ["champion", "v1", "v3"]
+    assert "refused" in drifts
 
 
 def test_without_airflow_settings_the_runs_section_says_how_to_enable_it(state, capsys) -> None:

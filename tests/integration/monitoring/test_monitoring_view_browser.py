@@ -213,6 +213,9 @@ def test_the_model_page_shows_aliases_pending_work_metric_validation_drift_and_t
     assert timeline[0][5] == "bad feedback from sales"
     assert "delta=0.01235, ci_low=0.004, ci_high=0.0207" == timeline[2][6]
     assert len(timeline) == 7
+    drift = _rows(page, "alias-drifts")
+    assert [cell for cell in drift[0][1:4]] == ["champion", "v1", "v3"]
+    assert drift[0][5:] == ["champion v1 → v3 (promote)", "refused"]
     runs = {row[0]: row for row in _rows(page, "runs")}
     assert set(runs) == {"promote_churn_watch", "train_churn_watch"}
     promote = runs["promote_churn_watch"]
