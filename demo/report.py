@@ -62,7 +62,7 @@ def print_how_to_look(workspace: Workspace, env_file: Path, view_port: int) -> N
     print(
         "\nThe monitoring view, inside Airflow's UI (Airflow's api-server with the project's plugin):"
     )
-    print(f"  {settings}; .venv/bin/airflow api-server --port {view_port}")
+    print(f"  {settings}; .venv/bin/airflow api-server --host 127.0.0.1 --port {view_port}")
     print(
         f"  then open http://127.0.0.1:{view_port}/monitoring/ as `admin` (password in {passwords})"
     )
