@@ -14,6 +14,7 @@ approval → a canary on live traffic → champion v2; rollback through REST →
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import time
@@ -51,6 +52,7 @@ TRAINING_QUEUE = "training"
 REDIS_URL = "redis://127.0.0.1:6379/13"  # a Redis database of this test's own, flushed around it
 STARTUP_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 420
+# Natively, the machine's PostgreSQL and Redis; Flower only watches the workers, so it stays out.
 NATIVE = [s for s in topology.SERVICES if not s.external and s.name != "flower"]
 
 
@@ -186,8 +188,6 @@ def _airflow() -> str:
 
 
 def _base_environment() -> dict[str, str]:
-    import os
-
     return {
         key: value
         for key, value in os.environ.items()
