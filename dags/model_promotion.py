@@ -582,7 +582,8 @@ def _trigger_tags(policy: Policy) -> dict[str, str]:
         if getattr(asset, "uri", None) == policy.retrain_asset_uri
         for event in events[asset]
     ]
-    return trigger_tags(str(context["dag_run"].run_type), extras, _run().triggered_by)
+    run_type = context["dag_run"].run_type  # an Enum: str() of it is "DagRunType.MANUAL"
+    return trigger_tags(getattr(run_type, "value", str(run_type)), extras, _run().triggered_by)
 
 
 def _active_runs(policy: Policy) -> list[str]:
