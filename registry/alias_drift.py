@@ -6,11 +6,10 @@ show it; the move that detected it was refused (or, when forced, recorded over i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from registry.ledger import engine_with_tables
+from registry.side_tables import append_row, newest_rows, utc_iso
 
 metadata = sa.MetaData()
 
@@ -46,28 +45,22 @@ class AliasDrift:
     refused: bool = True
 
 
-def _utc(moment: str) -> str:
-    parsed = datetime.fromisoformat(moment)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def record_alias_drift(ledger_url: str, drift: AliasDrift) -> None:
     """Append one detection to the ledger database."""
-    with engine_with_tables(ledger_url, metadata).begin() as connection:
-        connection.execute(
-            alias_drifts.insert().values(
-                model_name=drift.model_name,
-                alias=drift.alias,
-                detected_at=_utc(drift.detected_at),
-                ledger_version=drift.ledger_version,
-                registry_version=drift.registry_version,
-                attempted_by=drift.attempted_by,
-                attempted_move=drift.attempted_move,
-                refused=drift.refused,
-            )
-        )
+    append_row(
+        ledger_url,
+        alias_drifts,
+        {
+            "model_name": drift.model_name,
+            "alias": drift.alias,
+            "detected_at": utc_iso(drift.detected_at),
+            "ledger_version": drift.ledger_version,
+            "registry_version": drift.registry_version,
+            "attempted_by": drift.attempted_by,
+            "attempted_move": drift.attempted_move,
+            "refused": drift.refused,
+        },
+    )
 
 
 def read_alias_drifts(
@@ -77,17 +70,7 @@ def read_alias_drifts(
     limit: int | None = None,
 ) -> list[AliasDrift]:
     """Recorded detections, newest first; of one model and from `since` on when given."""
-    query = sa.select(alias_drifts).order_by(
-        alias_drifts.c.detected_at.desc(), alias_drifts.c.id.desc()
-    )
-    if model_name is not None:
-        query = query.where(alias_drifts.c.model_name == model_name)
-    if since is not None:
-        query = query.where(alias_drifts.c.detected_at >= _utc(since))
-    if limit is not None:
-        query = query.limit(limit)
-    with engine_with_tables(ledger_url, metadata).connect() as connection:
-        rows = connection.execute(query).all()
+    rows = newest_rows(ledger_url, alias_drifts, "detected_at", model_name, since, limit)
     return [
         AliasDrift(
             model_name=row.model_name,

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Literal
 
 import sqlalchemy as sa
 
-from registry.ledger import engine_with_tables
+from registry.side_tables import append_row, newest_rows, utc_iso
 
 Outcome = Literal["fired", "quiet", "not_checked"]
 OUTCOMES: tuple[str, ...] = ("fired", "quiet", "not_checked")
@@ -63,29 +62,22 @@ class MonitorCheck:
             )
 
 
-def _canonical(moment: str) -> str:
-    """An ISO-8601 time as UTC in one fixed format, so that times compare as strings in SQL."""
-    parsed = datetime.fromisoformat(moment)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="microseconds")
-
-
 def record_check(ledger_url: str, check: MonitorCheck) -> None:
     """Append one monitor check to the ledger database."""
-    with engine_with_tables(ledger_url, metadata).begin() as connection:
-        connection.execute(
-            monitor_checks.insert().values(
-                model_name=check.model_name,
-                checked_at=_canonical(check.checked_at),
-                champion_version=check.champion_version,
-                outcome=check.outcome,
-                fired=json.dumps(list(check.fired)),
-                reason=check.reason,
-                signals=json.dumps(check.signals, allow_nan=False),
-                run_id=check.run_id,
-            )
-        )
+    append_row(
+        ledger_url,
+        monitor_checks,
+        {
+            "model_name": check.model_name,
+            "checked_at": utc_iso(check.checked_at),
+            "champion_version": check.champion_version,
+            "outcome": check.outcome,
+            "fired": json.dumps(list(check.fired)),
+            "reason": check.reason,
+            "signals": json.dumps(check.signals, allow_nan=False),
+            "run_id": check.run_id,
+        },
+    )
 
 
 def read_checks(
@@ -95,25 +87,17 @@ def read_checks(
     limit: int | None = None,
 ) -> list[MonitorCheck]:
     """Recorded monitor checks, newest first; of one model, from `since` (ISO-8601 UTC) on."""
-    query = monitor_checks.select()
-    if model_name is not None:
-        query = query.where(monitor_checks.c.model_name == model_name)
-    if since is not None:
-        query = query.where(monitor_checks.c.checked_at >= _canonical(since))
-    query = query.order_by(monitor_checks.c.checked_at.desc(), monitor_checks.c.id.desc())
-    if limit is not None:
-        query = query.limit(limit)
-    with engine_with_tables(ledger_url, metadata).connect() as connection:
-        return [
-            MonitorCheck(
-                model_name=row.model_name,
-                checked_at=row.checked_at,
-                champion_version=row.champion_version,
-                outcome=row.outcome,
-                fired=tuple(json.loads(row.fired)),
-                reason=row.reason,
-                signals=json.loads(row.signals),
-                run_id=row.run_id,
-            )
-            for row in connection.execute(query)
-        ]
+    rows = newest_rows(ledger_url, monitor_checks, "checked_at", model_name, since, limit)
+    return [
+        MonitorCheck(
+            model_name=row.model_name,
+            checked_at=row.checked_at,
+            champion_version=row.champion_version,
+            outcome=row.outcome,
+            fired=tuple(json.loads(row.fired)),
+            reason=row.reason,
+            signals=json.loads(row.signals),
+            run_id=row.run_id,
+        )
+        for row in rows
+    ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from registry.ledger import engine_with_tables
+from registry.side_tables import append_row, newest_rows, utc_iso
 
 metadata = sa.MetaData()
 
@@ -54,19 +54,20 @@ class ValidationRecord:
 
 def record_validation(ledger_url: str, record: ValidationRecord) -> None:
     """Append one validated window to the ledger database."""
-    with engine_with_tables(ledger_url, metadata).begin() as connection:
-        connection.execute(
-            validations.insert().values(
-                model_name=record.model_name,
-                validated_at=record.validated_at,
-                window_start=record.window_start,
-                window_end=record.window_end,
-                rows=record.rows,
-                passed=record.passed,
-                failed_checks=json.dumps(list(record.failed_checks), ensure_ascii=False),
-                run_id=record.run_id,
-            )
-        )
+    append_row(
+        ledger_url,
+        validations,
+        {
+            "model_name": record.model_name,
+            "validated_at": utc_iso(record.validated_at),
+            "window_start": record.window_start,
+            "window_end": record.window_end,
+            "rows": record.rows,
+            "passed": record.passed,
+            "failed_checks": json.dumps(list(record.failed_checks), ensure_ascii=False),
+            "run_id": record.run_id,
+        },
+    )
 
 
 def read_validations(
@@ -76,25 +77,17 @@ def read_validations(
     limit: int | None = None,
 ) -> list[ValidationRecord]:
     """Recorded validations, newest first; of one model, from `since` (ISO-8601 UTC) on."""
-    query = validations.select()
-    if model_name is not None:
-        query = query.where(validations.c.model_name == model_name)
-    if since is not None:
-        query = query.where(validations.c.validated_at >= since)
-    query = query.order_by(validations.c.validated_at.desc(), validations.c.id.desc())
-    if limit is not None:
-        query = query.limit(limit)
-    with engine_with_tables(ledger_url, metadata).connect() as connection:
-        return [
-            ValidationRecord(
-                model_name=row.model_name,
-                validated_at=row.validated_at,
-                window_start=row.window_start,
-                window_end=row.window_end,
-                rows=row.rows,
-                passed=row.passed,
-                failed_checks=tuple(json.loads(row.failed_checks)),
-                run_id=row.run_id,
-            )
-            for row in connection.execute(query)
-        ]
+    rows = newest_rows(ledger_url, validations, "validated_at", model_name, since, limit)
+    return [
+        ValidationRecord(
+            model_name=row.model_name,
+            validated_at=row.validated_at,
+            window_start=row.window_start,
+            window_end=row.window_end,
+            rows=row.rows,
+            passed=bool(row.passed),
+            failed_checks=tuple(json.loads(row.failed_checks)),
+            run_id=row.run_id,
+        )
+        for row in rows
+    ]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ def test_validations_read_back_newest_first_with_their_failed_checks(ledger_url:
 
     newest, oldest = read_validations(ledger_url)
 
-    assert newest == _record("2026-02-02T06:00:00+00:00", failed=failed)
+    recorded = _record("2026-02-02T06:00:00+00:00", failed=failed)
+    assert newest == replace(recorded, validated_at="2026-02-02T06:00:00.000000+00:00")
     assert oldest.passed and oldest.failed_checks == ()
 
 
@@ -49,6 +51,15 @@ def test_validations_filter_by_model_since_and_limit(ledger_url: str) -> None:
     recent = read_validations(ledger_url, "churn", since="2026-02-02T00:00:00+00:00")
     assert [r.validated_at[:10] for r in recent] == ["2026-02-03", "2026-02-02"]
     assert [r.model_name for r in read_validations(ledger_url, limit=1)] == ["fraud"]
+
+
+def test_since_in_another_offset_keeps_a_validation_exactly_at_the_bound(ledger_url: str) -> None:
+    record_validation(ledger_url, _record("2026-02-02T06:00:00"))
+    record_validation(ledger_url, _record("2026-02-02T05:59:59.999999+00:00"))
+
+    recent = read_validations(ledger_url, "churn", since="2026-02-02T07:00:00+01:00")
+
+    assert [r.validated_at for r in recent] == ["2026-02-02T06:00:00.000000+00:00"]
 
 
 def test_a_ledger_without_validations_reads_empty(ledger_url: str) -> None:
