@@ -75,7 +75,9 @@ def _wilson(successes: int, trials: int, z: float) -> tuple[float, float, float]
     half = (
         z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
     )
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    # Wilson's interval always holds p; the clamp keeps rounding (p = 0 or 1) from moving an end
+    # past it.
+    return p, max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def metric_interval(
