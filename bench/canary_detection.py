@@ -19,6 +19,7 @@ Run: .venv/bin/python bench/canary_detection.py
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -173,7 +174,7 @@ def fmt(labels: float) -> str:
     return f"> {HORIZON}" if math.isinf(labels) else f"{labels:.0f}"
 
 
-def compare(share: float, seed: int) -> None:
+def compare(share: float, seed: int) -> dict[str, float]:
     """Print the three tests side by side at one challenger traffic share."""
     print(f"\n## Challenger share {share:.0%} (champion gets {1 - share:.0%} of labels)\n")
     streams = {p: simulate(p, share, seed + i) for i, p in enumerate(CHALLENGERS)}
@@ -239,6 +240,7 @@ def compare(share: float, seed: int) -> None:
         f"(N={several[0]}, K={several[1]}) = {ours:.0f} / {several_median:.0f} = "
         f"{ours / several_median:.2f}"
     )
+    return {"false_revert": target, "revert_ratio_vs_fixed": ours / baseline}
 
 
 def mixing_sensitivity(share: float, seed: int) -> None:
@@ -256,7 +258,7 @@ def mixing_sensitivity(share: float, seed: int) -> None:
         )
 
 
-def stepped_rollout(runs: int, seed: int) -> None:
+def stepped_rollout(runs: int, seed: int) -> dict[float, float]:
     """The whole default rollout through analyze_step: steps, minimum labels, earlier evidence."""
     print(
         f"\n## Whole rollout through analyze_step: steps {list(CONFIG.traffic_steps)}, "
@@ -269,6 +271,7 @@ def stepped_rollout(runs: int, seed: int) -> None:
     )
     print("| --- | --- | --- | --- | --- |")
     rng = np.random.default_rng(seed)
+    promoted_share: dict[float, float] = {}
     for p in CHALLENGERS:
         outcomes, labels, revert_steps = [], [], [0] * len(CONFIG.traffic_steps)
         for _ in range(runs):
@@ -300,10 +303,12 @@ def stepped_rollout(runs: int, seed: int) -> None:
             labels.append(used)
         reverted = outcomes.count("revert") / runs
         promoted = outcomes.count("promote") / runs
+        promoted_share[p] = promoted
         per_step = " / ".join(f"{n / runs:.3f}" for n in revert_steps)
         print(
             f"| {p:.2f} | {reverted:.3f} | {promoted:.3f} | {np.median(labels):.0f} | {per_step} |"
         )
+    return promoted_share
 
 
 def main() -> None:
@@ -315,11 +320,20 @@ def main() -> None:
         f"challenger labels up to {HORIZON}; mSPRT with alpha={CONFIG.alpha}, "
         f"expected_effect={CONFIG.expected_effect} (one-sided: challenger worse)"
     )
-    compare(0.05, seed=1)
-    compare(0.50, seed=2)
+    small = compare(0.05, seed=1)
+    large = compare(0.50, seed=2)
     mixing_sensitivity(0.05, seed=3)
-    stepped_rollout(runs=400, seed=4)
+    promoted = stepped_rollout(runs=400, seed=4)
     print(f"\n(ran in {time.perf_counter() - started:.0f} s)")
+    headline = {
+        "equal_promoted": promoted[0.90],
+        "worse2_promoted": promoted[0.88],
+        "worse5_promoted": promoted[0.85],
+        "false_revert": max(small["false_revert"], large["false_revert"]),
+        "revert_ratio_vs_fixed_5pct": small["revert_ratio_vs_fixed"],
+        "revert_ratio_vs_fixed_50pct": large["revert_ratio_vs_fixed"],
+    }
+    print("RESULT " + json.dumps({k: round(v, 4) for k, v in headline.items()}))
 
 
 if __name__ == "__main__":

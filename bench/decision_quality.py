@@ -17,6 +17,7 @@ Run: .venv/bin/python bench/decision_quality.py [--trials 1000] [--resamples 100
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -94,15 +95,26 @@ def main() -> None:
     se = np.sqrt(0.05 * 0.95 / args.trials)
     print()
     print(f"Monte Carlo standard error of a 5% rate: ±{se:.1%}. Took {elapsed:.0f} s.")
+    false_rates, true_rates = [], []
     for shared in sorted({row[0] for row in table}, reverse=True):
         at_10k = {
             name: new for sh, rows, name, _, _, new in table if sh == shared and rows == 10_000
         }
         false_max = max(at_10k["equal"], at_10k["1 point worse"])
+        false_rates.append(false_max)
+        true_rates.append(at_10k["2 points better"])
         print(
             f"Goals at 10,000 rows, {shared:.0%} shared mistakes: equal-or-worse promoted ≤ 5%: "
             f"{false_max:.1%}; 2 points better promoted ≥ 80%: {at_10k['2 points better']:.1%}."
         )
+    headline = {
+        "false_promoted_10k": max(false_rates),
+        "better2_promoted_10k": min(true_rates),
+        "old_rule_equal_promoted_10k": max(
+            old for _, rows, name, _, old, _ in table if rows == 10_000 and name == "equal"
+        ),
+    }
+    print("RESULT " + json.dumps({k: round(v, 4) for k, v in headline.items()}))
 
 
 def _run_cell(

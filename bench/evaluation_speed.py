@@ -283,6 +283,14 @@ def main() -> None:
         f"{(scaled - predict_seconds) / best:.1f}× after taking one predict_proba pass per "
         f"model ({predict_seconds:.1f} s) off MLflow's time (MLflow also calls predict)."
     )
+    headline = {
+        "speedup_vs_mlflow": round(scaled / best, 2),
+        "rows": rows,
+        "ours_seconds": round(best, 2),
+        "ours_peak_mb": round(ours["peak_rss_mb"]),
+        "mlflow_peak_mb": round(baseline["peak_rss_mb"]),
+    }
+    print("RESULT " + json.dumps(headline))
 
 
 if __name__ == "__main__":

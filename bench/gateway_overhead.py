@@ -435,11 +435,12 @@ def main() -> None:
         f" dropped {status['shadow_dropped']}, failed {status['shadow_failed']}"
     )
     print("\nadded by the gateway per request (client latency - logged predict_proba time):")
+    added_by: dict[str, dict[str, float]] = {}
     for setup, client, log_url in (
         ("champion only", plain_client, plain_log),
         ("canary 10% + shadow", full_client, full_log),
     ):
-        added = client.added_ms(log_url)
+        added = added_by[setup] = client.added_ms(log_url)
         print(f"  {setup:20} p50 {added['p50_ms']:.3f} ms, p99 {added['p99_ms']:.3f} ms")
 
     refresh_s = 1.0
@@ -474,6 +475,18 @@ def main() -> None:
             f"max {max(values) * 1000:7.1f} ms"
         )
     shutil.rmtree(workdir, ignore_errors=True)
+    plain_added, full_added = added_by["champion only"], added_by["canary 10% + shadow"]
+    headline = {
+        "added_p50_ms": plain_added["p50_ms"],
+        "added_p99_ms": plain_added["p99_ms"],
+        "added_p99_ms_canary_shadow": full_added["p99_ms"],
+        "throughput_vs_direct": plain["throughput_rps"] / base["throughput_rps"],
+        "throughput_vs_direct_canary_shadow": full["throughput_rps"] / base["throughput_rps"],
+        "shadow_p99_change": full["p99_ms"] / plain["p99_ms"] - 1,
+        "rollback_ms_polling": statistics.median(timings["polling"]) * 1000,
+        "rollback_ms_webhook": statistics.median(timings["webhook"]) * 1000,
+    }
+    print("RESULT " + json.dumps({k: round(v, 3) for k, v in headline.items()}))
 
 
 if __name__ == "__main__":
