@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,36 +79,50 @@ def find_candidates(policy: Policy, requested_version: int | None) -> dict:
     return {"model": name, "challenger": challenger, "champion": champion}
 
 
-def _unreadable(name: str, versions: dict[str, int | None]) -> tuple[str, str] | None:
-    """The first role whose version's artifacts cannot be read, and why; None when all can be.
+@dataclass(frozen=True)
+class _LoadedVersion:
+    """A version's model with the facts its guardrails need, read once per evaluation."""
+
+    model: Any
+    size_bytes: int
+    input_schema: tuple[tuple[str, str], ...] | None
+
+
+def _load_versions(
+    name: str, versions: dict[str, int | None]
+) -> tuple[dict[str, _LoadedVersion], tuple[str, str] | None]:
+    """Each role's version loaded once; and the first role whose artifacts cannot be read, with
+    why (None when all can be).
 
     Only errors a retry cannot cure count: a transient one (a storage hiccup) is raised, so the
     task's retries try again.
     """
+    loaded: dict[str, _LoadedVersion] = {}
     for role, version in versions.items():
         if version is None:
             continue
         try:
-            registry.load_model(name, version)
-            artifact_size_bytes(name, version)
-            input_schema(name, version)
+            loaded[role] = _LoadedVersion(
+                registry.load_model(name, version),
+                artifact_size_bytes(name, version),
+                input_schema(name, version),
+            )
         except Exception as error:  # missing files, a corrupt or foreign pickle, a bad MLmodel
             if is_transient(error):
                 raise
             reason = f"{type(error).__name__}: {error}"
-            return role, f"{role} v{version}'s artifacts cannot be read: {reason}"
-    return None
+            return loaded, (role, f"{role} v{version}'s artifacts cannot be read: {reason}")
+    return loaded, None
 
 
-def _scored(name: str, version: int, features) -> tuple[np.ndarray, ModelFacts]:
-    model = registry.load_model(name, version)
+def _scored(loaded: _LoadedVersion, features) -> tuple[np.ndarray, ModelFacts]:
     started = time.perf_counter()
-    probabilities = modeling.positive_probabilities(model, features)
+    probabilities = modeling.positive_probabilities(loaded.model, features)
     per_row_ms = (time.perf_counter() - started) * 1000 / max(len(features), 1)
     facts = ModelFacts(
         latency_ms_per_row=per_row_ms,
-        size_bytes=artifact_size_bytes(name, version),
-        input_schema=input_schema(name, version),
+        size_bytes=loaded.size_bytes,
+        input_schema=loaded.input_schema,
     )
     return probabilities, facts
 
@@ -137,7 +153,7 @@ def evaluate(policy: Policy, candidates: dict, run: RunContext) -> dict:
     }
     labels = champion_p = challenger_p = None
     versions = {CHALLENGER: challenger, CHAMPION: champion}
-    unreadable = None if problems else _unreadable(name, versions)
+    loaded, unreadable = ({}, None) if problems else _load_versions(name, versions)
     if problems:
         result = EvaluationResult(
             "cannot_evaluate", tuple(f"holdout {holdout.describe()}: {p}" for p in problems), **base
@@ -147,13 +163,13 @@ def evaluate(policy: Policy, candidates: dict, run: RunContext) -> dict:
     else:
         features = frame[policy.source.features.all]
         labels = frame[policy.source.target].to_numpy()
-        challenger_p, challenger_facts = _scored(name, challenger, features)
+        challenger_p, challenger_facts = _scored(loaded[CHALLENGER], features)
         if champion is None:
             result = evaluate_first_champion(
                 config, labels=labels, challenger=challenger_p, challenger_facts=challenger_facts
             )
         else:
-            champion_p, champion_facts = _scored(name, champion, features)
+            champion_p, champion_facts = _scored(loaded[CHAMPION], features)
             result = evaluate_challenger(
                 config,
                 labels=labels,
