@@ -12,10 +12,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
 
 Flavor = Literal["lightgbm_classifier", "sklearn_random_forest"]
-Metric = Literal["accuracy", "roc_auc", "log_loss", "f1", "precision", "recall"]
+Task = Literal["binary", "multiclass", "regression"]
+Metric = Literal[
+    "accuracy", "roc_auc", "log_loss", "f1", "precision", "recall", "macro_f1", "rmse", "mae", "r2"
+]
 
 # Metrics where a smaller value is the better model.
-LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss"})
+LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
+
+# The metrics that measure each task's models.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("accuracy", "roc_auc", "log_loss", "f1", "precision", "recall"),
+    "multiclass": ("accuracy", "macro_f1", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
 
 # Airflow's cron presets (the ones that repeat), resolved to the expressions Airflow uses.
 CRON_PRESETS: dict[str, str] = {
@@ -115,6 +125,7 @@ class Validation(_Strict):
 class ModelSpec(_Strict):
     """The estimator at the end of the pipeline and its hyperparameters."""
 
+    task: Task = "binary"
     flavor: Flavor
     hyperparameters: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
 
@@ -428,6 +439,11 @@ class Policy(_Strict):
     def retrain_asset_uri(self) -> str:
         """The Asset monitor_<model> updates when a trigger fires; it starts train_<model>."""
         return f"model-registry://{self.model_name}/retrain"
+
+    @property
+    def task(self) -> str:
+        """What the model predicts: binary, multiclass or regression (model.task)."""
+        return self.model.task
 
     @property
     def metric_higher_is_better(self) -> bool:

@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from policies.schema import FeatureColumns, ModelSpec
+from workflow.scoring import class_labels, predictions  # noqa: F401  (re-exported)
 
 # Modules whose types a saved pipeline may contain; anything else is refused when saving, so a
 # registered model never needs an unreviewed type trusted to load it back.
@@ -105,7 +106,7 @@ def score(metric: str, labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 def positive_probabilities(model: Pipeline, frame: pd.DataFrame) -> np.ndarray:
     """The model's probability of the positive class for each row."""
-    return np.asarray(model.predict_proba(frame))[:, 1]
+    return predictions(model, frame, "binary")
 
 
 def untrusted_types(pipeline: Pipeline) -> list[str]:
