@@ -203,6 +203,8 @@ SERVICES = (
                 "GATEWAY_REFRESH_INTERVAL",
                 "GATEWAY_WEBHOOK_URL",
                 "GATEWAY_WEBHOOK_SECRET",
+                "GATEWAY_POLICY_DIR",
+                "GATEWAY_MASKING_KEY",
             }
         ),
         port=8080,

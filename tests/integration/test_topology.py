@@ -262,6 +262,8 @@ def _values(root: Path, databases: dict[str, str], ports: dict[str, int], slack:
         "GATEWAY_REFRESH_INTERVAL": "1",
         "GATEWAY_WEBHOOK_URL": f"{gateway}/webhooks/mlflow",
         "GATEWAY_WEBHOOK_SECRET": secrets.token_hex(16),
+        "GATEWAY_POLICY_DIR": str(root / "policies"),
+        "GATEWAY_MASKING_KEY": secrets.token_hex(16),
     }
 
 
