@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import stats
 from sklearn import metrics as sk
 
+from policies.schema import TASK_METRICS
 from promotion.bootstrap import _AucKernel, _multinomial_counts, paired_bootstrap
 from promotion.evaluation import (
     CalibrationGuardrail,
@@ -24,7 +25,6 @@ from promotion.evaluation import (
     signature_problems,
 )
 from promotion.metrics import (
-    METRICS,
     delong_test,
     expected_calibration_error,
     mcnemar_exact,
@@ -501,6 +501,7 @@ def test_decision_modules_import_without_io_frameworks():
 # --- properties ---------------------------------------------------------------------------
 
 probabilities = st.floats(0.0, 1.0, allow_nan=False)
+BINARY_METRICS = TASK_METRICS["binary"]
 
 
 @st.composite
@@ -515,7 +516,7 @@ def holdouts(draw, min_rows: int = 10, max_rows: int = 120):
 
 
 @PROPERTY
-@given(data=holdouts(), metric=st.sampled_from(METRICS), seed=st.integers(0, 2**32 - 1))
+@given(data=holdouts(), metric=st.sampled_from(BINARY_METRICS), seed=st.integers(0, 2**32 - 1))
 def test_identical_predictions_are_never_promoted_under_superiority(data, metric, seed):
     labels, champion, _ = data
     config = EvaluationConfig(metric=metric, seed=seed, **SMALL)
@@ -523,7 +524,7 @@ def test_identical_predictions_are_never_promoted_under_superiority(data, metric
 
 
 @PROPERTY
-@given(data=holdouts(min_rows=40), metric=st.sampled_from(METRICS))
+@given(data=holdouts(min_rows=40), metric=st.sampled_from(BINARY_METRICS))
 def test_swapping_champion_and_challenger_turns_promote_into_reject(data, metric):
     labels, champion, _ = data
     # A challenger that is right about every row, with some confidence.
@@ -535,7 +536,7 @@ def test_swapping_champion_and_challenger_turns_promote_into_reject(data, metric
 
 
 @PROPERTY
-@given(data=holdouts(min_rows=40), metric=st.sampled_from(METRICS))
+@given(data=holdouts(min_rows=40), metric=st.sampled_from(BINARY_METRICS))
 def test_interval_narrows_when_the_holdout_grows(data, metric):
     labels, champion, challenger = data
     config = EvaluationConfig(metric=metric, resamples=400, min_class_rows=1)
@@ -546,14 +547,14 @@ def test_interval_narrows_when_the_holdout_grows(data, metric):
 
 
 @PROPERTY
-@given(data=holdouts(), metric=st.sampled_from(METRICS), seed=st.integers(0, 2**32 - 1))
+@given(data=holdouts(), metric=st.sampled_from(BINARY_METRICS), seed=st.integers(0, 2**32 - 1))
 def test_interval_contains_the_point_estimate(data, metric, seed):
     result = evaluate(EvaluationConfig(metric=metric, seed=seed, **SMALL), *data)
     assert result.ci_low <= result.improvement <= result.ci_high
 
 
 @PROPERTY
-@given(data=holdouts(), metric=st.sampled_from(METRICS), seed=st.integers(0, 2**32 - 1))
+@given(data=holdouts(), metric=st.sampled_from(BINARY_METRICS), seed=st.integers(0, 2**32 - 1))
 def test_same_seed_gives_the_same_result(data, metric, seed):
     config = EvaluationConfig(metric=metric, seed=seed, **SMALL)
     assert evaluate(config, *data) == evaluate(config, *data)
