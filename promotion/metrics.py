@@ -195,6 +195,32 @@ def macro_f1_from_confusion(confusion: np.ndarray) -> np.ndarray:
     return np.sum(f1 * present, axis=-1) / np.maximum(np.sum(present, axis=-1), 1)
 
 
+@dataclass(frozen=True)
+class PerClassScores:
+    """Precision, recall and F1 of each class (one-vs-rest) and how many rows have that label."""
+
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+
+
+def per_class_scores(labels: np.ndarray, probs: np.ndarray) -> PerClassScores:
+    """Each class's precision, recall and F1 from (n, k) class probabilities; a ratio with a
+    zero denominator is 0, as in scikit-learn's `precision_recall_fscore_support`."""
+    probs = np.asarray(probs)
+    confusion = class_counts(labels, predicted_class(probs), probs.shape[1]).astype(np.float64)
+    tp = np.diag(confusion)
+    actual, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+
+    def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+        return np.divide(numerator, denominator, out=np.zeros_like(tp), where=denominator > 0)
+
+    return PerClassScores(
+        ratio(tp, predicted), ratio(tp, actual), ratio(2 * tp, actual + predicted), actual
+    )
+
+
 def _multiclass_metric(metric: str, labels: np.ndarray, probs: np.ndarray) -> float:
     probs = np.asarray(probs, dtype=np.float64)
     predicted = predicted_class(probs)
