@@ -61,9 +61,10 @@ class SliceGuardrail:
 
     A slice with fewer than `min_rows` rows, or without what the metric needs (binary: both
     classes for roc_auc, positives for recall and f1; multiclass: two classes for macro_f1;
-    regression: labels that vary for r2), is "insufficient". Insufficient slices fail closed: they block promotion, because a regression
-    that cannot be measured has not been ruled out. Set `allow_insufficient` to report them
-    without blocking, e.g. for a column with a long tail of rare categories.
+    regression: labels that vary for r2), is "insufficient". Insufficient slices fail closed:
+    they block promotion, because a regression that cannot be measured has not been ruled out.
+    Set `allow_insufficient` to report them without blocking, e.g. for a column with a long tail
+    of rare categories.
     """
 
     column: str
@@ -816,7 +817,7 @@ def _one_slice(
         numbers["classes"] = present
         # With one class present macro-F1 is that class's F1 alone, no longer a macro average.
         if metric == "macro_f1" and present < 2:
-            lacking = f"only one class among its {rows} rows, so macro_f1 averages nothing"
+            lacking = f"only one class among its {rows} rows, so macro_f1 would not be an average"
     elif metric == "r2" and rows and np.ptp(labels) == 0:
         lacking = f"all {rows} labels are equal, so r2 is undefined"
     numbers |= {"min_rows": guardrail.min_rows, "max_regression": guardrail.max_regression}

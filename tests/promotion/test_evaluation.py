@@ -946,7 +946,8 @@ def test_metric_of_another_task_names_the_metric_field(task, metric):
         EvaluationConfig(metric=metric, task=task)
     expected = ", ".join(TASK_METRICS[task])
     assert str(error.value) == (
-        f"EvaluationConfig.metric: {metric!r} does not measure a {task} model; use one of {expected}"
+        f"EvaluationConfig.metric: {metric!r} does not measure a {task} model; "
+        f"use one of {expected}"
     )
 
 
