@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from policies.schema import TASK_METRICS
+from policies.schema import TASK_METRICS, Task
 from promotion.bootstrap import paired_bootstrap
 from promotion.metrics import (
     METRICS,
@@ -151,7 +151,7 @@ class EvaluationConfig:
     calibration: CalibrationGuardrail | None = None
     max_latency_ms_per_row: float | None = None
     max_size_bytes: int | None = None
-    task: str = "binary"
+    task: Task = "binary"
     classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -266,15 +266,14 @@ def metric_value(metric: str, labels: np.ndarray, predictions: np.ndarray) -> fl
     """
     if metric in REGRESSION_METRICS:
         return _regression_metric(metric, labels, predictions)
-    probs = predictions
-    if np.ndim(probs) == 2:
-        return _multiclass_metric(metric, labels, probs)
+    if np.ndim(predictions) == 2:
+        return _multiclass_metric(metric, labels, predictions)
     if metric in LABEL_METRICS:
-        return float(label_metric_from_counts(metric, *confusion_counts(labels, probs)))
+        return float(label_metric_from_counts(metric, *confusion_counts(labels, predictions)))
     if metric == "roc_auc":
-        return roc_auc(labels, probs)
+        return roc_auc(labels, predictions)
     if metric == "log_loss":
-        return float(np.mean(row_log_loss(labels, probs)))
+        return float(np.mean(row_log_loss(labels, predictions)))
     raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
 
 
