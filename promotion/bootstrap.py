@@ -29,6 +29,8 @@ from promotion.metrics import (
     row_log_loss,
 )
 
+# Relative size below which a difference of two sums is rounding noise rather than a value.
+_CANCELLATION = 1e-10
 # Resamples of multiclass confusion matrices are built in chunks of at most this many cells, so
 # memory stays bounded whatever the number of classes.
 _CHUNK_CELLS = 4_000_000
@@ -114,10 +116,13 @@ def _regression_draws(
         sums = _resampled_sums(rng, [np.vstack(squared)], resamples)
         return PairedDraws(np.sqrt(sums[:, 0] / rows), np.sqrt(sums[:, 1] / rows))
     # R² needs each resample's own total sum of squares: from the sums of the (centred) label
-    # and its square, SST = sum(y²) - sum(y)² / n.
+    # and its square, SST = sum(y²) - sum(y)² / n. That difference cancels to rounding noise,
+    # not 0, in a resample whose labels are all equal; such a resample's SST is taken as 0 (R²
+    # then follows scikit-learn's convention) instead of dividing by the noise.
     centred = labels - labels.mean()
     sums = _resampled_sums(rng, [np.vstack([*squared, centred, centred**2])], resamples)
-    total = np.maximum(sums[:, 3] - sums[:, 2] ** 2 / rows, 0.0)
+    total = sums[:, 3] - sums[:, 2] ** 2 / rows
+    total = np.where(total > _CANCELLATION * sums[:, 3], total, 0.0)
     return PairedDraws(r2_from_sums(sums[:, 0], total), r2_from_sums(sums[:, 1], total))
 
 

@@ -890,6 +890,15 @@ def test_regression_holdout_below_min_class_rows_cannot_be_evaluated():
     )
 
 
+def test_r2_bootstrap_of_a_holdout_with_one_outlying_label_stays_bounded():
+    # Resamples without the one label of 185 have constant labels (all 0): their R² is 0 for
+    # the model that errs and 1 for the exact one, never a division by rounding noise.
+    labels = np.r_[np.zeros(7), 185.0, np.zeros(17)]
+    draws = paired_bootstrap("r2", labels, np.ones(25), np.zeros(25), resamples=500, seed=0)
+    assert np.all(np.abs(draws.champion) < 2) and np.all(np.abs(draws.challenger) < 2)
+    assert np.any(draws.champion == 0.0) and np.any(draws.challenger == 1.0)
+
+
 def test_r2_on_constant_labels_cannot_be_evaluated_but_rmse_can():
     labels = np.full(50, 4.0)
     champion, challenger = labels + 1.0, labels + np.linspace(-0.5, 0.5, 50)
@@ -1058,9 +1067,10 @@ def test_swapping_champion_and_challenger_negates_the_interval(task, holdout, se
         config = EvaluationConfig(metric=metric, seed=seed, **settings_)
         forward = evaluate(config, labels, champion, challenger)
         backward = evaluate(config, labels, challenger, champion)
-        assert backward.improvement == pytest.approx(-forward.improvement, abs=1e-9)
-        assert backward.ci_low == pytest.approx(-forward.ci_high, abs=1e-9)
-        assert backward.ci_high == pytest.approx(-forward.ci_low, abs=1e-9)
+        close = {"rel": 1e-9, "abs": 1e-9}  # a quantile of negated draws may differ in rounding
+        assert backward.improvement == pytest.approx(-forward.improvement, **close)
+        assert backward.ci_low == pytest.approx(-forward.ci_high, **close)
+        assert backward.ci_high == pytest.approx(-forward.ci_low, **close)
         assert backward.p_value == pytest.approx(forward.p_value)
 
     check()
@@ -1086,5 +1096,19 @@ def test_same_seed_gives_the_same_result_per_task(task, holdout, settings_):
     def check(data, metric, seed):
         config = EvaluationConfig(metric=metric, seed=seed, **settings_)
         assert evaluate(config, *data) == evaluate(config, *data)
+
+    check()
+
+
+@pytest.mark.parametrize("task, holdout, settings_", TASK_CASES)
+def test_interval_narrows_when_the_holdout_grows_per_task(task, holdout, settings_):
+    @PROPERTY
+    @given(data=holdout, metric=st.sampled_from(TASK_METRICS[task]))
+    def check(data, metric):
+        config = EvaluationConfig(metric=metric, task=task, resamples=400, min_class_rows=1)
+        small = evaluate(config, *data)
+        large = evaluate(config, *(np.concatenate([array] * 9) for array in data))
+        # Nine times the rows shrink a bootstrap interval about three-fold.
+        assert large.ci_high - large.ci_low <= 0.6 * (small.ci_high - small.ci_low) + 1e-9
 
     check()
