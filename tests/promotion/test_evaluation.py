@@ -1100,10 +1100,18 @@ def test_same_seed_gives_the_same_result_per_task(task, holdout, settings_):
     check()
 
 
-@pytest.mark.parametrize("task, holdout, settings_", TASK_CASES)
-def test_interval_narrows_when_the_holdout_grows_per_task(task, holdout, settings_):
+@pytest.mark.parametrize(
+    "task, holdout, metrics",
+    [
+        ("multiclass", multiclass_holdouts(), TASK_METRICS["multiclass"]),
+        # Not r2: on a dozen rows with nearly constant labels, R² is a ratio over a vanishing
+        # total whose resamples do not shrink like those of a mean.
+        ("regression", regression_holdouts(), ["rmse", "mae"]),
+    ],
+)
+def test_interval_narrows_when_the_holdout_grows_per_task(task, holdout, metrics):
     @PROPERTY
-    @given(data=holdout, metric=st.sampled_from(TASK_METRICS[task]))
+    @given(data=holdout, metric=st.sampled_from(metrics))
     def check(data, metric):
         config = EvaluationConfig(metric=metric, task=task, resamples=400, min_class_rows=1)
         small = evaluate(config, *data)
