@@ -1,15 +1,17 @@
-"""Paired, class-stratified bootstrap of a metric for two models scored on the same rows.
+"""Paired bootstrap of a metric for two models scored on the same rows, for every task.
 
 Each resample draws row multiplicities once and evaluates both models on them, so the spread of
 the difference reflects the rows the models disagree on, not the (shared) difficulty of the rows.
 
-Resampling is stratified by label: positives and negatives are resampled separately, keeping the
-holdout's class counts fixed. The holdout's class balance is a property of the time window, not
-of the models, and stratifying keeps every resample's AUC defined.
+Classification resamples are stratified by label: each class is resampled separately, keeping
+the holdout's class counts fixed. The holdout's class balance is a property of the time window,
+not of the models, and stratifying keeps every resample's AUC and macro-F1 defined. Regression
+resamples the rows plainly: there are no classes to hold fixed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,10 +20,20 @@ import numpy as np
 from promotion.metrics import (
     LABEL_METRICS,
     METRICS,
+    REGRESSION_METRICS,
     label_metric_from_counts,
+    macro_f1_from_confusion,
+    predicted_class,
     predicted_positive,
+    r2_from_sums,
     row_log_loss,
 )
+
+# Relative size below which a difference of two sums is rounding noise rather than a value.
+_CANCELLATION = 1e-10
+# Resamples of multiclass confusion matrices are built in chunks of at most this many cells, so
+# memory stays bounded whatever the number of classes.
+_CHUNK_CELLS = 4_000_000
 
 
 class Kernel(Protocol):
@@ -53,11 +65,17 @@ def paired_bootstrap(
 ) -> PairedDraws:
     """Draw `resamples` paired bootstrap values of `metric` for both models, reproducibly.
 
-    Inputs must already be validated: equal lengths, labels in {0, 1} with both classes present,
-    probabilities without NaN.
+    Predictions are shaped as `metric_value` takes them: regression values, (n, k) multiclass
+    probabilities with class-index labels, or binary positive-class probabilities. Inputs must
+    already be validated: equal lengths, finite values, every class present.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+    rng = np.random.default_rng(seed)
+    if metric in REGRESSION_METRICS:
+        return _regression_draws(metric, labels, champion, challenger, rng, resamples)
+    if np.ndim(champion) == 2:
+        return _multiclass_draws(metric, labels, champion, challenger, rng, resamples)
     labels = np.asarray(labels)
     positive = labels == 1
     classes = (np.flatnonzero(positive), np.flatnonzero(~positive))
@@ -75,8 +93,131 @@ def paired_bootstrap(
                 _MeanKernel(row_log_loss(labels, challenger), *classes),
             )
         draw = _WeightedDraws(kernels, classes[0].size, classes[1].size)
-    draws = draw(np.random.default_rng(seed), resamples)
+    draws = draw(rng, resamples)
     return PairedDraws(draws[0], draws[1])
+
+
+def _regression_draws(
+    metric: str,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    rng: np.random.Generator,
+    resamples: int,
+) -> PairedDraws:
+    labels = np.asarray(labels, dtype=np.float64)
+    errors = [np.asarray(model, dtype=np.float64) - labels for model in (champion, challenger)]
+    rows = labels.size
+    if metric == "mae":
+        sums = _resampled_sums(rng, [np.vstack([np.abs(error) for error in errors])], resamples)
+        return PairedDraws(sums[:, 0] / rows, sums[:, 1] / rows)
+    squared = [error**2 for error in errors]
+    if metric == "rmse":
+        sums = _resampled_sums(rng, [np.vstack(squared)], resamples)
+        return PairedDraws(np.sqrt(sums[:, 0] / rows), np.sqrt(sums[:, 1] / rows))
+    # R² needs each resample's own total sum of squares: from the sums of the (centred) label
+    # and its square, SST = sum(y²) - sum(y)² / n. That difference cancels to rounding noise,
+    # not 0, in a resample whose labels are all equal; such a resample's SST is taken as 0 (R²
+    # then follows scikit-learn's convention) instead of dividing by the noise.
+    centred = labels - labels.mean()
+    sums = _resampled_sums(rng, [np.vstack([*squared, centred, centred**2])], resamples)
+    total = sums[:, 3] - sums[:, 2] ** 2 / rows
+    total = np.where(total > _CANCELLATION * sums[:, 3], total, 0.0)
+    return PairedDraws(r2_from_sums(sums[:, 0], total), r2_from_sums(sums[:, 1], total))
+
+
+def _multiclass_draws(
+    metric: str,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    rng: np.random.Generator,
+    resamples: int,
+) -> PairedDraws:
+    labels = np.asarray(labels, dtype=np.intp)
+    classes = np.asarray(champion).shape[1]
+    strata = [np.flatnonzero(labels == c) for c in range(classes)]
+    strata = [rows for rows in strata if rows.size]
+    if metric == "log_loss":
+        losses = np.vstack([row_log_loss(labels, champion), row_log_loss(labels, challenger)])
+        sums = _resampled_sums(rng, [losses[:, rows] for rows in strata], resamples)
+        return PairedDraws(sums[:, 0] / labels.size, sums[:, 1] / labels.size)
+    if metric == "accuracy":
+
+        def score(confusion: np.ndarray) -> np.ndarray:
+            return np.trace(confusion, axis1=1, axis2=2) / labels.size
+
+    elif metric == "macro_f1":
+        score = macro_f1_from_confusion
+    else:
+        raise ValueError(f"{metric!r} is not a multiclass metric; use accuracy, macro_f1, log_loss")
+    draws = _MulticlassLabelDraws(labels, strata, champion, challenger)(rng, resamples, score)
+    return PairedDraws(draws[0], draws[1])
+
+
+def _resampled_sums(
+    rng: np.random.Generator, strata: list[np.ndarray], resamples: int
+) -> np.ndarray:
+    """Per resample, the count-weighted sums of each row quantity: `strata` holds one
+    (quantities, rows) array per stratum, each stratum resampled on its own."""
+    buffers = [np.empty(values.shape[1], dtype=np.uint16) for values in strata]
+    sums = np.zeros((resamples, strata[0].shape[0]))
+    for r in range(resamples):
+        for values, counts in zip(strata, buffers, strict=True):
+            _multinomial_counts(rng, values.shape[1], counts)
+            # einsum's own loop: a mixed float/int np.dot goes through a slow BLAS path.
+            sums[r] += np.einsum("ji,i->j", values, counts)
+    return sums
+
+
+class _MulticlassLabelDraws:
+    # As for binary label metrics: within a true class, a row matters only through the classes
+    # the champion and the challenger predict for it, so resampling a class's rows is one
+    # multinomial draw over the (champion, challenger) pairs seen in that class.
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        strata: list[np.ndarray],
+        champion: np.ndarray,
+        challenger: np.ndarray,
+    ) -> None:
+        self.classes = np.asarray(champion).shape[1]
+        champion_says, challenger_says = predicted_class(champion), predicted_class(challenger)
+        self.strata = []
+        for rows in strata:
+            pairs = champion_says[rows] * self.classes + challenger_says[rows]
+            cells, counts = np.unique(pairs, return_counts=True)
+            self.strata.append(
+                (
+                    int(labels[rows[0]]),
+                    rows.size,
+                    counts / rows.size,
+                    np.eye(self.classes)[cells // self.classes],
+                    np.eye(self.classes)[cells % self.classes],
+                )
+            )
+
+    def __call__(
+        self,
+        rng: np.random.Generator,
+        size: int,
+        score: Callable[[np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """Both models' `score` of `size` resampled confusion matrices, as a (2, size) array."""
+        k = self.classes
+        widest = max(one_hot.shape[0] for *_, one_hot in self.strata)
+        chunk = max(1, _CHUNK_CELLS // max(k * k, widest))
+        draws = np.empty((2, size))
+        for start in range(0, size, chunk):
+            stop = min(size, start + chunk)
+            confusions = np.zeros((2, stop - start, k, k))
+            for label, rows, frequencies, champion_hot, challenger_hot in self.strata:
+                counts = rng.multinomial(rows, frequencies, size=stop - start)
+                confusions[0, :, label] = counts @ champion_hot
+                confusions[1, :, label] = counts @ challenger_hot
+            draws[:, start:stop] = score(confusions[0]), score(confusions[1])
+        return draws
 
 
 def _multinomial_counts(

@@ -3,6 +3,10 @@
 `evaluate_challenger` is the one function that answers "why was this version (not) promoted?":
 plain arrays and a frozen config in, an `EvaluationResult` out. It reads no clock, environment,
 registry or file, so a recorded evaluation can be replayed exactly from its inputs and seed.
+
+Predictions are shaped per task (`EvaluationConfig.task`): binary models give the positive
+class's probability (1-D), multiclass models an (n, k) matrix of class probabilities with labels
+as class indices 0..k-1, regression models their predicted values (1-D).
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from typing import Literal
 
 import numpy as np
 
+from policies.schema import TASK_METRICS, Task
 from promotion.bootstrap import paired_bootstrap
 from promotion.metrics import (
     METRICS,
+    TASKS,
     Metric,
     brier_score,
     delong_test,
@@ -24,7 +30,8 @@ from promotion.metrics import (
     higher_is_better,
     mcnemar_exact,
     metric_value,
-    predicted_positive,
+    paired_t_test,
+    row_outcomes,
 )
 
 Verdict = Literal["promote", "reject", "cannot_evaluate"]
@@ -34,6 +41,9 @@ GuardrailStatus = Literal["pass", "fail", "insufficient", "skipped"]
 # Metrics whose value on a slice needs positives (recall, F1) or both classes (AUC).
 _NEEDS_POSITIVES = frozenset({"recall", "f1"})
 _NEEDS_BOTH_CLASSES = frozenset({"roc_auc"})
+# How far a row of class probabilities may sum from 1: float32 softmax output is off by ~1e-7,
+# unnormalised scores by far more.
+_PROBABILITY_SUM_TOLERANCE = 1e-4
 
 
 class EvaluationConfigError(ValueError):
@@ -49,10 +59,12 @@ class SliceGuardrail:
     """The challenger may not be worse than the champion by more than `max_regression` on any
     value (categorical) or bin (numeric, `bins` are the inner edges) of `column`.
 
-    A slice with fewer than `min_rows` rows, or without the classes the metric needs, is
-    "insufficient". Insufficient slices fail closed: they block promotion, because a regression
-    that cannot be measured has not been ruled out. Set `allow_insufficient` to report them
-    without blocking, e.g. for a column with a long tail of rare categories.
+    A slice with fewer than `min_rows` rows, or without what the metric needs (binary: both
+    classes for roc_auc, positives for recall and f1; multiclass: two classes for macro_f1;
+    regression: labels that vary for r2), is "insufficient". Insufficient slices fail closed:
+    they block promotion, because a regression that cannot be measured has not been ruled out.
+    Set `allow_insufficient` to report them without blocking, e.g. for a column with a long tail
+    of rare categories.
     """
 
     column: str
@@ -90,7 +102,8 @@ class SliceGuardrail:
 @dataclass(frozen=True)
 class CalibrationGuardrail:
     """The challenger's Brier score or expected calibration error may exceed the champion's by
-    at most `max_worsening`."""
+    at most `max_worsening`. Classification only; for multiclass models the Brier score sums
+    over the classes and the ECE is the top-label one (confidence in the predicted class)."""
 
     measure: Literal["brier", "ece"]
     max_worsening: float
@@ -116,8 +129,14 @@ class EvaluationConfig:
     (and be above 0 when `min_improvement` is 0). `non_inferiority`: the lower bound must reach
     `-margin`. The interval is two-sided at `confidence`, so the verdict is a one-sided test at
     level (1 - confidence) / 2: with 0.95, an equally good challenger is promoted at most ~2.5% of
-    the time. A holdout with fewer than `min_class_rows` positives or negatives cannot be
-    evaluated: the class-stratified bootstrap would treat those few rows as certain.
+    the time.
+
+    `task` decides the metrics (`policies.schema.TASK_METRICS`) and the shape of the predictions.
+    `min_class_rows` is the least number of holdout rows of every class (binary: positives and
+    negatives; multiclass: each of the k classes) and, for regression, of the whole holdout;
+    fewer cannot be evaluated, as the class-stratified bootstrap would treat those few rows as
+    certain. `classes` optionally names the multiclass classes in column order, for messages and
+    the report.
     """
 
     metric: Metric
@@ -132,12 +151,33 @@ class EvaluationConfig:
     calibration: CalibrationGuardrail | None = None
     max_latency_ms_per_row: float | None = None
     max_size_bytes: int | None = None
+    task: Task = "binary"
+    classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slices", tuple(self.slices))
+        object.__setattr__(self, "classes", tuple(str(name) for name in self.classes))
         problems = []
+        if self.task not in TASKS:
+            problems.append(f"task: must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.metric not in METRICS:
             problems.append(f"metric: must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        elif self.task in TASKS and self.metric not in TASK_METRICS[self.task]:
+            problems.append(
+                f"metric: {self.metric!r} does not measure a {self.task} model; use one of "
+                f"{', '.join(TASK_METRICS[self.task])}"
+            )
+        if self.calibration is not None and self.task == "regression":
+            problems.append(
+                "calibration: only applies to classification (binary, multiclass), not to a "
+                "regression model; remove it"
+            )
+        if self.classes and self.task != "multiclass":
+            problems.append(f"classes: only names multiclass classes, not {self.task!r} ones")
+        elif self.classes and len(self.classes) < 2:
+            problems.append(f"classes: a multiclass model has at least two, got {self.classes}")
+        for duplicate in sorted({c for c in self.classes if self.classes.count(c) > 1}):
+            problems.append(f"classes: {duplicate!r} is listed twice")
         if self.mode not in ("superiority", "non_inferiority"):
             problems.append(f"mode: must be 'superiority' or 'non_inferiority', got {self.mode!r}")
         if not self.min_improvement >= 0:
@@ -212,7 +252,8 @@ class EvaluationResult:
     """The verdict on a challenger, the evidence for it, and every reason in plain words.
 
     `improvement`, `ci_low` and `ci_high` are signed so that positive means "challenger better",
-    also for metrics where lower is better (log_loss).
+    also for metrics where lower is better (log_loss, rmse, mae). `task` and `classes` are the
+    config's, so the report can show the result the way the task needs.
     """
 
     verdict: Verdict
@@ -234,6 +275,8 @@ class EvaluationResult:
     guardrails: tuple[GuardrailResult, ...] = ()
     champion_metrics: dict[str, float] = field(default_factory=dict)
     challenger_metrics: dict[str, float] = field(default_factory=dict)
+    task: str = "binary"
+    classes: tuple[str, ...] = ()
 
     @property
     def requirement(self) -> str:
@@ -254,6 +297,7 @@ class EvaluationResult:
         values = dict(data)
         values["reasons"] = tuple(values["reasons"])
         values["guardrails"] = tuple(GuardrailResult(**item) for item in values["guardrails"])
+        values["classes"] = tuple(values.get("classes", ()))
         return cls(**values)
 
 
@@ -267,8 +311,8 @@ def evaluate_challenger(
     champion_facts: ModelFacts | None = None,
     challenger_facts: ModelFacts | None = None,
 ) -> EvaluationResult:
-    """Decide whether the challenger replaces the champion, from both models' probabilities of
-    the positive class on the same holdout rows.
+    """Decide whether the challenger replaces the champion, from both models' predictions on
+    the same holdout rows (shaped per `config.task`, see the module docstring).
 
     Promote only when the improvement's lower confidence bound (paired bootstrap) reaches the
     configured bound and no guardrail blocks. Problems with the inputs give `cannot_evaluate`
@@ -279,33 +323,26 @@ def evaluate_challenger(
     challenger_facts = challenger_facts or ModelFacts()
     slices = dict(slices or {})
     problems: list[str] = []
-    labels_array, champion, challenger = (
-        _column(name, values, problems)
-        for name, values in (("labels", labels), ("champion", champion), ("challenger", challenger))
-    )
-    base = {
-        "metric": config.metric,
-        "mode": config.mode,
-        "required_lower_bound": config.required_lower_bound,
-        "confidence": config.confidence,
-        "rows": int(labels_array.size),
-    }
+    labels_array = _column("labels", labels, problems, config.task)
+    champion = _predictions(config.task, "champion", champion, problems)
+    challenger = _predictions(config.task, "challenger", challenger, problems)
+    base = _result_base(config, labels_array)
 
     signature = _signature_guardrail(champion_facts, challenger_facts)
     if not problems:
         problems = _input_problems(
-            labels_array, {"champion": champion, "challenger": challenger}, slices
+            config, labels_array, {"champion": champion, "challenger": challenger}, slices
         )
     if not problems:
-        problems = _class_size_problems(labels_array, config.min_class_rows)
+        problems = _class_size_problems(config, labels_array, _classes(config.task, challenger))
     if signature.status == "fail":
         problems.append(signature.message)
     if problems:
         return EvaluationResult("cannot_evaluate", tuple(problems), guardrails=(signature,), **base)
-    labels_int = labels_array.astype(np.int8)
+    labels_int = _typed_labels(config.task, labels_array)
 
-    champion_metrics = _all_metrics(labels_int, champion)
-    challenger_metrics = _all_metrics(labels_int, challenger)
+    champion_metrics = _all_metrics(config.task, labels_int, champion)
+    challenger_metrics = _all_metrics(config.task, labels_int, challenger)
     champion_score = champion_metrics[config.metric]
     challenger_score = challenger_metrics[config.metric]
     draws = paired_bootstrap(
@@ -323,7 +360,7 @@ def evaluate_challenger(
     # A skewed bootstrap distribution on few rows can leave the point estimate outside the
     # percentile interval; widening to include it only ever makes promotion harder.
     ci_low, ci_high = min(ci_low, improvement), max(ci_high, improvement)
-    test, p_value = _significance(config.metric, labels_int, champion, challenger)
+    test, p_value = _significance(config.task, config.metric, labels_int, champion, challenger)
 
     guardrails = [signature]
     guardrails += _slice_guardrails(config, labels_int, champion, challenger, slices)
@@ -386,25 +423,17 @@ def evaluate_first_champion(
     """
     facts = challenger_facts or ModelFacts()
     problems: list[str] = []
-    labels_array, challenger = (
-        _column(name, values, problems)
-        for name, values in (("labels", labels), ("challenger", challenger))
-    )
-    base = {
-        "metric": config.metric,
-        "mode": config.mode,
-        "required_lower_bound": config.required_lower_bound,
-        "confidence": config.confidence,
-        "rows": int(labels_array.size),
-    }
+    labels_array = _column("labels", labels, problems, config.task)
+    challenger = _predictions(config.task, "challenger", challenger, problems)
+    base = _result_base(config, labels_array)
     if not problems:
-        problems = _input_problems(labels_array, {"challenger": challenger}, {})
+        problems = _input_problems(config, labels_array, {"challenger": challenger}, {})
     if not problems:
-        problems = _class_size_problems(labels_array, config.min_class_rows)
+        problems = _class_size_problems(config, labels_array, _classes(config.task, challenger))
     if problems:
         return EvaluationResult("cannot_evaluate", tuple(problems), **base)
-    labels_int = labels_array.astype(np.int8)
-    metrics = _all_metrics(labels_int, challenger)
+    labels_int = _typed_labels(config.task, labels_array)
+    metrics = _all_metrics(config.task, labels_int, challenger)
     none = ModelFacts()
     comparing = "no champion to compare against"
     guardrails = [GuardrailResult("signature", "skipped", f"signature: skipped, {comparing}")]
@@ -456,33 +485,95 @@ def _signed_improvement(
     return challenger - champion if higher_is_better(metric) else champion - challenger
 
 
-def _column(name: str, values: object, problems: list[str]) -> np.ndarray:
+def _result_base(config: EvaluationConfig, labels: np.ndarray) -> dict:
+    return {
+        "metric": config.metric,
+        "mode": config.mode,
+        "required_lower_bound": config.required_lower_bound,
+        "confidence": config.confidence,
+        "rows": int(labels.size),
+        "task": config.task,
+        "classes": config.classes,
+    }
+
+
+_WHAT = {
+    "binary": "0/1 labels, positive-class probabilities",
+    "multiclass": "class-index labels, class probabilities",
+    "regression": "target values, predicted values",
+}
+_ONE_PER_ROW = {
+    "binary": "for predict_proba output pass the positive-class column",
+    "multiclass": "labels are one class index per row",
+    "regression": "a regression model predicts one value per row",
+}
+
+
+def _column(name: str, values: object, problems: list[str], task: str = "binary") -> np.ndarray:
     """`values` as a flat float array; an unusable shape or type is added to `problems`."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        problems.append(f"{name} must be numbers (0/1 labels, positive-class probabilities)")
+        problems.append(f"{name} must be numbers ({_WHAT[task]})")
         return np.empty(0)
     if array.ndim > 1 and array.shape[1:] != (1,):
         problems.append(
-            f"{name} must have one value per row, got shape {array.shape}; "
-            "for predict_proba output pass the positive-class column"
+            f"{name} must have one value per row, got shape {array.shape}; {_ONE_PER_ROW[task]}"
         )
     return array.reshape(-1) if array.ndim <= 1 or array.shape[1:] == (1,) else np.empty(0)
 
 
+def _predictions(task: str, name: str, values: object, problems: list[str]) -> np.ndarray:
+    """A model's predictions as the task shapes them; an unusable shape is added to `problems`."""
+    if task != "multiclass":
+        return _column(name, values, problems, task)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        problems.append(f"{name} must be numbers (class probabilities)")
+        return np.empty((0, 2))
+    if array.ndim != 2 or array.shape[1] < 2:
+        problems.append(
+            f"{name} must be an (n, k) matrix of class probabilities with k ≥ 2 columns, got "
+            f"shape {array.shape}"
+        )
+        return np.empty((0, 2))
+    return array
+
+
+def _classes(task: str, predictions: np.ndarray) -> int:
+    return predictions.shape[1] if task == "multiclass" else 2
+
+
+def _typed_labels(task: str, labels: np.ndarray) -> np.ndarray:
+    if task == "regression":
+        return labels
+    return labels.astype(np.intp if task == "multiclass" else np.int8)
+
+
+def _class_name(config: EvaluationConfig, index: int) -> str:
+    if config.classes and index < len(config.classes):
+        return f"{index} ({config.classes[index]!r})"
+    return str(index)
+
+
 def _input_problems(
+    config: EvaluationConfig,
     labels: np.ndarray,
     predictions: Mapping[str, np.ndarray],
     slices: Mapping[str, np.ndarray],
 ) -> list[str]:
+    """Why the arrays cannot be compared at all: lengths, missing labels, and values the task's
+    models cannot produce (`_binary_problems`, `_multiclass_problems`, `_regression_problems`)."""
     rows = labels.size
     if rows == 0:
         return ["the holdout has no rows"]
     problems = []
     for name, values in predictions.items():
-        if values.size != rows:
-            problems.append(f"{name} predictions have {values.size} rows but labels have {rows}")
+        if values.shape[0] != rows:
+            problems.append(
+                f"{name} predictions have {values.shape[0]} rows but labels have {rows}"
+            )
     for column, values in slices.items():
         if len(values) != rows:
             problems.append(
@@ -492,6 +583,19 @@ def _input_problems(
     if missing:
         problems.append(f"{missing} of {rows} labels are missing (NaN)")
     known = labels[~np.isnan(labels)]
+    checks = {
+        "binary": _binary_problems,
+        "multiclass": _multiclass_problems,
+        "regression": _regression_problems,
+    }
+    return problems + checks[config.task](config, known, predictions)
+
+
+def _binary_problems(
+    config: EvaluationConfig, known: np.ndarray, predictions: Mapping[str, np.ndarray]
+) -> list[str]:
+    """Labels 0/1 with both classes present; probabilities in [0, 1] without NaN."""
+    problems = []
     if np.any((known != 0) & (known != 1)):
         problems.append("labels must be 0 or 1 (binary classification)")
     elif known.size and np.unique(known).size == 1:
@@ -507,36 +611,124 @@ def _input_problems(
     return problems
 
 
-def _class_size_problems(labels: np.ndarray, min_class_rows: int) -> list[str]:
-    positives = int(np.count_nonzero(labels))
+def _multiclass_problems(
+    config: EvaluationConfig, known: np.ndarray, predictions: Mapping[str, np.ndarray]
+) -> list[str]:
+    """Labels are class indices 0..k-1; each model's rows are probabilities summing to 1 over
+    the same k classes (and k matches the named classes, if any)."""
     problems = []
-    for name, count in (("positive", positives), ("negative", labels.size - positives)):
-        if count < min_class_rows:
+    widths = {name: values.shape[1] for name, values in predictions.items()}
+    if len(set(widths.values())) > 1:
+        problems.append(
+            "champion and challenger must give probabilities for the same classes, got "
+            + " and ".join(f"{k} columns ({name})" for name, k in widths.items())
+        )
+    k = min(widths.values())
+    if config.classes and len(config.classes) != k:
+        problems.append(
+            f"the predictions have {k} class columns but {len(config.classes)} classes are "
+            f"named: {', '.join(config.classes)}"
+        )
+    if np.any(np.isinf(known) | (known != np.round(known)) | (known < 0) | (known >= k)):
+        problems.append(f"labels must be class indices 0 to {k - 1} (multiclass, {k} classes)")
+    for name, values in predictions.items():
+        nan = int(np.count_nonzero(np.isnan(values).any(axis=1)))
+        if nan:
+            problems.append(f"{nan} {name} prediction rows contain NaN")
+            continue
+        if np.any((values < 0) | (values > 1)):
+            problems.append(f"{name} predictions must be probabilities in [0, 1]")
+        sums = values.sum(axis=1)
+        off = int(np.count_nonzero(np.abs(sums - 1) > _PROBABILITY_SUM_TOLERANCE))
+        if off:
             problems.append(
-                f"only {count} {name} rows in the holdout; at least min_class_rows="
-                f"{min_class_rows} are needed for a meaningful interval"
+                f"{off} {name} prediction rows do not sum to 1; pass class probabilities "
+                "(predict_proba), not scores"
             )
     return problems
 
 
+def _regression_problems(
+    config: EvaluationConfig, known: np.ndarray, predictions: Mapping[str, np.ndarray]
+) -> list[str]:
+    """Finite labels and predictions; for r2, labels that vary (else R² is undefined)."""
+    problems = []
+    infinite = int(np.count_nonzero(np.isinf(known)))
+    if infinite:
+        problems.append(f"{infinite} labels are infinite")
+    elif config.metric == "r2" and known.size and np.ptp(known) == 0:
+        problems.append(f"every label is {known[0]:g}; r2 is undefined when the labels do not vary")
+    for name, values in predictions.items():
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            problems.append(f"{bad} {name} predictions are not finite numbers (NaN or infinite)")
+    return problems
+
+
+def _class_size_problems(config: EvaluationConfig, labels: np.ndarray, k: int) -> list[str]:
+    """Too few rows for a meaningful interval: binary per class (positives, negatives),
+    multiclass per class index 0..k-1, regression for the whole holdout.
+
+    Every multiclass class must appear, not only two: macro-F1 weighs each class equally and the
+    stratified bootstrap holds each class's rows fixed, so a class with a handful of rows would
+    sway the verdict while its interval treated those rows as certain. A class absent from the
+    holdout window cannot be judged at all.
+    """
+    floor = config.min_class_rows
+    needed = f"at least min_class_rows={floor} are needed for a meaningful interval"
+    if config.task == "regression":
+        if labels.size < floor:
+            return [f"only {labels.size} rows in the holdout; {needed}"]
+        return []
+    if config.task == "multiclass":
+        counts = np.bincount(labels.astype(np.intp), minlength=k)
+        return [
+            f"only {int(counts[c])} rows of class {_class_name(config, c)} in the holdout; {needed}"
+            for c in range(k)
+            if counts[c] < floor
+        ]
+    positives = int(np.count_nonzero(labels))
+    problems = []
+    for name, count in (("positive", positives), ("negative", labels.size - positives)):
+        if count < floor:
+            problems.append(f"only {count} {name} rows in the holdout; {needed}")
+    return problems
+
+
 def _significance(
-    metric: str, labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray
+    task: str, metric: str, labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray
 ) -> tuple[str | None, float | None]:
-    if metric == "accuracy":
-        champion_right = predicted_positive(champion) == (labels == 1)
-        challenger_right = predicted_positive(challenger) == (labels == 1)
+    """The standard paired test of the task's metric, where there is one.
+
+    Regression uses a paired t-test on per-row absolute errors for mae and squared errors for
+    rmse and r2: on shared rows the difference in R² is the difference in squared error over a
+    common total, so it has the same test.
+    """
+    if metric == "accuracy" and task in ("binary", "multiclass"):
+        champion_right = row_outcomes(task, labels, champion) == 1
+        challenger_right = row_outcomes(task, labels, challenger) == 1
         champion_only = int(np.count_nonzero(champion_right & ~challenger_right))
         challenger_only = int(np.count_nonzero(challenger_right & ~champion_right))
         return "mcnemar_exact", mcnemar_exact(champion_only, challenger_only)
-    if metric == "roc_auc" and min(np.count_nonzero(labels), np.count_nonzero(labels == 0)) >= 2:
-        return "delong", delong_test(labels, champion, challenger).p_value
+    if task == "binary" and metric == "roc_auc":
+        if min(np.count_nonzero(labels), np.count_nonzero(labels == 0)) >= 2:
+            return "delong", delong_test(labels, champion, challenger).p_value
+    if task == "regression":
+        if metric == "mae":
+            differences = np.abs(champion - labels) - np.abs(challenger - labels)
+        else:
+            differences = row_outcomes(task, labels, champion) - row_outcomes(
+                task, labels, challenger
+            )
+        return "paired_t", paired_t_test(differences)
     return None, None
 
 
-def _all_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
-    values = {metric: metric_value(metric, labels, probs) for metric in METRICS}
-    values["brier"] = brier_score(labels, probs)
-    values["ece"] = expected_calibration_error(labels, probs)
+def _all_metrics(task: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    values = {metric: metric_value(metric, labels, predictions) for metric in TASK_METRICS[task]}
+    if task != "regression":
+        values["brier"] = brier_score(labels, predictions)
+        values["ece"] = expected_calibration_error(labels, predictions)
     return values
 
 
@@ -589,6 +781,7 @@ def _slice_guardrails(
                 continue
             results.append(
                 _one_slice(
+                    config.task,
                     config.metric,
                     guardrail,
                     f"{name}={value}",
@@ -601,6 +794,7 @@ def _slice_guardrails(
 
 
 def _one_slice(
+    task: str,
     metric: str,
     guardrail: SliceGuardrail,
     name: str,
@@ -609,20 +803,26 @@ def _one_slice(
     challenger: np.ndarray,
 ) -> GuardrailResult:
     rows = int(labels.size)
-    positives = int(np.count_nonzero(labels))
-    numbers: dict[str, float | int | None] = {
-        "rows": rows,
-        "positives": positives,
-        "min_rows": guardrail.min_rows,
-        "max_regression": guardrail.max_regression,
-    }
+    numbers: dict[str, float | int | None] = {"rows": rows}
     lacking = None
+    if task == "binary":
+        positives = int(np.count_nonzero(labels))
+        numbers["positives"] = positives
+        if metric in _NEEDS_BOTH_CLASSES and positives in (0, rows):
+            lacking = f"only one class among its {rows} rows, so {metric} is undefined"
+        elif metric in _NEEDS_POSITIVES and positives == 0:
+            lacking = f"no positives among its {rows} rows, so {metric} is undefined"
+    elif task == "multiclass":
+        present = int(np.unique(labels).size)
+        numbers["classes"] = present
+        # With one class present macro-F1 is that class's F1 alone, no longer a macro average.
+        if metric == "macro_f1" and present < 2:
+            lacking = f"only one class among its {rows} rows, so macro_f1 would not be an average"
+    elif metric == "r2" and rows and np.ptp(labels) == 0:
+        lacking = f"all {rows} labels are equal, so r2 is undefined"
+    numbers |= {"min_rows": guardrail.min_rows, "max_regression": guardrail.max_regression}
     if rows < guardrail.min_rows:
         lacking = f"{rows} rows < min_rows {guardrail.min_rows}"
-    elif metric in _NEEDS_BOTH_CLASSES and positives in (0, rows):
-        lacking = f"only one class among its {rows} rows, so {metric} is undefined"
-    elif metric in _NEEDS_POSITIVES and positives == 0:
-        lacking = f"no positives among its {rows} rows, so {metric} is undefined"
     if lacking is not None:
         consequence = (
             "reported only (allow_insufficient)"

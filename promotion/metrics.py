@@ -1,7 +1,9 @@
-"""Binary-classification metrics and paired significance tests on predicted probabilities.
+"""Metrics and paired significance tests for each task, on a model's predictions.
 
-Everything takes numpy arrays of labels (0/1) and probabilities of the positive class, so the
-same functions serve the champion–challenger verdict, its slices and the report.
+Binary: labels 0/1 and the positive class's probability (1-D). Multiclass: labels are integer
+class indices 0..k-1 into the columns of an (n, k) matrix of class probabilities. Regression:
+labels and predicted values, both 1-D. The same functions serve the champion–challenger verdict,
+its slices, the report and the live analysis.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from typing import get_args
 import numpy as np
 from scipy import stats
 
-from policies.schema import LOWER_IS_BETTER, Metric
+from policies.schema import LOWER_IS_BETTER, TASK_METRICS, Metric, Task
 
 METRICS: tuple[str, ...] = get_args(Metric)
+TASKS: tuple[str, ...] = get_args(Task)
 LABEL_METRICS: frozenset[str] = frozenset({"accuracy", "f1", "precision", "recall"})
+REGRESSION_METRICS: frozenset[str] = frozenset(TASK_METRICS["regression"])
 
 # A row is predicted positive when its probability is strictly above 0.5, as scikit-learn's and
 # LightGBM's `predict` do, so label metrics match what the served model answers.
@@ -82,14 +86,28 @@ def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
 
 
 def row_log_loss(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Each row's negative log-likelihood of its label."""
-    clipped = np.clip(np.asarray(probs, dtype=np.float64), LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+    """Each row's negative log-likelihood of its label (binary 1-D or multiclass (n, k) probs)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim == 2:
+        chosen = probs[np.arange(probs.shape[0]), np.asarray(labels, dtype=np.intp)]
+        return -np.log(np.clip(chosen, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS))
+    clipped = np.clip(probs, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
     return -np.where(np.asarray(labels) == 1, np.log(clipped), np.log1p(-clipped))
 
 
 def brier_score(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Mean squared difference between probability and label; lower is better calibrated."""
-    return float(np.mean((np.asarray(probs, dtype=np.float64) - np.asarray(labels)) ** 2))
+    """Mean squared difference between probability and label; lower is better calibrated.
+
+    Multiclass ((n, k) probabilities): Brier's original score, the squared distance to the
+    one-hot label summed over the classes (0 to 2), as scikit-learn's `scale_by_half=False`.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim == 2:
+        rows = np.arange(probs.shape[0])
+        labels = np.asarray(labels, dtype=np.intp)
+        squared = np.einsum("ij,ij->i", probs, probs) - 2 * probs[rows, labels] + 1
+        return float(np.mean(squared))
+    return float(np.mean((probs - np.asarray(labels)) ** 2))
 
 
 @dataclass(frozen=True)
@@ -114,8 +132,22 @@ def reliability_bins(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> R
         return ReliabilityBins(edges, counts, predicted_sum / counts, positive_sum / counts)
 
 
+def top_label(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Multiclass calibration as a binary question: whether each row's most probable class is
+    right (0/1) and the probability the model gave it."""
+    probs = np.asarray(probs, dtype=np.float64)
+    right = predicted_class(probs) == np.asarray(labels)
+    return right.astype(np.int8), probs.max(axis=1)
+
+
 def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
-    """Row-weighted mean gap between predicted probability and observed rate over the bins."""
+    """Row-weighted mean gap between predicted probability and observed rate over the bins.
+
+    Multiclass ((n, k) probabilities): the top-label ECE, the gap between the confidence in the
+    predicted class and how often it is right.
+    """
+    if np.ndim(probs) == 2:
+        labels, probs = top_label(labels, probs)
     table = reliability_bins(labels, probs, bins)
     filled = table.counts > 0
     gaps = np.abs(table.mean_predicted[filled] - table.observed_rate[filled])
@@ -135,15 +167,143 @@ def roc_curve(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.nda
     return fpr, tpr
 
 
-def metric_value(metric: str, labels: np.ndarray, probs: np.ndarray) -> float:
-    """The point estimate of `metric` on the given rows."""
-    if metric in LABEL_METRICS:
-        return float(label_metric_from_counts(metric, *confusion_counts(labels, probs)))
-    if metric == "roc_auc":
-        return roc_auc(labels, probs)
+def predicted_class(probs: np.ndarray) -> np.ndarray:
+    """Each row's most probable class index; a tie goes to the lower index, as `predict` does."""
+    return np.argmax(np.asarray(probs), axis=1)
+
+
+def class_counts(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """The (classes, classes) confusion matrix: rows are true classes, columns predicted ones."""
+    cells = np.asarray(labels, dtype=np.intp) * classes + np.asarray(predicted, dtype=np.intp)
+    return np.bincount(cells, minlength=classes * classes).reshape(classes, classes)
+
+
+def macro_f1_from_confusion(confusion: np.ndarray) -> np.ndarray:
+    """Macro-averaged F1 of confusion matrices (..., k, k); vectorised over leading axes.
+
+    The average runs over the classes present among the labels, so two models scored on the same
+    rows are averaged over the same classes. When every class appears among the labels this is
+    scikit-learn's `f1_score(average="macro")`.
+    """
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    actual = confusion.sum(axis=-1)
+    predicted = confusion.sum(axis=-2)
+    denominator = actual + predicted
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    present = actual > 0
+    return np.sum(f1 * present, axis=-1) / np.maximum(np.sum(present, axis=-1), 1)
+
+
+@dataclass(frozen=True)
+class PerClassScores:
+    """Precision, recall and F1 of each class (one-vs-rest) and how many rows have that label."""
+
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+
+
+def per_class_scores(labels: np.ndarray, probs: np.ndarray) -> PerClassScores:
+    """Each class's precision, recall and F1 from (n, k) class probabilities; a ratio with a
+    zero denominator is 0, as in scikit-learn's `precision_recall_fscore_support`."""
+    probs = np.asarray(probs)
+    confusion = class_counts(labels, predicted_class(probs), probs.shape[1]).astype(np.float64)
+    tp = np.diag(confusion)
+    actual, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+
+    def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+        return np.divide(numerator, denominator, out=np.zeros_like(tp), where=denominator > 0)
+
+    return PerClassScores(
+        ratio(tp, predicted), ratio(tp, actual), ratio(2 * tp, actual + predicted), actual
+    )
+
+
+def _multiclass_metric(metric: str, labels: np.ndarray, probs: np.ndarray) -> float:
+    probs = np.asarray(probs, dtype=np.float64)
+    predicted = predicted_class(probs)
+    if metric == "accuracy":
+        return float(np.mean(predicted == np.asarray(labels)))
+    if metric == "macro_f1":
+        return float(macro_f1_from_confusion(class_counts(labels, predicted, probs.shape[1])))
     if metric == "log_loss":
         return float(np.mean(row_log_loss(labels, probs)))
+    raise ValueError(
+        f"{metric!r} is not a multiclass metric; use one of accuracy, macro_f1, log_loss"
+    )
+
+
+def r2_from_sums(
+    squared_error: np.ndarray | float, total_squares: np.ndarray | float
+) -> np.ndarray:
+    """R² = 1 - SSE / SST; vectorised. Constant labels (SST = 0) score 1 when predicted exactly
+    and 0 otherwise, as scikit-learn's `r2_score` does."""
+    sse = np.asarray(squared_error, dtype=np.float64)
+    sst = np.asarray(total_squares, dtype=np.float64)
+    safe = np.where(sst > 0, sst, 1.0)
+    return np.where(sst > 0, 1 - sse / safe, np.where(sse == 0, 1.0, 0.0))
+
+
+def _regression_metric(metric: str, labels: np.ndarray, values: np.ndarray) -> float:
+    errors = np.asarray(values, dtype=np.float64) - np.asarray(labels, dtype=np.float64)
+    if metric == "rmse":
+        return float(np.sqrt(np.mean(errors**2)))
+    if metric == "mae":
+        return float(np.mean(np.abs(errors)))
+    if metric == "r2":
+        centred = np.asarray(labels, dtype=np.float64) - np.mean(labels)
+        return float(r2_from_sums(np.sum(errors**2), np.sum(centred**2)))
+    raise ValueError(f"{metric!r} is not a regression metric; use one of rmse, mae, r2")
+
+
+def metric_value(metric: str, labels: np.ndarray, predictions: np.ndarray) -> float:
+    """The point estimate of `metric` on the given rows.
+
+    Regression metrics take 1-D values; otherwise (n, k) predictions are multiclass class
+    probabilities with labels as class indices, and 1-D predictions binary probabilities.
+    """
+    if metric in REGRESSION_METRICS:
+        return _regression_metric(metric, labels, predictions)
+    if np.ndim(predictions) == 2:
+        return _multiclass_metric(metric, labels, predictions)
+    if metric in LABEL_METRICS:
+        return float(label_metric_from_counts(metric, *confusion_counts(labels, predictions)))
+    if metric == "roc_auc":
+        return roc_auc(labels, predictions)
+    if metric == "log_loss":
+        return float(np.mean(row_log_loss(labels, predictions)))
     raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+
+
+def row_outcomes(task: str, labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """One number per row for comparing models row by row: for classification 1.0 where the
+    predicted class is right (binary: probability above 0.5) and 0.0 where it is wrong; for
+    regression the squared error."""
+    labels = np.asarray(labels)
+    if task == "regression":
+        errors = np.asarray(predictions, dtype=np.float64) - labels.astype(np.float64)
+        return errors**2
+    if task == "multiclass":
+        return (predicted_class(predictions) == labels).astype(np.float64)
+    if task == "binary":
+        return (predicted_positive(predictions) == (labels == 1)).astype(np.float64)
+    raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+
+
+def paired_t_test(differences: np.ndarray) -> float:
+    """Two-sided p-value of a paired t-test that the per-row differences have mean 0.
+
+    Identical differences on every row (no spread) give 1 when they are all 0, else 0.
+    """
+    differences = np.asarray(differences, dtype=np.float64)
+    mean = float(np.mean(differences))
+    spread = float(np.std(differences, ddof=1)) if differences.size > 1 else 0.0
+    if spread == 0 or not np.isfinite(spread):
+        return 1.0 if mean == 0 else 0.0
+    statistic = mean / (spread / np.sqrt(differences.size))
+    return float(2 * stats.t.sf(abs(statistic), differences.size - 1))
 
 
 def mcnemar_exact(champion_only: int, challenger_only: int) -> float:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn import metrics as sk
 
 from promotion.evaluation import (
     EvaluationConfig,
@@ -11,6 +12,9 @@ from promotion.evaluation import (
 )
 from promotion.report import (
     CALIBRATION_PLOT,
+    CONFUSION_PLOT,
+    PREDICTED_PLOT,
+    RESIDUAL_PLOT,
     ROC_PLOT,
     evaluation_tags,
     markdown_summary,
@@ -162,3 +166,127 @@ def test_first_champion_summary_gives_its_score_without_a_comparison(first_champ
     assert f"- roc_auc: {auc:.4f} on 2,000 holdout rows, no champion to compare against" in summary
     assert "- other holdout metrics: accuracy " in summary
     assert "[Full evaluation report](#/runs/abc)" in summary
+
+
+# --- per task -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def multiclass_holdout():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 1500)
+    one_hot = np.eye(3)[labels]
+    champion = 0.4 * one_hot + 0.6 * rng.dirichlet(np.ones(3), 1500)
+    challenger = 0.6 * one_hot + 0.4 * rng.dirichlet(np.ones(3), 1500)
+    return labels, champion, challenger
+
+
+@pytest.fixture
+def multiclass_result(multiclass_holdout) -> EvaluationResult:
+    labels, champion, challenger = multiclass_holdout
+    config = EvaluationConfig(
+        metric="macro_f1", task="multiclass", classes=("bronze", "silver", "<gold>"), resamples=200
+    )
+    return evaluate_challenger(config, labels=labels, champion=champion, challenger=challenger)
+
+
+def test_multiclass_report_shows_confusion_matrices_and_per_class_scores(
+    multiclass_result, multiclass_holdout, tmp_path
+):
+    labels, champion, challenger = multiclass_holdout
+    report = render_report(
+        multiclass_result,
+        labels=labels,
+        champion=champion,
+        challenger=challenger,
+        out_dir=tmp_path,
+    )
+    assert [path.name for path in report.plots] == [CONFUSION_PLOT, CALIBRATION_PLOT]
+    assert all(path.read_bytes().startswith(PNG_MAGIC) for path in report.plots)
+    assert report.html.count('src="data:image/png;base64,') == 2
+    assert "<h2>Per class</h2>" in report.html
+    gold_recall = sk.recall_score(labels, challenger.argmax(axis=1), average=None)[2]
+    assert f"<td class='num'>{gold_recall:.4f}</td>" in report.html
+    assert "<td>&lt;gold&gt;</td>" in report.html
+    assert "task: multiclass (3 classes: bronze, silver, &lt;gold&gt;)" in report.html
+    assert 'class="verdict promote"' in report.html
+
+
+def test_first_multiclass_champion_report_has_one_column_per_class_score(
+    multiclass_holdout, tmp_path
+):
+    from promotion.evaluation import evaluate_first_champion
+
+    labels, _, challenger = multiclass_holdout
+    result = evaluate_first_champion(
+        EvaluationConfig(metric="accuracy", task="multiclass", resamples=200),
+        labels=labels,
+        challenger=challenger,
+    )
+    report = render_report(
+        result, labels=labels, champion=None, challenger=challenger, out_dir=tmp_path
+    )
+    assert "<th>challenger F1</th>" in report.html
+    assert "champion F1" not in report.html
+    assert "<td>2</td>" in report.html  # unnamed classes are shown by index
+
+
+@pytest.fixture
+def regression_holdout():
+    rng = np.random.default_rng(2)
+    labels = 10 + 3 * rng.normal(size=8000)
+    champion = labels + rng.normal(size=8000) + 0.5
+    challenger = labels + 0.7 * rng.normal(size=8000)
+    return labels, champion, challenger
+
+
+def test_regression_report_shows_predicted_vs_actual_and_residuals(regression_holdout, tmp_path):
+    labels, champion, challenger = regression_holdout
+    result = evaluate_challenger(
+        EvaluationConfig(metric="rmse", task="regression", resamples=200),
+        labels=labels,
+        champion=champion,
+        challenger=challenger,
+    )
+    report = render_report(
+        result, labels=labels, champion=champion, challenger=challenger, out_dir=tmp_path
+    )
+    assert [path.name for path in report.plots] == [PREDICTED_PLOT, RESIDUAL_PLOT]
+    assert all(path.read_bytes().startswith(PNG_MAGIC) for path in report.plots)
+    assert "<h2>Residuals (predicted − actual)</h2>" in report.html
+    bias = np.mean(champion - labels)
+    assert f"<tr><td>mean (bias)</td><td class='num'>{bias:.4g}</td>" in report.html
+    assert "paired t-test p" in report.html
+    assert "ROC" not in report.html
+
+
+def test_regression_summary_and_tags_read_like_the_binary_ones(regression_holdout):
+    labels, champion, challenger = regression_holdout
+    result = evaluate_challenger(
+        EvaluationConfig(metric="mae", task="regression", resamples=200),
+        labels=labels,
+        champion=champion,
+        challenger=challenger,
+    )
+    summary = markdown_summary(result)
+    assert summary.startswith("**Evaluation: promote** (mae, superiority)")
+    assert "paired t-test p" in summary
+    assert evaluation_tags(result)["eval.test"] == "paired_t"
+
+
+def test_unevaluable_regression_result_renders_without_plots(tmp_path):
+    result = evaluate_challenger(
+        EvaluationConfig(metric="rmse", task="regression", resamples=100),
+        labels=np.array([1.0, np.inf]),
+        champion=np.array([1.0, 2.0]),
+        challenger=np.array([1.0, 2.0]),
+    )
+    report = render_report(
+        result,
+        labels=np.array([1.0, np.inf]),
+        champion=np.array([1.0, 2.0]),
+        challenger=np.array([1.0, 2.0]),
+        out_dir=tmp_path / "plots",
+    )
+    assert report.plots == ()
+    assert "1 labels are infinite" in report.html
