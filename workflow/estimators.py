@@ -85,7 +85,7 @@ def parameters_used(
 ) -> dict[str, Any]:
     """The hyperparameters the estimator is given: the policy's (or the tuned ones), plus the
     seed wherever the estimator takes one the policy left unset, LightGBM kept quiet and
-    scikit-learn ensembles on one core (so a version trains alike on any machine)."""
+    scikit-learn's ensembles on one core (so a version trains alike on any machine)."""
     params = dict(hyperparameters)
     defaults = estimator.get_params(deep=True)
     if not set(params) & set(SEED_PARAMETERS):
@@ -95,7 +95,7 @@ def parameters_used(
     if is_lightgbm(estimator):
         if not {"verbose", "verbosity"} & set(params):
             params["verbose"] = -1
-    elif "n_jobs" in defaults and defaults["n_jobs"] is None:
+    elif type(estimator).__module__.startswith("sklearn.ensemble") and "n_jobs" in defaults:
         params.setdefault("n_jobs", 1)
     return params
 

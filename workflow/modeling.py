@@ -151,3 +151,23 @@ def untrusted_types(pipeline: Pipeline, trusted: Sequence[str] = ()) -> list[str
             "list them in the policy's model.trusted_types to trust them"
         )
     return sorted(found)
+
+
+def pip_requirements(pipeline: Any) -> list[str]:
+    """The pinned packages a saved pipeline needs: scikit-learn and skops, plus the installed
+    distribution of every other top-level module its types come from (LightGBM, a factory's
+    package). Given to MLflow explicitly: inferring them loads the model in a subprocess, which
+    takes longer than the training itself."""
+    import importlib.metadata
+
+    import mlflow.sklearn
+    import skops.io
+
+    requirements = mlflow.sklearn.get_default_pip_requirements(include_skops=True)
+    types = skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))
+    modules = {name.split(".")[0] for name in types} - {"sklearn", "numpy", "builtins"}
+    distributions = importlib.metadata.packages_distributions()
+    for module in sorted(modules):
+        for distribution in distributions.get(module, []):
+            requirements.append(f"{distribution}=={importlib.metadata.version(distribution)}")
+    return requirements

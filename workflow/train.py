@@ -250,6 +250,7 @@ def _train_log_register(
             input_example=example,
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
             skops_trusted_types=modeling.untrusted_types(pipeline, policy.model.trusted_types),
+            pip_requirements=modeling.pip_requirements(pipeline),
         )
     tags = {
         "lineage.source": window.source,
