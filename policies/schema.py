@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -174,7 +174,9 @@ class ModelSpec(_Strict):
     flavor: Flavor | None = None
     estimator: str | None = None
     factory: str | None = None
-    hyperparameters: dict[str, HyperparameterValue] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="Numbers, text, true/false or null, by name."
+    )
     seed: int = Field(default=0, description="random_state of the estimator (when not set).")
     trusted_types: list[str] = Field(
         default_factory=list,
@@ -186,6 +188,20 @@ class ModelSpec(_Strict):
         description="Least promotion metric on the validation split (most, for lower-is-better "
         "metrics) a candidate needs to become challenger.",
     )
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _scalar_values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        bad = [
+            f"{name} ({type(value).__name__})"
+            for name, value in values.items()
+            if value is not None and not isinstance(value, int | float | str | bool)
+        ]
+        if bad:
+            raise ValueError(
+                f"values must be numbers, text, true/false or null, not: {', '.join(bad)}"
+            )
+        return values
 
     @field_validator("estimator")
     @classmethod

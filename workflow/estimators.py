@@ -162,17 +162,20 @@ def spec_problems(
     problems += unknown_names(spec, estimator, spec.hyperparameters, "model.hyperparameters")
     if tuning is not None:
         problems += unknown_names(spec, estimator, list(tuning.search_space), "tuning.search_space")
-    if problems:
-        return problems
+    known = parameter_names(estimator)
     candidates = [
         (f"model.hyperparameters.{name}", name, value)
         for name, value in spec.hyperparameters.items()
+        if name in known
     ]
     if tuning is not None:
         for name, search in tuning.search_space.items():
-            values = search.choices if search.type == "categorical" else [search.low, search.high]
-            candidates += [(f"tuning.search_space.{name}", name, value) for value in values]
-    return _value_problems(spec, estimator, features, candidates)
+            if name in known:
+                values = (
+                    search.choices if search.type == "categorical" else [search.low, search.high]
+                )
+                candidates += [(f"tuning.search_space.{name}", name, value) for value in values]
+    return problems + _value_problems(spec, estimator, features, candidates, together=not problems)
 
 
 def policy_problems(policy: Policy) -> list[str]:
@@ -225,10 +228,11 @@ def _value_problems(
     estimator: Any,
     features: FeatureColumns,
     candidates: list[tuple[str, str, Any]],
+    together: bool,
 ) -> list[str]:
     """Problems of hyperparameter values: by the owning estimator's scikit-learn constraints
     when it declares them, else by fitting the pipeline with that one value on a small sample;
-    then one fit with every fixed value together."""
+    then (`together`) one fit with every fixed value at once."""
     problems = []
     fit_checked = []
     for field, name, value in candidates:
@@ -247,7 +251,7 @@ def _value_problems(
         refusal = _fit_refusal(spec, features, {name: value})
         if refusal:
             problems.append(f"{field}: {value!r} refused: {refusal}")
-    if not problems:
+    if together and not problems:
         refusal = _fit_refusal(spec, features, dict(spec.hyperparameters))
         if refusal:
             problems.append(f"model.hyperparameters: fitting a small sample failed: {refusal}")
