@@ -81,7 +81,7 @@ def parameter_names(estimator: Any) -> set[str]:
 
 
 def parameters_used(
-    spec: ModelSpec, estimator: Any, hyperparameters: Mapping[str, Any], seed: int
+    estimator: Any, hyperparameters: Mapping[str, Any], seed: int
 ) -> dict[str, Any]:
     """The hyperparameters the estimator is given: the policy's (or the tuned ones), plus the
     seed wherever the estimator takes one the policy left unset, LightGBM kept quiet and
@@ -110,7 +110,7 @@ def make_estimator(
     problems = unknown_names(spec, estimator, given, "model.hyperparameters")
     if problems:
         raise ModelSpecError(problems)
-    params = parameters_used(spec, estimator, given, spec.seed if seed is None else seed)
+    params = parameters_used(estimator, given, spec.seed if seed is None else seed)
     estimator.set_params(**params)
     return estimator, params
 

@@ -158,12 +158,17 @@ def train_and_register(
     if existing is None:
         existing = _train_log_register(policy, window, run, artifact_root, trigger or {})
     if existing.tags.get(VERDICT_TAG) == REJECTED_AT_TRAINING:
+        score_tag = f"train.validation_{policy.promotion.metric}"
         registry.record_transition(
             name,
             existing.version,
             "rejected",
             actor=run.actor,
             reason=existing.tags.get(REASON_TAG, "rejected at training"),
+            evidence={
+                score_tag.removeprefix("train."): existing.tags.get(score_tag),
+                "validation_gate": policy.model.validation_gate,
+            },
         )
     return Candidate(model=name, version=existing.version, run_id=existing.run_id)
 
