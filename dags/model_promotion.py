@@ -28,7 +28,8 @@ from airflow.sdk import (
 )
 
 from approval import hitl
-from policies import Policy, load_valid_policies
+from policies import Policy, PolicyError, load_valid_policies
+from policies.loader import policy_path
 from policies.resources import TrainingResources
 from policies.schema import cron_expression
 from promotion.outcomes import FAILING as FAILING_OUTCOMES
@@ -149,10 +150,30 @@ def build_train_dag(policy: Policy) -> None:
                 description="End of the holdout window (ISO date). Empty: the run's logical date.",
             )
         },
-        doc_md=f"Extract `{policy.source.table or 'query'}`, validate, train a `{policy.model.flavor}` "
-        f"pipeline, log it to MLflow and register it as `{name}@challenger`.",
+        doc_md=f"Check the policy's model section, extract `{policy.source.table or 'query'}`, "
+        f"validate, train a {policy.task} `{policy.model.import_path}` pipeline"
+        + (f" ({policy.tuning.trials} tuning trials)" if policy.tuning else "")
+        + f", log it to MLflow and register it as `{name}@challenger`"
+        + (
+            f" when its validation {policy.promotion.metric} meets the gate "
+            f"{policy.model.validation_gate:g}."
+            if policy.model.validation_gate is not None
+            else "."
+        ),
     )
     def train():
+        @task(retries=0)
+        def check_policy() -> str:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from workflow import estimators
+
+            path = policy_path(name, os.environ.get("PROMOTION_POLICIES_DIR") or None)
+            try:
+                return estimators.check_policy(policy, path)
+            except PolicyError as error:
+                raise AirflowFailException(str(error)) from error
+
         @task(**TRAINING.task_arguments())
         def extract_window() -> dict:
             from workflow import train as steps
@@ -180,22 +201,34 @@ def build_train_dag(policy: Policy) -> None:
         @task(**TRAINING.task_arguments())
         def train_candidate(validated: dict) -> dict:
             from workflow import train as steps
+            from workflow.tuning import NoTrialCompleted
 
-            return _bad_input_fails_without_retry(
-                lambda: steps.train_and_register(
-                    policy,
-                    steps.TrainingWindow.from_xcom(validated),
-                    _run(),
-                    artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT"),
-                    trigger=_trigger_tags(policy),
-                )
-            ).to_xcom()
+            try:
+                return _bad_input_fails_without_retry(
+                    lambda: steps.train_and_register(
+                        policy,
+                        steps.TrainingWindow.from_xcom(validated),
+                        _run(),
+                        artifact_root=os.environ.get("PROMOTION_ARTIFACT_ROOT"),
+                        trigger=_trigger_tags(policy),
+                    )
+                ).to_xcom()
+            except NoTrialCompleted as error:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(str(error)) from error
 
         @task(outlets=[candidate_asset(policy)], pool=policy.alias_pool)
         def register_candidate(trained: dict) -> dict:
+            from airflow.sdk.exceptions import AirflowFailException
+
             from workflow import train as steps
 
-            return steps.name_challenger(policy, steps.Candidate.from_xcom(trained), _run())
+            try:
+                return steps.name_challenger(policy, steps.Candidate.from_xcom(trained), _run())
+            except steps.TrainingRejected as rejected:
+                # No Asset event: nothing new for promote_<model> to evaluate.
+                raise AirflowFailException(str(rejected)) from rejected
 
         @task
         def remove_temporary_files() -> str:
@@ -204,6 +237,7 @@ def build_train_dag(policy: Policy) -> None:
             return remove_run_storage(_storage_root(), _run())
 
         extracted = extract_window()
+        check_policy() >> extracted
         cleanup = remove_temporary_files().as_teardown(setups=extracted)
         # Teardown, so the run's state is that of the real work; all-done, so the files go even
         # when extraction itself failed half-way.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -10,6 +11,9 @@ from pydantic import ValidationError
 from policies.schema import Policy
 
 POLICIES_DIR = Path(__file__).resolve().parent
+
+# A validator's message that starts by naming the field it refused, e.g. "promotion.metric: …".
+_NAMED_FIELD = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*): ")
 
 # libyaml's loader parses about ten times faster; the DAG processor reads every policy per parse.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -31,10 +35,15 @@ def describe_validation_error(
     """One `field.path: what is wrong` line per problem pydantic found, in the order found."""
     problems = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        parts = [str(part) for part in item["loc"]]
         message = item["msg"].removeprefix("Value error, ")
+        named = _NAMED_FIELD.match(message) if item["type"] == "value_error" else None
+        if named:
+            parts.append(named.group(1))
+            message = message[named.end() :]
         if item["type"] == "extra_forbidden":
             message = unknown_field
+        where = ".".join(parts) or "(top level)"
         problems.append(f"{where}: {message}")
     return problems
 
@@ -59,6 +68,11 @@ def load_policy(path: Path | str) -> Policy:
             path, [f"model_name: {policy.model_name!r} must match the file name {path.stem!r}"]
         )
     return policy
+
+
+def policy_path(model_name: str, directory: Path | str | None = None) -> Path:
+    """The file a model's policy is read from (its name is the model's, by `load_policy`)."""
+    return Path(directory or POLICIES_DIR) / f"{model_name}.yaml"
 
 
 def policy_files(directory: Path | str | None = None) -> list[Path]:

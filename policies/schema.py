@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from croniter import CroniterError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
 
-Flavor = Literal["lightgbm_classifier", "sklearn_random_forest"]
+Flavor = Literal[
+    "lightgbm_classifier",
+    "lightgbm_regressor",
+    "sklearn_random_forest",
+    "sklearn_random_forest_regressor",
+    "sklearn_logistic_regression",
+    "sklearn_ridge",
+    "sklearn_hist_gradient_boosting_classifier",
+    "sklearn_hist_gradient_boosting_regressor",
+]
 Task = Literal["binary", "multiclass", "regression"]
 Metric = Literal[
     "accuracy", "roc_auc", "log_loss", "f1", "precision", "recall", "macro_f1", "rmse", "mae", "r2"
@@ -26,6 +35,34 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "multiclass": ("accuracy", "macro_f1", "log_loss"),
     "regression": ("rmse", "mae", "r2"),
 }
+
+# Each flavor's estimator (an import path) and the tasks it can learn.
+FLAVORS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "lightgbm_classifier": ("lightgbm.LGBMClassifier", ("binary", "multiclass")),
+    "lightgbm_regressor": ("lightgbm.LGBMRegressor", ("regression",)),
+    "sklearn_random_forest": ("sklearn.ensemble.RandomForestClassifier", ("binary", "multiclass")),
+    "sklearn_random_forest_regressor": ("sklearn.ensemble.RandomForestRegressor", ("regression",)),
+    "sklearn_logistic_regression": (
+        "sklearn.linear_model.LogisticRegression",
+        ("binary", "multiclass"),
+    ),
+    "sklearn_ridge": ("sklearn.linear_model.Ridge", ("regression",)),
+    "sklearn_hist_gradient_boosting_classifier": (
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        ("binary", "multiclass"),
+    ),
+    "sklearn_hist_gradient_boosting_regressor": (
+        "sklearn.ensemble.HistGradientBoostingRegressor",
+        ("regression",),
+    ),
+}
+# Metrics bounded to [0, 1] (a performance floor outside that range can never be crossed).
+BOUNDED_METRICS: frozenset[str] = frozenset(
+    {"accuracy", "roc_auc", "f1", "precision", "recall", "macro_f1"}
+)
+IMPORT_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+FACTORY_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+MAX_TRIALS = 500
 
 # Airflow's cron presets (the ones that repeat), resolved to the expressions Airflow uses.
 CRON_PRESETS: dict[str, str] = {
@@ -122,12 +159,153 @@ class Validation(_Strict):
     )
 
 
+HyperparameterValue = int | float | str | bool | None
+
+
 class ModelSpec(_Strict):
-    """The estimator at the end of the pipeline and its hyperparameters."""
+    """The estimator at the end of the pipeline and its hyperparameters.
+
+    Exactly one of `flavor` (a shorthand), `estimator` (an import path) or `factory`
+    (`package.module:function` returning an unfitted estimator or pipeline). The estimator's
+    parameters are checked by `workflow.estimators` (it imports the estimator, so not at parse).
+    """
 
     task: Task = "binary"
-    flavor: Flavor
-    hyperparameters: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
+    flavor: Flavor | None = None
+    estimator: str | None = None
+    factory: str | None = None
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="Numbers, text, true/false or null, by name."
+    )
+    seed: int = Field(default=0, description="random_state of the estimator (when not set).")
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description="Types (or modules) beyond scikit-learn, LightGBM and NumPy that the saved "
+        "model may contain.",
+    )
+    validation_gate: float | None = Field(
+        default=None,
+        description="Least promotion metric on the validation split (most, for lower-is-better "
+        "metrics) a candidate needs to become challenger.",
+    )
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _scalar_values(cls, values: dict[str, Any]) -> dict[str, Any]:
+        bad = [
+            f"{name} ({type(value).__name__})"
+            for name, value in values.items()
+            if value is not None and not isinstance(value, int | float | str | bool)
+        ]
+        if bad:
+            raise ValueError(
+                f"values must be numbers, text, true/false or null, not: {', '.join(bad)}"
+            )
+        return values
+
+    @field_validator("estimator")
+    @classmethod
+    def _an_import_path(cls, path: str | None) -> str | None:
+        if path is not None and not re.fullmatch(IMPORT_PATH, path):
+            raise ValueError(
+                f"{path!r} is not an import path of a class (e.g. lightgbm.LGBMRegressor)"
+            )
+        return path
+
+    @field_validator("factory")
+    @classmethod
+    def _a_function_path(cls, path: str | None) -> str | None:
+        if path is not None and not re.fullmatch(FACTORY_PATH, path):
+            raise ValueError(f"{path!r} is not package.module:function")
+        return path
+
+    @field_validator("trusted_types")
+    @classmethod
+    def _dotted_names(cls, names: list[str]) -> list[str]:
+        bad = [name for name in names if not re.fullmatch(r"[A-Za-z_][\w.]*[\w]", name)]
+        if bad:
+            raise ValueError(f"not a type or module name: {', '.join(map(repr, bad))}")
+        return names
+
+    @model_validator(mode="after")
+    def _one_estimator_fit_for_the_task(self) -> ModelSpec:
+        given = [k for k in ("flavor", "estimator", "factory") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'flavor', 'estimator' (import path) or 'factory' "
+                f"(package.module:function), got {', '.join(given) or 'none'}"
+            )
+        if self.flavor is not None and self.task not in FLAVORS[self.flavor][1]:
+            fitting = [f for f, (_, tasks) in FLAVORS.items() if self.task in tasks]
+            raise ValueError(
+                f"flavor: {self.flavor} does not learn a {self.task} task; use one of "
+                f"{', '.join(fitting)}"
+            )
+        return self
+
+    @property
+    def import_path(self) -> str:
+        """What builds the estimator: the flavor's or the given import path, or the factory."""
+        if self.flavor is not None:
+            return FLAVORS[self.flavor][0]
+        return self.estimator or self.factory or ""
+
+
+class IntRange(_Strict):
+    """An integer hyperparameter searched in [low, high]."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.log and (self.low < 1 or self.step != 1):
+            raise ValueError("log needs low ≥ 1 and step 1")
+        return self
+
+
+class FloatRange(_Strict):
+    """A real hyperparameter searched in [low, high], on a log scale with `log`."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.low >= self.high:
+            raise ValueError(f"low {self.low} must be below high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError("log needs low > 0")
+        return self
+
+
+class Choices(_Strict):
+    """A hyperparameter searched among listed values."""
+
+    type: Literal["categorical"]
+    choices: list[HyperparameterValue] = Field(min_length=1)
+
+
+SearchRange = Annotated[IntRange | FloatRange | Choices, Field(discriminator="type")]
+
+
+class Tuning(_Strict):
+    """An Optuna search over hyperparameters before the final fit, scored by k-fold
+    cross-validation on the training split with the promotion metric."""
+
+    search_space: dict[str, SearchRange] = Field(min_length=1)
+    trials: int = Field(default=20, gt=0, le=MAX_TRIALS)
+    timeout_minutes: float | None = Field(default=None, gt=0)
+    pruning: bool = False
+    folds: int = Field(default=3, ge=2, le=10)
+    seed: int = 0
 
 
 class SliceRule(_Strict):
@@ -352,6 +530,7 @@ class Policy(_Strict):
     source: Source
     validation: Validation = Validation()
     model: ModelSpec
+    tuning: Tuning | None = None
     promotion: Promotion = Promotion()
     approval: Approval = Approval()
     rollout: Rollout = Rollout()
@@ -385,13 +564,55 @@ class Policy(_Strict):
                     + (", ".join(unknown) or "an empty list (use null for all)")
                 )
         performance = self.triggers.performance
-        bounded = self.promotion.metric not in LOWER_IS_BETTER
+        bounded = self.promotion.metric in BOUNDED_METRICS
         if performance is not None and performance.floor is not None and bounded:
             if not 0 <= performance.floor <= 1:
                 raise ValueError(
                     f"triggers.performance.floor: {self.promotion.metric} lies in [0, 1], "
                     f"got {performance.floor}"
                 )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_metric_of_the_task(cls, data: object) -> object:
+        """A policy that names no promotion metric is measured by its task's first one."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            return data
+        task = data["model"].get("task", "binary")
+        promotion = data.get("promotion") or {}
+        if task in TASK_METRICS and isinstance(promotion, dict) and "metric" not in promotion:
+            return {**data, "promotion": {**promotion, "metric": TASK_METRICS[task][0]}}
+        return data
+
+    @model_validator(mode="after")
+    def _metric_and_calibration_fit_the_task(self) -> Policy:
+        task, metric = self.model.task, self.promotion.metric
+        if metric not in TASK_METRICS[task]:
+            raise ValueError(
+                f"promotion.metric: {metric} does not measure a {task} model; use one of "
+                f"{', '.join(TASK_METRICS[task])}"
+            )
+        if task == "regression" and self.promotion.calibration is not None:
+            raise ValueError(
+                "promotion.calibration: a regression model has no probabilities to calibrate; "
+                "remove it"
+            )
+        gate = self.model.validation_gate
+        if gate is not None and metric in BOUNDED_METRICS and not 0 <= gate <= 1:
+            raise ValueError(f"model.validation_gate: {metric} lies in [0, 1], got {gate}")
+        return self
+
+    @model_validator(mode="after")
+    def _tuned_hyperparameters_are_not_also_fixed(self) -> Policy:
+        if self.tuning is None:
+            return self
+        both = sorted(set(self.tuning.search_space) & set(self.model.hyperparameters))
+        if both:
+            raise ValueError(
+                f"tuning.search_space: {', '.join(both)} also fixed in model.hyperparameters; "
+                "keep each in one place"
+            )
         return self
 
     @model_validator(mode="after")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -9,7 +10,7 @@ import pandas as pd
 from airflow.sdk import ObjectStoragePath
 
 import registry
-from policies.schema import Policy
+from policies.schema import LOWER_IS_BETTER, Policy
 from promotion.records import CHALLENGER
 from registry.moves import current_ledger
 from registry.validation_records import ValidationRecord, record_validation
@@ -20,6 +21,8 @@ from workflow.validation import DataValidationError, window_problems
 
 EXTRACT_FILE = "training_window.parquet"
 VALIDATION_SHARE = 0.2  # the newest 20% of the training window scores the fit
+VERDICT_TAG, REASON_TAG = "promotion.verdict", "promotion.reason"
+REJECTED_AT_TRAINING = "rejected_at_training"
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def validate(policy: Policy, window: TrainingWindow, run: RunContext) -> Trainin
     Every validated window is recorded in the ledger database, passed or failed, with its checks.
     """
     frame = window.read()
-    problems = window_problems(frame, policy.source, policy.validation)
+    problems = window_problems(frame, policy.source, policy.validation, policy.task)
     record_validation(
         current_ledger().url,
         ValidationRecord(
@@ -117,16 +120,66 @@ def validate(policy: Policy, window: TrainingWindow, run: RunContext) -> Trainin
     return window
 
 
+class TrainingRejected(ValueError):
+    """The candidate missed the policy's training-quality gate: registered, never challenger."""
+
+
+def gate_verdict(policy: Policy, validation_score: float) -> str | None:
+    """Why the validation score misses `model.validation_gate` (None: it passes or no gate)."""
+    gate, metric = policy.model.validation_gate, policy.promotion.metric
+    if gate is None:
+        return None
+    missed = validation_score > gate if metric in LOWER_IS_BETTER else validation_score < gate
+    if not missed:
+        return None
+    bound = "at most" if metric in LOWER_IS_BETTER else "at least"
+    return (
+        f"validation {metric} {validation_score:.4f} misses model.validation_gate: {bound} {gate:g}"
+    )
+
+
 def train_and_register(
-    policy: Policy, window: TrainingWindow, run: RunContext, artifact_root: str | None = None,
+    policy: Policy,
+    window: TrainingWindow,
+    run: RunContext,
+    artifact_root: str | None = None,
     trigger: dict[str, str] | None = None,
 ) -> Candidate:
-    """Train the pipeline, log it to MLflow with its dataset, register it as a new version; the
-    heavy half of a training run (`name_challenger` then moves the alias).
+    """Train the pipeline (after the policy's tuning, if any), log it to MLflow with its dataset,
+    register it as a new version; the heavy half of a training run (`name_challenger` then moves
+    the alias). A version that misses the training-quality gate is registered and recorded as
+    rejected, so the run's reason and its numbers stay on it.
 
     A retried task finds the version its earlier attempt registered (by its lineage run id) and
     only completes what is missing, so a retry never registers the same training twice.
     """
+    name = policy.model_name
+    existing = registry.find_version_by_tag(name, "lineage.airflow_run_id", run.run_id)
+    if existing is None:
+        existing = _train_log_register(policy, window, run, artifact_root, trigger or {})
+    if existing.tags.get(VERDICT_TAG) == REJECTED_AT_TRAINING:
+        score_tag = f"train.validation_{policy.promotion.metric}"
+        registry.record_transition(
+            name,
+            existing.version,
+            "rejected",
+            actor=run.actor,
+            reason=existing.tags.get(REASON_TAG, "rejected at training"),
+            evidence={
+                score_tag.removeprefix("train."): existing.tags.get(score_tag),
+                "validation_gate": policy.model.validation_gate,
+            },
+        )
+    return Candidate(model=name, version=existing.version, run_id=existing.run_id)
+
+
+def _train_log_register(
+    policy: Policy,
+    window: TrainingWindow,
+    run: RunContext,
+    artifact_root: str | None,
+    trigger: dict[str, str],
+) -> registry.VersionInfo:
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -134,94 +187,130 @@ def train_and_register(
     from workflow.lineage import SqlWindowSource
     from workflow.profile import log_profile
 
-    name = policy.model_name
-    existing = registry.find_version_by_tag(name, "lineage.airflow_run_id", run.run_id)
-    if existing is None:
-        frame = window.read()
-        features, target = policy.source.features.all, policy.source.target
-        cut = int(len(frame) * (1 - VALIDATION_SHARE))
-        fit, check = frame.iloc[:cut], frame.iloc[cut:]
-        pipeline = modeling.build_pipeline(policy.model, policy.source.features)
-        pipeline.fit(fit[features], fit[target])
-        probabilities = modeling.positive_probabilities(pipeline, check[features])
-        validation_score = modeling.score(
-            policy.promotion.metric, check[target].to_numpy(), probabilities
-        )
+    name, task, metric = policy.model_name, policy.task, policy.promotion.metric
+    frame = window.read()
+    features, target = policy.source.features.all, policy.source.target
+    cut = int(len(frame) * (1 - VALIDATION_SHARE))
+    fit, check = frame.iloc[:cut], frame.iloc[cut:]
+    seed = policy.model.seed
 
-        _use_experiment(name, artifact_root)
-        with mlflow.start_run(
-            run_name=f"train {window.window_start[:10]}..{window.window_end[:10]}"
-        ) as mlrun:
-            mlflow.set_tags(
-                {"airflow.dag_id": run.dag_id, "airflow.run_id": run.run_id, **(trigger or {})}
-            )
-            log_profile(frame, policy.source.features)
-            mlflow.log_params({"flavor": policy.model.flavor, **policy.model.hyperparameters})
-            mlflow.log_params(
-                {
-                    "window_start": window.window_start,
-                    "window_end": window.window_end,
-                    "rows": window.rows,
-                }
-            )
-            mlflow.log_metric(f"validation_{policy.promotion.metric}", validation_score)
-            dataset = mlflow.data.from_pandas(
-                frame,
-                source=SqlWindowSource(
-                    window.source,
-                    window.selection,
-                    policy.source.time_column,
-                    window.window_start,
-                    window.window_end,
-                ),
-                name=f"{window.selection}[{window.window_start[:10]}..{window.window_end[:10]})",
-                targets=target,
-            )
-            mlflow.log_input(dataset, context="training")
-            example = fit[features].head(5)
-            info = mlflow.sklearn.log_model(
-                pipeline,
-                name="model",
-                signature=infer_signature(
-                    example, modeling.positive_probabilities(pipeline, example)
-                ),
-                input_example=example,
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-                skops_trusted_types=modeling.untrusted_types(pipeline),
-            )
-        lineage = {
-            "lineage.source": window.source,
-            "lineage.selection": window.selection,
-            "lineage.window_start": window.window_start,
-            "lineage.window_end": window.window_end,
-            "lineage.holdout_start": window.holdout_start,
-            "lineage.holdout_end": window.holdout_end,
-            "lineage.rows": str(window.rows),
-            "lineage.dataset_digest": dataset.digest,
-            "lineage.code_version": code_version(),
-            "lineage.airflow_dag_id": run.dag_id,
-            "lineage.airflow_run_id": run.run_id,
-            "lineage.triggered_by": run.triggered_by,
-            **(trigger or {}),
-            f"train.validation_{policy.promotion.metric}": f"{validation_score:.6f}",
-        }
-        registry.ensure_registered_model(name, policy.description)
-        existing = registry.register_version(
-            name,
-            info.model_uri,
-            run_id=mlrun.info.run_id,
-            tags=lineage,
-            description=(
-                f"Candidate trained by `{run.dag_id}` on {window.rows} rows "
-                f"[{window.window_start}, {window.window_end})."
-            ),
+    _use_experiment(name, artifact_root)
+    with mlflow.start_run(
+        run_name=f"train {window.window_start[:10]}..{window.window_end[:10]}"
+    ) as mlrun:
+        mlflow.set_tags({"airflow.dag_id": run.dag_id, "airflow.run_id": run.run_id, **trigger})
+        log_profile(frame, policy.source.features)
+        hyperparameters = dict(policy.model.hyperparameters)
+        tuning_tags: dict[str, str] = {}
+        if policy.tuning is not None:
+            from workflow.tuning import tune
+
+            tuned = tune(policy, fit[features], fit[target])
+            hyperparameters.update(tuned.best_params)
+            tuning_tags = tuned.tags(metric)
+            mlflow.set_tags(tuning_tags)
+        pipeline = modeling.build_pipeline(
+            policy.model, policy.source.features, seed, hyperparameters
         )
-    return Candidate(model=name, version=existing.version, run_id=existing.run_id)
+        pipeline.fit(fit[features], fit[target])
+        used = modeling.parameters_used(policy.model, seed, hyperparameters)
+        validation_score = modeling.validation_score(
+            pipeline, check[features], check[target], metric, task
+        )
+        rejection = gate_verdict(policy, validation_score)
+        lineage = {
+            "lineage.task": task,
+            "lineage.estimator": policy.model.import_path,
+            "lineage.params": json.dumps(used, sort_keys=True),
+            "lineage.seed": str(seed),
+        }
+        mlflow.log_params(
+            {
+                **{key.removeprefix("lineage."): value for key, value in lineage.items()},
+                **used,
+                "window_start": window.window_start,
+                "window_end": window.window_end,
+                "rows": window.rows,
+            }
+        )
+        mlflow.log_metric(f"validation_{metric}", validation_score)
+        dataset = mlflow.data.from_pandas(
+            frame,
+            source=SqlWindowSource(
+                window.source,
+                window.selection,
+                policy.source.time_column,
+                window.window_start,
+                window.window_end,
+            ),
+            name=f"{window.selection}[{window.window_start[:10]}..{window.window_end[:10]})",
+            targets=target,
+        )
+        mlflow.log_input(dataset, context="training")
+        example = fit[features].head(5)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(example, signature_output(pipeline, example, task)),
+            input_example=example,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=modeling.untrusted_types(pipeline, policy.model.trusted_types),
+            pip_requirements=modeling.pip_requirements(pipeline),
+        )
+    tags = {
+        "lineage.source": window.source,
+        "lineage.selection": window.selection,
+        "lineage.window_start": window.window_start,
+        "lineage.window_end": window.window_end,
+        "lineage.holdout_start": window.holdout_start,
+        "lineage.holdout_end": window.holdout_end,
+        "lineage.rows": str(window.rows),
+        "lineage.dataset_digest": dataset.digest,
+        "lineage.code_version": code_version(),
+        "lineage.airflow_dag_id": run.dag_id,
+        "lineage.airflow_run_id": run.run_id,
+        "lineage.triggered_by": run.triggered_by,
+        **lineage,
+        **trigger,
+        **tuning_tags,
+        f"train.validation_{metric}": f"{validation_score:.6f}",
+    }
+    if rejection is not None:
+        tags |= {VERDICT_TAG: REJECTED_AT_TRAINING, REASON_TAG: rejection}
+    registry.ensure_registered_model(name, policy.description)
+    return registry.register_version(
+        name,
+        info.model_uri,
+        run_id=mlrun.info.run_id,
+        tags=tags,
+        description=(
+            f"Candidate trained by `{run.dag_id}` on {window.rows} rows "
+            f"[{window.window_start}, {window.window_end})."
+            + (f" Rejected at training: {rejection}." if rejection else "")
+        ),
+    )
+
+
+def signature_output(model: object, example: pd.DataFrame, task: str) -> pd.DataFrame | object:
+    """What the logged model's signature says it answers: the positive-class probability
+    (binary), one probability column per class, named by the class (multiclass), or the value
+    (regression)."""
+    answer = modeling.predictions(model, example, task)
+    if task == "multiclass":
+        return pd.DataFrame(answer, columns=[str(c) for c in modeling.class_labels(model)])
+    return answer
 
 
 def name_challenger(policy: Policy, candidate: Candidate, run: RunContext) -> dict:
-    """Point `challenger` at the trained version: the training run's one alias move."""
+    """Point `challenger` at the trained version: the training run's one alias move. A version
+    rejected at training is never named; the task fails with the gate's reason."""
     version = registry.get_version(candidate.model, candidate.version)
+    if version.tags.get(VERDICT_TAG) == REJECTED_AT_TRAINING:
+        raise TrainingRejected(
+            f"{candidate.model} v{version.version} is not challenger: "
+            f"{version.tags.get(REASON_TAG, 'rejected at training')}"
+        )
+    metric = policy.promotion.metric
     registry.move_alias(
         candidate.model,
         CHALLENGER,
@@ -229,11 +318,7 @@ def name_challenger(policy: Policy, candidate: Candidate, run: RunContext) -> di
         kind="candidate",
         actor=run.actor,
         reason=f"new candidate trained on [{version.tags['lineage.window_start']}, {version.tags['lineage.window_end']})",
-        evidence={
-            f"validation_{policy.promotion.metric}": version.tags.get(
-                f"train.validation_{policy.promotion.metric}"
-            )
-        },
+        evidence={f"validation_{metric}": version.tags.get(f"train.validation_{metric}")},
     )
     return candidate.to_xcom()
 

@@ -15,9 +15,12 @@ class DataValidationError(ValueError):
         super().__init__(f"{where} failed validation:\n" + "\n".join(f"- {p}" for p in problems))
 
 
-def window_problems(frame: pd.DataFrame, source: Source, validation: Validation) -> list[str]:
+def window_problems(
+    frame: pd.DataFrame, source: Source, validation: Validation, task: str = "binary"
+) -> list[str]:
     """Every reason the window is unfit: missing columns, too few rows, too many missing values,
-    a target that is not binary."""
+    a target that does not fit the task (binary: 0/1 labels; multiclass: classes of any type;
+    regression: numbers), a single class or value."""
     problems: list[str] = []
     required = [source.time_column, source.target, *source.features.all]
     missing_columns = [column for column in required if column not in frame.columns]
@@ -40,16 +43,27 @@ def window_problems(frame: pd.DataFrame, source: Source, validation: Validation)
             problems.append(
                 f"target {source.target!r}: {int(target.isna().sum())} missing label(s)"
             )
-        classes = set(target.dropna().unique().tolist())
-        if not classes <= {0, 1}:
-            problems.append(
-                f"target {source.target!r}: expected binary 0/1 labels, found {sorted(classes)[:5]}"
-            )
-        elif len(classes) < 2:
-            problems.append(f"target {source.target!r}: only one class present ({sorted(classes)})")
+        problems += _target_problems(source.target, target.dropna(), task)
     for column in source.features.numeric:
         if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
             problems.append(
                 f"numeric feature {column!r} has non-numeric type {frame[column].dtype}"
             )
     return problems
+
+
+def _target_problems(name: str, target: pd.Series, task: str) -> list[str]:
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+            return [f"target {name!r}: a regression target must be numeric, got {target.dtype}"]
+        if target.nunique() < 2:
+            return [f"target {name!r}: a single value ({target.iloc[0] if len(target) else '–'})"]
+        return []
+    classes = set(target.unique().tolist())
+    if task == "binary" and not classes <= {0, 1}:
+        return [
+            f"target {name!r}: expected binary 0/1 labels, found {sorted(classes, key=str)[:5]}"
+        ]
+    if len(classes) < 2:
+        return [f"target {name!r}: only one class present ({sorted(classes, key=str)})"]
+    return []

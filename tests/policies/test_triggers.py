@@ -89,7 +89,7 @@ def test_a_performance_trigger_needs_a_bound(tmp_path: Path) -> None:
 
 def test_a_floor_outside_the_metric_range_is_refused(tmp_path: Path) -> None:
     found = problems(write_policy(tmp_path, "churn", triggers={"performance": {"floor": 70}}))
-    assert found == ["(top level): triggers.performance.floor: roc_auc lies in [0, 1], got 70.0"]
+    assert found == ["triggers.performance.floor: roc_auc lies in [0, 1], got 70.0"]
 
 
 def test_drift_features_must_be_features(tmp_path: Path) -> None:

@@ -1,0 +1,72 @@
+"""train_<model> per task through Airflow (`airflow dags test`): a regression policy trains and
+names its challenger; a policy whose hyperparameter LightGBM refuses fails its first task in one
+attempt, before anything is extracted."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import mlflow
+import pytest
+
+import registry
+from demo.lifecycle import DagRunFailed, Lifecycle, Workspace
+from demo.source_data import as_of_for_window, generate_user_features, write_source
+from tests.support import write_policy
+
+pytestmark = pytest.mark.integration
+
+SPEND_QUERY = (
+    "SELECT *, 2.0 * support_tickets + 0.01 * days_since_signup AS spend FROM user_features"
+)
+
+
+def task_states(workspace: Workspace, dag_id: str) -> dict[str, tuple[str, int]]:
+    with sqlite3.connect(workspace.airflow_home / "airflow.db") as db:
+        rows = db.execute(
+            "SELECT task_id, state, try_number FROM task_instance WHERE dag_id = ?", (dag_id,)
+        )
+        return {task: (state, tries) for task, state, tries in rows}
+
+
+def test_a_regression_policy_trains_and_a_refused_hyperparameter_fails_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    write_policy(
+        policies,
+        "spend",
+        source__table=None,
+        source__query=SPEND_QUERY,
+        source__target="spend",
+        model__task="regression",
+        model__flavor="lightgbm_regressor",
+        model__hyperparameters={"n_estimators": 30, "num_leaves": 7},
+        promotion__metric="rmse",
+        promotion__calibration=None,
+    )
+    write_policy(policies, "churn", model__hyperparameters={"num_leaves": -3})
+    workspace = Workspace(tmp_path / "workspace")
+    lifecycle = Lifecycle(workspace, policies)
+    lifecycle.reset()
+    write_source(workspace.source, generate_user_features(days=90, rows_per_day=40))
+    lifecycle.prepare_airflow()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri)
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+
+    lifecycle.run_dag("train_spend", {"as_of": as_of_for_window(1)})
+    version = registry.get_version("spend", 1)
+    assert registry.get_alias_version("spend", "challenger") == 1
+    assert (version.tags["lineage.task"], version.tags["lineage.estimator"]) == (
+        "regression",
+        "lightgbm.LGBMRegressor",
+    )
+    assert float(version.tags["train.validation_rmse"]) < 2.0
+
+    with pytest.raises(DagRunFailed, match=r"churn\.yaml: model\.hyperparameters\.num_leaves: -3"):
+        lifecycle.run_dag("train_churn", {"as_of": as_of_for_window(1)})
+    states = task_states(workspace, "train_churn")
+    assert states["check_policy"] == ("failed", 1)
+    assert states.get("extract_window", ("upstream_failed", 0))[0] == "upstream_failed"
