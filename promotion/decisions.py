@@ -166,9 +166,9 @@ def _default_target(champion_moves: list[AliasMove], current_champion: int) -> R
             )
         skipped = ", ".join(f"v{v}" for v in sorted(last_held))
         raise NothingToRollBack(
-            f"every former champion ({skipped}) was rolled back from or reverted, so no default "
-            "target is left; give an explicit 'version' (with force=true if the preflight refuses "
-            "it) to return to one of them anyway"
+            f"no previous champion to return to by default: every former champion ({skipped}) "
+            "was rolled back from or reverted; give an explicit 'version' (with force=true if "
+            "the preflight refuses it) to return to one of them anyway"
         )
     last = max(eligible, key=lambda move: move.sequence)
     target = int(last.from_version)  # type: ignore[arg-type]
