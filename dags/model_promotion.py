@@ -417,6 +417,37 @@ def _approval_tasks(policy: Policy, winner):
 
 def build_rollback_dag(policy: Policy) -> None:
     name = policy.model_name
+    margin, metric = policy.rollback.margin, policy.promotion.metric
+    params = {
+        "version": Param(
+            None,
+            type=["null", "integer"],
+            title="Version",
+            description="Version to make champion. Empty: the most recent former champion that "
+            "was never rolled back from or reverted (a second rollback never flips back).",
+        ),
+        "reason": Param(
+            "manual rollback",
+            type="string",
+            minLength=1,
+            title="Reason",
+            description="Recorded in the alias history.",
+        ),
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force",
+            description=f"Allow a version that was never champion, or one that scores worse than "
+            f"the champion on recent data by more than {margin} {metric}.",
+        ),
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            title="Recent data up to",
+            description="End of the source window both versions are scored on (ISO date). "
+            "Empty: the run's logical date.",
+        ),
+    }
 
     @dag(
         dag_id=f"rollback_{name}",
@@ -427,38 +458,39 @@ def build_rollback_dag(policy: Policy) -> None:
         max_active_runs=1,
         default_args=model_default_args(policy, retries=1),
         tags=["model-promotion", name, "rollback"],
-        params={
-            "version": Param(
-                None,
-                type=["null", "integer"],
-                title="Version",
-                description="Version to make champion. Empty: undo the last champion move.",
-            ),
-            "reason": Param(
-                "manual rollback",
-                type="string",
-                minLength=1,
-                title="Reason",
-                description="Recorded in the alias history.",
-            ),
-            "force": Param(
-                False,
-                type="boolean",
-                title="Force",
-                description="Allow a version that was never champion.",
-            ),
-        },
-        doc_md=f"Trigger with the defaults to put the previous champion of `{name}` back.",
+        params=params,
+        doc_md=f"Trigger with the defaults to put the previous champion of `{name}` back: the "
+        "most recent former champion that was never rolled back from or reverted.\n\n"
+        "`plan_rollback` first shows the plan in its log and XCom, before anything moves: the "
+        "current champion, the target and why, and both versions' "
+        f"`{metric}` on the source's newest {policy.source.holdout_days}-day window. A target "
+        f"worse than the champion by more than {margin} is refused unless `force`; without "
+        f"{policy.rollback.min_rows} labeled rows the rollback goes ahead unscored, with a "
+        "warning. Keys of the run's conf other than "
+        f"{', '.join(f'`{key}`' for key in sorted(params))} are refused.",
     )
     def rollback():
         @task(retries=0)
         def plan_rollback() -> dict:
             from workflow import rollback as steps
+            from workflow.params import parse_as_of, require_known_params
 
-            params = get_current_context()["params"]
-            return _bad_input_fails_without_retry(
-                lambda: steps.plan(policy, params.get("version"), bool(params.get("force")), _run())
-            ).to_xcom()
+            context = get_current_context()
+            run = context["dag_run"]
+            values = context["params"]
+            fallback = context.get("logical_date") or run.run_after
+
+            def planned() -> steps.PlannedRollback:
+                require_known_params(run.conf, params)
+                return steps.plan(
+                    policy,
+                    values.get("version"),
+                    bool(values.get("force")),
+                    _run(),
+                    parse_as_of(values.get("as_of"), fallback),
+                )
+
+            return _bad_input_fails_without_retry(planned).to_xcom()
 
         @task(pool=policy.alias_pool)
         def apply_rollback(planned: dict) -> dict:

@@ -454,6 +454,23 @@ class Rollout(_Strict):
         return steps
 
 
+class RollbackRules(_Strict):
+    """The preflight of rollback_<model>: both versions scored on recent data before anything moves."""
+
+    margin: float = Field(
+        default=0.02,
+        ge=0,
+        description="How much worse than the champion a rollback target may score on recent data "
+        "(in promotion.metric) before the rollback refuses it without force.",
+    )
+    min_rows: int = Field(
+        default=200,
+        gt=0,
+        description="Labeled rows of recent data needed to score both versions; with fewer the "
+        "rollback goes ahead unscored, with a warning.",
+    )
+
+
 class PerformanceTrigger(_Strict):
     """Retrain when the champion's live metric is shown to be below a floor or to have dropped."""
 
@@ -536,6 +553,7 @@ class Policy(_Strict):
     rollout: Rollout = Rollout()
     prediction_log: PredictionLogMasking = PredictionLogMasking()
     triggers: Triggers = Triggers()
+    rollback: RollbackRules = RollbackRules()
 
     @field_validator("training_schedule")
     @classmethod

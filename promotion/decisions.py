@@ -1,7 +1,9 @@
-"""Champion–challenger verdict and rollback target: the decisions the DAGs act on."""
+"""Champion–challenger verdict, rollback target and the rollback preflight rule: the decisions
+the DAGs act on."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -94,6 +96,20 @@ class RollbackPlan:
     reason: str
 
 
+# Champion moves of these kinds take `champion` away from a version found wanting: a rollback, or
+# a rollout's guard window reverting a fresh promotion.
+_GIVEN_UP = frozenset({"rollback", "revert"})
+
+
+def rolled_back_from(history: Sequence[AliasMove]) -> frozenset[int]:
+    """The versions that lost `champion` through a rollback or a revert."""
+    return frozenset(
+        move.from_version
+        for move in history
+        if move.alias == CHAMPION and move.kind in _GIVEN_UP and move.from_version is not None
+    )
+
+
 def rollback_target(
     history: Sequence[AliasMove],
     *,
@@ -103,9 +119,11 @@ def rollback_target(
 ) -> RollbackPlan:
     """Which version `champion` returns to.
 
-    With no requested version, the last move that made the current version champion is undone.
-    A requested version must have been champion before, unless `force` is set, so a typo cannot
-    put a never-reviewed version in front of traffic.
+    With no requested version, the most recent former champion that never lost `champion`
+    through a rollback or a revert: a second default rollback never flips back to the version the
+    first one left. A requested version must have been champion before, unless `force` is set, so
+    a typo cannot put a never-reviewed version in front of traffic; it may be a version rolled
+    back from.
     """
     if current_champion is None:
         raise NothingToRollBack(
@@ -113,23 +131,7 @@ def rollback_target(
         )
     champion_moves = [move for move in history if move.alias == CHAMPION]
     if requested_version is None:
-        arrivals = [move for move in champion_moves if move.to_version == current_champion]
-        if not arrivals:
-            raise NothingToRollBack(
-                f"version {current_champion} is champion but no recorded move put it there; "
-                "give an explicit 'version' to roll back to"
-            )
-        last = max(arrivals, key=lambda move: move.sequence)
-        if last.from_version is None:
-            raise NothingToRollBack(
-                f"version {current_champion} became champion with no previous champion; "
-                "there is no earlier version to roll back to"
-            )
-        return RollbackPlan(
-            current_champion,
-            last.from_version,
-            f"undo move #{last.sequence} ({last.kind}: v{last.from_version} → v{current_champion})",
-        )
+        return _default_target(champion_moves, current_champion)
     if requested_version == current_champion:
         raise NothingToRollBack(f"version {requested_version} is already champion")
     was_champion = any(move.to_version == requested_version for move in champion_moves)
@@ -138,4 +140,95 @@ def rollback_target(
             f"version {requested_version} was never champion; set force=true to make it champion anyway"
         )
     how = "requested version" if was_champion else "requested version, forced (never champion)"
+    if requested_version in rolled_back_from(champion_moves):
+        how += ", although it was rolled back from before"
     return RollbackPlan(current_champion, requested_version, how)
+
+
+def _default_target(champion_moves: list[AliasMove], current_champion: int) -> RollbackPlan:
+    if not any(move.to_version == current_champion for move in champion_moves):
+        raise NothingToRollBack(
+            f"version {current_champion} is champion but no recorded move put it there; "
+            "give an explicit 'version' to roll back to"
+        )
+    # When each former champion last held the alias: the move that took it away from it.
+    last_held: dict[int, AliasMove] = {}
+    for move in sorted(champion_moves, key=lambda m: m.sequence):
+        if move.from_version is not None and move.from_version != current_champion:
+            last_held[move.from_version] = move
+    excluded = rolled_back_from(champion_moves)
+    eligible = [move for version, move in last_held.items() if version not in excluded]
+    if not eligible:
+        if not last_held:
+            raise NothingToRollBack(
+                f"version {current_champion} became champion with no previous champion; "
+                "there is no earlier version to roll back to"
+            )
+        skipped = ", ".join(f"v{v}" for v in sorted(last_held))
+        raise NothingToRollBack(
+            f"no previous champion to return to by default: every former champion ({skipped}) "
+            "was rolled back from or reverted; give an explicit 'version' (with force=true if "
+            "the preflight refuses it) to return to one of them anyway"
+        )
+    last = max(eligible, key=lambda move: move.sequence)
+    target = int(last.from_version)  # type: ignore[arg-type]
+    skipped = sorted(
+        v for v in last_held if v in excluded and last_held[v].sequence > last.sequence
+    )
+    reason = (
+        f"most recent former champion not rolled back from: v{target}, champion until move "
+        f"#{last.sequence} ({last.kind}: v{target} → v{last.to_version})"
+    )
+    if skipped:
+        reason += "; skipped " + ", ".join(f"v{v}" for v in skipped) + " (rolled back from)"
+    return RollbackPlan(current_champion, target, reason)
+
+
+@dataclass(frozen=True)
+class RollbackCheck:
+    """Whether a rollback may move once both versions were scored on recent data, and why.
+
+    `shortfall` is how much worse the target scores than the champion (positive: worse, whatever
+    the metric's direction); None when they could not be compared.
+    """
+
+    allowed: bool
+    reason: str
+    shortfall: float | None
+
+
+def check_rollback_scores(
+    *,
+    metric: str,
+    higher_is_better: bool,
+    margin: float,
+    champion_score: float | None,
+    target_score: float | None,
+    force: bool,
+    not_scored: str = "",
+) -> RollbackCheck:
+    """The preflight rule: refuse a target scoring worse than the champion by more than `margin`
+    on the same recent rows, unless `force`.
+
+    When either score is missing (no recent data, a model that cannot score) the rollback goes
+    ahead: it must stay possible in an emergency, so the missing comparison is a warning, not a
+    refusal.
+    """
+    if champion_score is None or target_score is None or math.isnan(champion_score + target_score):
+        why = not_scored or "a score is undefined"
+        return RollbackCheck(True, f"WARNING: not compared ({why}); moving without the check", None)
+    shortfall = champion_score - target_score if higher_is_better else target_score - champion_score
+    comparison = (
+        f"{metric} target {target_score:.4f} vs champion {champion_score:.4f} "
+        f"(target worse by {shortfall:+.4f}, rollback.margin {margin:.4f})"
+    )
+    if shortfall <= margin:
+        return RollbackCheck(True, f"target within the margin: {comparison}", shortfall)
+    if force:
+        return RollbackCheck(True, f"forced although the target is worse: {comparison}", shortfall)
+    return RollbackCheck(
+        False,
+        f"refused: the target scores worse than the champion on recent data: {comparison}; "
+        "nothing was moved. Set force=true to roll back anyway",
+        shortfall,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 import registry
@@ -39,3 +40,15 @@ def require_version(model_name: str, version: int, param: str = "version") -> re
             f"DAG param {param}: {model_name} has no version {version} in the registry"
         )
     return found
+
+
+def require_known_params(conf: Mapping[str, object] | None, accepted: Iterable[str]) -> None:
+    """ParamError naming each key of a run's conf that is not a param of the DAG, with the
+    accepted ones: a misspelt `version` must not leave the run on its defaults."""
+    known = sorted(accepted)
+    unknown = sorted(str(key) for key in (conf or {}) if key not in known)
+    if unknown:
+        raise ParamError(
+            f"DAG run conf: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(known)}. "
+            "Nothing was done; trigger again with the accepted keys only"
+        )

@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from promotion.decisions import NothingToRollBack, decide_promotion, rollback_target
+from promotion.decisions import (
+    NothingToRollBack,
+    check_rollback_scores,
+    decide_promotion,
+    rollback_target,
+)
 from promotion.records import CHALLENGER, CHAMPION, AliasMove
 
 scores = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
@@ -103,11 +108,11 @@ def test_equal_models_are_never_promoted(score: float) -> None:
     assert verdict.action == "reject"
 
 
-def test_rollback_undoes_the_last_champion_move() -> None:
+def test_rollback_returns_to_the_previous_champion() -> None:
     history = [move(1, 1, None), move(2, 2, 1, alias=CHALLENGER), move(3, 2, 1), move(4, 3, 2)]
     plan = rollback_target(history, current_champion=3)
     assert (plan.from_version, plan.to_version) == (3, 2)
-    assert "undo move #4" in plan.reason
+    assert "champion until move #4 (promote: v2 → v3)" in plan.reason
 
 
 def test_rollback_without_previous_champion_moves_nothing() -> None:
@@ -137,28 +142,123 @@ def test_rollback_to_the_current_champion_is_refused() -> None:
 
 @st.composite
 def champion_histories(draw: st.DrawFn) -> list[AliasMove]:
+    """Champion moves among a few versions: promotions, rollbacks and guard-window reverts."""
     versions = draw(st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=12))
+    kinds = st.sampled_from(["promote", "rollback", "revert"])
     history, previous = [], None
     for sequence, version in enumerate(versions, start=1):
         if version == previous:
             continue
-        history.append(
-            move(sequence, version, previous, kind=draw(st.sampled_from(["promote", "rollback"])))
-        )
+        history.append(move(sequence, version, previous, kind=draw(kinds)))
         previous = version
     return history
 
 
+def test_a_second_default_rollback_does_not_flip_back() -> None:
+    history = [move(1, 1, None), move(2, 2, 1), move(3, 1, 2, kind="rollback")]
+    with pytest.raises(NothingToRollBack, match=r"every former champion \(v2\) was rolled back"):
+        rollback_target(history, current_champion=1)
+
+
+def test_default_rollback_skips_versions_rolled_back_from() -> None:
+    history = [
+        move(1, 1, None),
+        move(2, 2, 1),
+        move(3, 3, 2),
+        move(4, 2, 3, kind="rollback"),
+        move(5, 4, 2),
+    ]
+    plan = rollback_target(history, current_champion=4)
+    assert plan.to_version == 2  # v3 was rolled back from; v2 lost champion to a promotion last
+    history.append(move(6, 2, 4, kind="revert"))
+    plan = rollback_target(history, current_champion=2)
+    assert plan.to_version == 1
+    assert "skipped v3, v4 (rolled back from)" in plan.reason
+
+
+def test_an_explicit_version_may_be_one_rolled_back_from() -> None:
+    history = [move(1, 1, None), move(2, 2, 1), move(3, 1, 2, kind="rollback")]
+    plan = rollback_target(history, current_champion=1, requested_version=2)
+    assert plan.to_version == 2
+    assert "rolled back from before" in plan.reason
+
+
 @given(history=champion_histories())
-def test_default_rollback_target_is_the_version_before_the_current_one(
+def test_default_rollback_target_is_a_former_champion_never_rolled_back_from(
     history: list[AliasMove],
 ) -> None:
     current = history[-1].to_version
+    given_up = {m.from_version for m in history if m.kind in ("rollback", "revert")}
+    former = {m.from_version for m in history if m.from_version not in (None, current)}
     try:
         plan = rollback_target(history, current_champion=current)
     except NothingToRollBack:
-        assert history[-1].from_version is None
+        assert former <= given_up
         return
-    assert plan.to_version == history[-1].from_version
+    assert plan.from_version == current
     assert plan.to_version != current
+    assert plan.to_version in former
+    assert plan.to_version not in given_up
     assert any(m.to_version == plan.to_version for m in history)
+
+
+@given(history=champion_histories())
+def test_default_rollback_target_is_the_one_that_held_champion_last(
+    history: list[AliasMove],
+) -> None:
+    current = history[-1].to_version
+    given_up = {m.from_version for m in history if m.kind in ("rollback", "revert")}
+    try:
+        plan = rollback_target(history, current_champion=current)
+    except NothingToRollBack:
+        return
+    left_at = {m.from_version: m.sequence for m in history if m.from_version is not None}
+    later = [
+        v
+        for v, seq in left_at.items()
+        if seq > left_at[plan.to_version] and v != current and v not in given_up
+    ]
+    assert later == []
+
+
+def check(champion: float | None, target: float | None, *, force: bool = False, higher=True):
+    return check_rollback_scores(
+        metric="roc_auc" if higher else "log_loss",
+        higher_is_better=higher,
+        margin=0.02,
+        champion_score=champion,
+        target_score=target,
+        force=force,
+        not_scored="source down",
+    )
+
+
+def test_a_target_worse_than_the_champion_by_more_than_the_margin_is_refused() -> None:
+    refused = check(0.74, 0.44)
+    assert not refused.allowed
+    assert "roc_auc target 0.4400 vs champion 0.7400" in refused.reason
+    assert "force=true" in refused.reason
+    assert refused.shortfall == pytest.approx(0.30)
+
+
+def test_force_moves_to_a_worse_target_and_says_so() -> None:
+    forced = check(0.74, 0.44, force=True)
+    assert forced.allowed
+    assert forced.reason.startswith("forced although the target is worse")
+
+
+def test_unscored_versions_roll_back_with_a_warning() -> None:
+    for champion, target in ((None, 0.7), (0.7, None), (math.nan, 0.7)):
+        verdict = check(champion, target)
+        assert verdict.allowed and verdict.shortfall is None
+        assert verdict.reason.startswith("WARNING: not compared")
+
+
+@given(champion=scores, target=scores, force=st.booleans())
+def test_the_preflight_refuses_exactly_beyond_the_margin(
+    champion: float, target: float, force: bool
+) -> None:
+    verdict = check(champion, target, force=force)
+    assert verdict.allowed == (force or champion - target <= 0.02)
+    mirrored = check(-champion, -target, force=force, higher=False)
+    assert mirrored.allowed == verdict.allowed

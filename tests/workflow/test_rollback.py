@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import shutil
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import registry
+from demo.source_data import write_source
 from policies.loader import load_policy
 from promotion.decisions import NothingToRollBack
 from promotion.lifecycle import State
 from tests.registry.support import save_loadable_model
 from tests.support import write_policy
 from workflow import rollback
-from workflow.params import ParamError
+from workflow.params import ParamError, require_known_params
 from workflow.runs import RunContext
 
 MODEL = "churn"
 RUN = RunContext(dag_id="rollback_churn", run_id="manual__1")
+SECOND_RUN = RunContext(dag_id="rollback_churn", run_id="manual__2")
+# The scored source's rows end on 2026-03-13; its newest 14-day window before this holds them all.
+AS_OF = datetime(2026, 3, 14)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +160,134 @@ def test_a_version_param_naming_no_version_is_refused_by_name(policy, versions, 
         rollback.plan(policy, 9, force)
     assert champion() == 2
     assert len(registry.alias_history(MODEL, "champion")) == 2
+
+
+def test_a_second_default_rollback_does_not_flip_back(policy, versions) -> None:
+    rollback.apply(policy, rollback.plan(policy, None, False, RUN), "bad predictions", RUN)
+    with pytest.raises(NothingToRollBack, match=r"every former champion \(v2\) was rolled back"):
+        rollback.plan(policy, None, False, SECOND_RUN)
+    assert champion() == 1
+
+
+def test_without_recent_data_the_plan_says_so_and_the_rollback_goes_ahead(
+    policy, versions, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="workflow.rollback"):
+        planned = rollback.plan(policy, None, False, RUN)
+    assert "roc_auc on it: not scored: the source cannot be read" in planned.plan
+    assert planned.check.startswith("WARNING: not compared")
+    assert planned.champion_score is None and planned.target_score is None
+    assert planned.plan in caplog.text
+    assert rollback.PlannedRollback.from_xcom(planned.to_xcom()) == planned
+
+
+@pytest.mark.parametrize(
+    ("conf", "unknown"), [({"versoin": 1}, "versoin"), ({"force": True, "x": 1, "a": 2}, "a, x")]
+)
+def test_unknown_conf_keys_are_refused_with_the_accepted_ones(conf: dict, unknown: str) -> None:
+    with pytest.raises(ParamError) as refused:
+        require_known_params(conf, ["version", "reason", "force", "as_of"])
+    assert f"unknown key(s) {unknown}; accepted: as_of, force, reason, version" in str(
+        refused.value
+    )
+
+
+def test_known_conf_keys_and_an_empty_conf_pass() -> None:
+    require_known_params({"version": 2, "reason": "x"}, ["version", "reason", "force"])
+    require_known_params(None, ["version"])
+
+
+def recent_rows(seed: int = 3, n: int = 600) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 3, n)
+    return pd.DataFrame(
+        {
+            "created_at": pd.date_range("2026-03-01", periods=n, freq="30min"),
+            "x": x,
+            "target": (x + rng.normal(0, 0.5, n) > 1.5).astype(int),
+        }
+    )
+
+
+def fitted_model(path: Path, frame: pd.DataFrame, inverted: bool) -> Path:
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    labels = 1 - frame["target"] if inverted else frame["target"]
+    fitted = LogisticRegression().fit(frame[["x"]], labels)
+    mlflow.sklearn.save_model(fitted, path, serialization_format="skops", skops_trusted_types=[])
+    return path
+
+
+@pytest.fixture
+def scored_policy(tmp_path: Path):
+    """A policy whose source holds 600 recent labeled rows of one feature."""
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    write_source(url, recent_rows())
+    path = write_policy(
+        tmp_path,
+        MODEL,
+        source__url=url,
+        source__conn_id=None,
+        source__features={"numeric": ["x"], "categorical": []},
+        promotion__slices=[],
+    )
+    return load_policy(path)
+
+
+def promote_history(tmp_path: Path, first_inverted: bool) -> None:
+    """v1 (inverted labels when `first_inverted`: worse than chance) then v2 made champion."""
+    training = recent_rows(seed=11)
+    registry.ensure_registered_model(MODEL)
+    for version, inverted in ((1, first_inverted), (2, False)):
+        source = fitted_model(tmp_path / f"model-{version}", training, inverted)
+        registry.register_version(MODEL, str(source), run_id=None, tags={}, description="")
+        registry.move_alias(
+            MODEL, "champion", version, kind="promote", actor=f"promote/{version}", reason="wins"
+        )
+
+
+def test_the_plan_shows_champion_target_why_and_both_scores(
+    scored_policy, mlflow_store: str, tmp_path: Path
+) -> None:
+    promote_history(tmp_path, first_inverted=False)
+    planned = rollback.plan(scored_policy, None, False, RUN, AS_OF)
+    assert (planned.from_version, planned.to_version, planned.rows) == (2, 1, 600)
+    assert planned.champion_score == pytest.approx(planned.target_score, abs=0.02)
+    assert planned.champion_score > 0.8
+    lines = planned.plan.splitlines()
+    assert lines[1:3] == [
+        "  current champion: v2",
+        "  target: v1 (most recent former champion not rolled back from: v1, champion until "
+        "move #2 (promote: v1 → v2))",
+    ]
+    assert "source window [2026-02-28T00:00:00, 2026-03-14T00:00:00), 600 labeled rows" in lines[4]
+    assert (
+        f"champion v2 {planned.champion_score:.4f}, target v1 {planned.target_score:.4f}"
+        in lines[5]
+    )
+    assert lines[6].startswith("  decision: will move champion v2 → v1: target within the margin")
+    rollback.apply(scored_policy, planned, "bad predictions", RUN)
+    evidence = registry.alias_history(MODEL, "champion")[-1].evidence
+    assert evidence["target_score"] == planned.target_score and evidence["preflight_rows"] == 600
+
+
+def test_a_target_worse_on_recent_data_is_refused_and_nothing_moves(
+    scored_policy, mlflow_store: str, tmp_path: Path
+) -> None:
+    promote_history(tmp_path, first_inverted=True)
+    with pytest.raises(rollback.RollbackRefused) as refused:
+        rollback.plan(scored_policy, None, False, RUN, AS_OF)
+    message = str(refused.value)
+    assert "current champion: v2" in message and "target: v1" in message
+    assert "refused: the target scores worse than the champion on recent data" in message
+    assert re.search(r"roc_auc target 0\.\d{4} vs champion 0\.\d{4}", message)
+    assert "Set force=true" in message
+    assert champion() == 2
+    assert len(registry.alias_history(MODEL, "champion")) == 2
+
+    forced = rollback.plan(scored_policy, None, True, RUN, AS_OF)
+    assert forced.target_score < 0.5 < forced.champion_score
+    assert "forced although the target is worse" in forced.plan
+    rollback.apply(scored_policy, forced, "on-call: forced", RUN)
+    assert champion() == 1
