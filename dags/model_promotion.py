@@ -260,11 +260,11 @@ def build_promote_dag(policy: Policy) -> None:
             candidates = _bad_input_fails_without_retry(
                 lambda: steps.find_candidates(policy, version, _run())
             )
-            if candidates["challenger"] is None:
+            if candidates.challenger is None:
                 raise AirflowSkipException(f"{name} has no `challenger`: nothing to evaluate")
-            if candidates["challenger"] == candidates["champion"]:
-                raise AirflowSkipException(f"v{candidates['challenger']} is already champion")
-            return candidates
+            if candidates.challenger == candidates.champion:
+                raise AirflowSkipException(f"v{candidates.challenger} is already champion")
+            return candidates.to_xcom()
 
         @task
         def evaluate(candidates: dict) -> dict:
@@ -277,8 +277,8 @@ def build_promote_dag(policy: Policy) -> None:
                 lambda: parse_as_of(context["params"].get("as_of"), fallback)
             )
             return _bad_input_fails_without_retry(
-                lambda: steps.evaluate(policy, candidates, _run(), now)
-            )
+                lambda: steps.evaluate(policy, steps.Candidates.from_xcom(candidates), _run(), now)
+            ).to_xcom()
 
         @task(pool=policy.alias_pool)
         def conclude_evaluation(evaluation: dict) -> dict:
@@ -288,8 +288,10 @@ def build_promote_dag(policy: Policy) -> None:
 
             try:
                 return _bad_input_fails_without_retry(
-                    lambda: steps.conclude_evaluation(policy, evaluation, _run())
-                )
+                    lambda: steps.conclude_evaluation(
+                        policy, steps.Evaluation.from_xcom(evaluation), _run()
+                    )
+                ).to_xcom()
             except steps.NotPromoted as stop:
                 raise AirflowSkipException(str(stop)) from stop
 
@@ -300,7 +302,9 @@ def build_promote_dag(policy: Policy) -> None:
             from workflow import promote as steps
 
             try:
-                return steps.promote_challenger(policy, evaluation, _run(), approval)
+                return steps.promote_evaluated(
+                    policy, steps.Evaluation.from_xcom(evaluation), _run(), approval
+                ).to_xcom()
             except steps.NotPromoted as stop:
                 raise AirflowSkipException(str(stop)) from stop
 
@@ -361,9 +365,10 @@ def _approval_tasks(policy: Policy, winner):
     @task
     def request_approval(evaluation: dict) -> str:
         from workflow import approve
+        from workflow.promote import Evaluation
 
         settings = approve.ApprovalSettings.from_environment()
-        return approve.open_request(policy, evaluation, _run(), settings)
+        return approve.open_request(policy, Evaluation.from_xcom(evaluation), _run(), settings)
 
     wait_for_approval = HITLOperator(
         task_id="wait_for_approval",

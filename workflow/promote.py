@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,74 @@ from workflow.validation import window_problems
 
 class CannotEvaluate(ValueError):
     """The challenger could not be evaluated; it is tagged with why and no alias moved."""
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What find_candidates hands to evaluate over XCom: the versions of both roles."""
+
+    model: str
+    challenger: int | None
+    champion: int | None
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: Mapping) -> Candidates:
+        """The record from what `to_xcom` returned."""
+        return cls(**value)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What evaluate hands on over XCom (to the verdict, the approval, the promotion or the
+    rollout): the versions compared, on which holdout, the verdict and the run with its report.
+    `faulty` is the role whose model could not be loaded or scored, if any."""
+
+    model: str
+    challenger: int
+    champion: int | None
+    eval_run_id: str
+    experiment_id: str
+    holdout: str
+    result: EvaluationResult
+    holdout_origin: str = "lineage"
+    faulty: str | None = None
+
+    def evidence(self) -> dict:
+        """The numbers an alias move made on this evaluation records as its evidence."""
+        return _evidence(self.result, self.eval_run_id)
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns (the result as its JSON dict)."""
+        value = {item.name: getattr(self, item.name) for item in fields(self)}
+        return {**value, "result": self.result.to_json_dict()}
+
+    @classmethod
+    def from_xcom(cls, value: Mapping) -> Evaluation:
+        """The record from what `to_xcom` returned."""
+        return cls(**{**value, "result": EvaluationResult.from_json_dict(value["result"])})
+
+
+@dataclass(frozen=True)
+class Promoted:
+    """What promote_challenger hands on over XCom: the new champion, the one it replaced, and
+    whether this run moved the alias (False: a retry found it moved)."""
+
+    champion: int
+    previous: int | None
+    moved: bool
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: Mapping) -> Promoted:
+        """The record from what `to_xcom` returned."""
+        return cls(**value)
 
 
 def evaluation_config(policy: Policy, classes: tuple[str, ...] = ()) -> EvaluationConfig:
@@ -79,7 +148,7 @@ def _task_fields(task: str, classes: tuple[str, ...]) -> dict:
     return {"task": task, "classes": classes}
 
 
-def find_candidates(policy: Policy, requested_version: int | None, run: RunContext) -> dict:
+def find_candidates(policy: Policy, requested_version: int | None, run: RunContext) -> Candidates:
     """The challenger to evaluate (the given version, else the `challenger` alias) and the champion.
 
     A `challenger` alias set outside the workflow (a version registered from a notebook and
@@ -94,7 +163,7 @@ def find_candidates(policy: Policy, requested_version: int | None, run: RunConte
     champion = registry.get_alias_version(name, CHAMPION)
     if requested_version is None and challenger is not None and challenger != champion:
         _take_up_challenger(name, challenger, run)
-    return {"model": name, "challenger": challenger, "champion": champion}
+    return Candidates(name, challenger, champion)
 
 
 def _take_up_challenger(name: str, version: int, run: RunContext) -> None:
@@ -259,16 +328,14 @@ def encode_classes(
     return codes, aligned, tuple(classes)
 
 
-def evaluate(policy: Policy, candidates: dict, run: RunContext, now: datetime) -> dict:
+def evaluate(policy: Policy, candidates: Candidates, run: RunContext, now: datetime) -> Evaluation:
     """Score champion and challenger on the challenger's holdout window (fresh rows neither saw;
     the policy's most recent one, ending `now`, for a version without lineage), decide with the
     paired evaluation, and leave the evidence where a reviewer looks: an MLflow run with the
     report, and the version's tags and description."""
-    name, challenger, champion = (
-        candidates["model"],
-        candidates["challenger"],
-        candidates["champion"],
-    )
+    name, challenger, champion = candidates.model, candidates.challenger, candidates.champion
+    if challenger is None:
+        raise ValueError(f"{name} has no challenger to evaluate")
     holdout = holdout_for(policy, challenger, registry.get_version(name, challenger).tags, now)
     frame = read_window(resolve_url(policy.source), policy.source, holdout.window)
     problems = window_problems(frame, policy.source, policy.validation)
@@ -339,15 +406,17 @@ def evaluate(policy: Policy, candidates: dict, run: RunContext, now: datetime) -
         },
         f"{summary}\n\nHoldout {holdout.window.describe()}: {holdout.why}.",
     )
-    return {
-        **candidates,
-        "faulty": None if faulty is None else faulty[0],
-        "holdout": holdout.window.describe(),
-        "holdout_origin": holdout.origin,
-        "eval_run_id": run_id,
-        "experiment_id": experiment_id,
-        "result": result.to_json_dict(),
-    }
+    return Evaluation(
+        model=name,
+        challenger=challenger,
+        champion=champion,
+        eval_run_id=run_id,
+        experiment_id=experiment_id,
+        holdout=holdout.window.describe(),
+        result=result,
+        holdout_origin=holdout.origin,
+        faulty=None if faulty is None else faulty[0],
+    )
 
 
 def _experiment_id(run_id: str) -> str:
@@ -358,7 +427,7 @@ def _experiment_id(run_id: str) -> str:
 
 def _log_evaluation_run(
     name: str,
-    candidates: dict,
+    candidates: Candidates,
     result: EvaluationResult,
     run: RunContext,
     holdout: Holdout,
@@ -370,14 +439,14 @@ def _log_evaluation_run(
 
     from promotion.report import render_report
 
-    versus = f"v{candidates['champion']}" if candidates["champion"] else "no champion"
+    versus = f"v{candidates.champion}" if candidates.champion else "no champion"
     mlflow.set_experiment(name)
-    with mlflow.start_run(run_name=f"evaluate v{candidates['challenger']} vs {versus}") as mlrun:
+    with mlflow.start_run(run_name=f"evaluate v{candidates.challenger} vs {versus}") as mlrun:
         mlflow.set_tags(
             {
                 "eval.model": name,
-                "eval.challenger_version": str(candidates["challenger"]),
-                "eval.champion_version": str(candidates["champion"] or ""),
+                "eval.challenger_version": str(candidates.challenger),
+                "eval.champion_version": str(candidates.champion or ""),
                 "eval.verdict": result.verdict,
                 "airflow.dag_id": run.dag_id,
                 "airflow.run_id": run.run_id,
@@ -413,7 +482,7 @@ def _log_evaluation_run(
                     champion=champion,
                     challenger=challenger,
                     out_dir=Path(scratch),
-                    title=f"{name}: v{candidates['challenger']} vs {versus} on holdout "
+                    title=f"{name}: v{candidates.challenger} vs {versus} on holdout "
                     f"{holdout.window.describe()} ({holdout.origin})",
                 )
                 (Path(scratch) / "report.html").write_text(report.html)
@@ -425,8 +494,7 @@ class NotPromoted(Exception):
     """The challenger stops here (rejected, or its approval did not come); nothing moved."""
 
 
-def evidence_of(evaluation: dict, result: EvaluationResult) -> dict:
-    """The numbers an alias move made on this evaluation records as its evidence."""
+def _evidence(result: EvaluationResult, eval_run_id: str) -> dict:
     return {
         "metric": result.metric,
         "challenger_score": result.challenger_score,
@@ -435,15 +503,20 @@ def evidence_of(evaluation: dict, result: EvaluationResult) -> dict:
         "ci_low": result.ci_low,
         "ci_high": result.ci_high,
         "holdout_rows": result.rows,
-        "eval_run_id": evaluation["eval_run_id"],
+        "eval_run_id": eval_run_id,
     }
 
 
-def conclude_evaluation(policy: Policy, evaluation: dict, run: RunContext) -> dict:
+def evidence_of(evaluation: Mapping, result: EvaluationResult) -> dict:
+    """`Evaluation.evidence` of an evaluation in its XCom form, as workflow.rollout passes it."""
+    return _evidence(result, evaluation["eval_run_id"])
+
+
+def conclude_evaluation(policy: Policy, evaluation: Evaluation, run: RunContext) -> Evaluation:
     """Tag the verdict on the challenger. A rejected challenger loses its alias (NotPromoted); one
-    that could not be evaluated keeps it and fails the run (CannotEvaluate); a winner goes on."""
-    name, challenger = evaluation["model"], evaluation["challenger"]
-    result = EvaluationResult.from_json_dict(evaluation["result"])
+    that could not be evaluated fails the run (CannotEvaluate), and loses its alias when its own
+    model could not be loaded or scored; a winner goes on."""
+    name, challenger, result = evaluation.model, evaluation.challenger, evaluation.result
     reason = "; ".join(result.reasons)
     registry.set_version_tags(
         name,
@@ -455,10 +528,10 @@ def conclude_evaluation(policy: Policy, evaluation: dict, run: RunContext) -> di
         },
     )
     if result.verdict == "cannot_evaluate":
-        if evaluation.get("faulty") == CHALLENGER:
+        if evaluation.faulty == CHALLENGER:
             clear_challenger(name, challenger, "reject", run, f"cannot be evaluated: {reason}", {})
         raise CannotEvaluate(f"v{challenger} of {name} cannot be evaluated: {reason}")
-    evidence = evidence_of(evaluation, result)
+    evidence = evaluation.evidence()
     if result.verdict == "reject":
         clear_challenger(name, challenger, "reject", run, f"rejected: {reason}", evidence)
         raise NotPromoted(f"v{challenger} of {name} rejected: {reason}")
@@ -468,18 +541,17 @@ def conclude_evaluation(policy: Policy, evaluation: dict, run: RunContext) -> di
     return evaluation
 
 
-def promote_challenger(
-    policy: Policy, evaluation: dict, run: RunContext, approval: dict | None = None
-) -> dict:
+def promote_evaluated(
+    policy: Policy, evaluation: Evaluation, run: RunContext, approval: dict | None = None
+) -> Promoted:
     """Move `champion` to the evaluated challenger and clear `challenger`.
 
     Refuses (NotPromoted) when `champion` moved since the evaluation: the verdict compared
     against a champion that no longer serves, so it must be evaluated again.
     """
-    name, challenger = evaluation["model"], evaluation["challenger"]
-    result = EvaluationResult.from_json_dict(evaluation["result"])
-    evidence = evidence_of(evaluation, result)
-    reason = with_approval("; ".join(result.reasons), evidence, approval)
+    name, challenger = evaluation.model, evaluation.challenger
+    evidence = evaluation.evidence()
+    reason = with_approval("; ".join(evaluation.result.reasons), evidence, approval)
     try:
         # Compare-and-set under the registry's per-model lock: the verdict compared against
         # the champion of the evaluation, so a champion that moved since voids it.
@@ -491,14 +563,22 @@ def promote_challenger(
             actor=run.actor,
             reason=reason,
             evidence=evidence,
-            expected_from=evaluation["champion"],
+            expected_from=evaluation.champion,
         )
     except registry.AliasMovedSinceDecision as moved_on:
         raise NotPromoted(
             f"{moved_on}; promote again to evaluate it against the current champion"
         ) from moved_on
     clear_challenger(name, challenger, "promote", run, "promoted to champion", evidence)
-    return {"champion": challenger, "previous": evaluation["champion"], "moved": moved is not None}
+    return Promoted(champion=challenger, previous=evaluation.champion, moved=moved is not None)
+
+
+def promote_challenger(
+    policy: Policy, evaluation: Mapping, run: RunContext, approval: dict | None = None
+) -> dict:
+    """`promote_evaluated` on an evaluation in its XCom form, returning the XCom form of
+    `Promoted`: what workflow.rollout calls, and merges into its own answer."""
+    return promote_evaluated(policy, Evaluation.from_xcom(evaluation), run, approval).to_xcom()
 
 
 def with_approval(reason: str, evidence: dict, approval: dict | None) -> str:

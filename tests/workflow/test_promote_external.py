@@ -98,12 +98,13 @@ def test_a_notebook_version_without_lineage_is_evaluated_on_the_policys_latest_h
     version = log_from_notebook(fitted(notebook_pipeline(), rows), rows[NUMERIC])
     alias_by_hand("challenger", version)
     evaluation = promote.evaluate(policy, promote.find_candidates(policy, None, RUN), RUN, NOW)
-    assert evaluation["result"]["verdict"] != "cannot_evaluate"
-    assert evaluation["holdout"] == "[2026-03-01T00:00:00, 2026-03-15T00:00:00)"
+    assert evaluation.result.verdict != "cannot_evaluate"
+    assert evaluation.holdout == "[2026-03-01T00:00:00, 2026-03-15T00:00:00)"
+    assert evaluation.holdout_origin == "policy"
     tags = registry.get_version(MODEL, version).tags
     assert tags["eval.holdout_origin"] == "policy"
     assert "has no lineage.holdout_start/end tags" in tags["eval.holdout_reason"]
-    assert tags["eval.run_id"] == evaluation["eval_run_id"]
+    assert tags["eval.run_id"] == evaluation.eval_run_id
     described = mlflow.MlflowClient().get_model_version(MODEL, str(version)).description
     assert "the policy's most recent holdout (14 days to 2026-03-15T00:00:00)" in described
     assert registry.version_state(MODEL, version) is State.CANDIDATE
