@@ -97,7 +97,9 @@ def test_a_notebook_sklearn_version_gets_a_verdict_with_its_report(lifecycle: Li
     assert tags["eval.holdout_origin"] == "policy"
     assert "no lineage.holdout_start/end tags" in tags["eval.holdout_reason"]
     report = mlflow.artifacts.download_artifacts(f"runs:/{tags['eval.run_id']}/evaluation")
-    assert "<h2>Holdout metrics</h2>" in (Path(report) / "report.html").read_text()
+    html = (Path(report) / "report.html").read_text()
+    assert "<h2>Comparison</h2>" in html and "<h2>Guardrails</h2>" in html
+    assert "on holdout [2026-06-16T00:00:00, 2026-06-30T00:00:00) (policy)" in html
     assert promote_outcomes(lifecycle.workspace) == {"rejected": "success"}
     assert aliases() == (1, None)
     assert registry.version_state(MODEL, version) is State.REJECTED
