@@ -161,3 +161,20 @@ def test_a_label_no_model_knows_gets_a_column_of_its_own() -> None:
     answers = Scored(np.array([[1.0, 0.0], [0.0, 1.0]]), (0, 1))
     codes, _, classes = encode_classes(np.array([1, 2]), [answers])
     assert classes == ("0", "1", "2") and codes.tolist() == [1, 2]
+
+
+def test_a_version_needing_a_column_the_holdout_lacks_cannot_be_evaluated(
+    policy, rows: pd.DataFrame
+) -> None:
+    extra = rows.assign(age=30.0)
+    columns = [*NUMERIC, "age"]
+    model = notebook_pipeline().fit(extra[columns], extra["target"])
+    version = log_from_notebook(model, extra[columns])
+    alias_by_hand("challenger", version)
+    evaluation = promote.evaluate(policy, promote.find_candidates(policy, None, RUN), RUN, NOW)
+    assert evaluation.faulty == "challenger"
+    with pytest.raises(
+        promote.CannotEvaluate, match="input column\\(s\\) missing from the holdout: age"
+    ):
+        promote.conclude_evaluation(policy, evaluation, RUN)
+    assert registry.get_alias_version(MODEL, "challenger") is None
