@@ -102,8 +102,9 @@ def _storage_root() -> str:
 
 def _bad_input_fails_without_retry(step: Callable[[], T]) -> T:
     """Run a task body; bad input (a window, a source, a DAG param, a hyperparameter, a rollback
-    target, a rollout setting, an unreadable challenger) or a refused move fails at once, since a
-    retry would meet the same refusal. Transient errors still go through the task's retries."""
+    target, a rollout setting, a challenger that cannot be loaded or scored) or a refused move
+    fails at once, since a retry would meet the same refusal. Transient errors still go through
+    the task's retries."""
     from promotion.decisions import NothingToRollBack
     from registry import MoveRefused
     from workflow.modeling import ModelSpecError
@@ -265,10 +266,20 @@ def build_promote_dag(policy: Policy) -> None:
                 type=["null", "integer"],
                 title="Challenger version",
                 description="Version to evaluate. Empty: the version aliased `challenger`.",
-            )
+            ),
+            "as_of": Param(
+                None,
+                type=["null", "string"],
+                title="Holdout up to",
+                description="End of the policy's holdout window (ISO date), used for a version "
+                "without lineage holdout tags (registered outside the workflow). Empty: the "
+                "run's logical date.",
+            ),
         },
-        doc_md=f"Runs when `train_{name}` registers a challenger. Both models are scored on the "
-        f"challenger's holdout window by `{policy.promotion.metric}`; the challenger is promoted "
+        doc_md=f"Runs when `train_{name}` registers a challenger, or on demand for a version "
+        f"aliased `challenger` by hand. Both models are scored on the challenger's holdout window "
+        f"(the policy's most recent one for a version without lineage) by "
+        f"`{policy.promotion.metric}`; the challenger is promoted "
         f"when the {policy.promotion.confidence:.0%} confidence interval of its improvement clears "
         f"the policy's bound ({policy.promotion.mode}) and every guardrail passes.",
     )
@@ -281,21 +292,27 @@ def build_promote_dag(policy: Policy) -> None:
 
             version = get_current_context()["params"].get("version")
             candidates = _bad_input_fails_without_retry(
-                lambda: steps.find_candidates(policy, version)
+                lambda: steps.find_candidates(policy, version, _run())
             )
-            if candidates["challenger"] is None:
+            if candidates.challenger is None:
                 raise AirflowSkipException(f"{name} has no `challenger`: nothing to evaluate")
-            if candidates["challenger"] == candidates["champion"]:
-                raise AirflowSkipException(f"v{candidates['challenger']} is already champion")
-            return candidates
+            if candidates.challenger == candidates.champion:
+                raise AirflowSkipException(f"v{candidates.challenger} is already champion")
+            return candidates.to_xcom()
 
         @task
         def evaluate(candidates: dict) -> dict:
             from workflow import promote as steps
+            from workflow.params import parse_as_of
 
-            return _bad_input_fails_without_retry(
-                lambda: steps.evaluate(policy, candidates, _run())
+            context = get_current_context()
+            fallback = context.get("logical_date") or context["dag_run"].run_after
+            now = _bad_input_fails_without_retry(
+                lambda: parse_as_of(context["params"].get("as_of"), fallback)
             )
+            return _bad_input_fails_without_retry(
+                lambda: steps.evaluate(policy, steps.Candidates.from_xcom(candidates), _run(), now)
+            ).to_xcom()
 
         @task(pool=policy.alias_pool)
         def conclude_evaluation(evaluation: dict) -> dict:
@@ -305,8 +322,10 @@ def build_promote_dag(policy: Policy) -> None:
 
             try:
                 return _bad_input_fails_without_retry(
-                    lambda: steps.conclude_evaluation(policy, evaluation, _run())
-                )
+                    lambda: steps.conclude_evaluation(
+                        policy, steps.Evaluation.from_xcom(evaluation), _run()
+                    )
+                ).to_xcom()
             except steps.NotPromoted as stop:
                 raise AirflowSkipException(str(stop)) from stop
 
@@ -317,7 +336,9 @@ def build_promote_dag(policy: Policy) -> None:
             from workflow import promote as steps
 
             try:
-                return steps.promote_challenger(policy, evaluation, _run(), approval)
+                return steps.promote_evaluated(
+                    policy, steps.Evaluation.from_xcom(evaluation), _run(), approval
+                ).to_xcom()
             except steps.NotPromoted as stop:
                 raise AirflowSkipException(str(stop)) from stop
 
@@ -378,9 +399,10 @@ def _approval_tasks(policy: Policy, winner):
     @task
     def request_approval(evaluation: dict) -> str:
         from workflow import approve
+        from workflow.promote import Evaluation
 
         settings = approve.ApprovalSettings.from_environment()
-        return approve.open_request(policy, evaluation, _run(), settings)
+        return approve.open_request(policy, Evaluation.from_xcom(evaluation), _run(), settings)
 
     wait_for_approval = HITLOperator(
         task_id="wait_for_approval",

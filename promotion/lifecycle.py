@@ -266,7 +266,11 @@ def _departure(
     if alias == "champion":
         target = State.ROLLED_BACK if kind in _RETURN else State.RETIRED
         return Transition(version, current, target, kind, f"champion moved on ({kind})")
-    if ALIAS_STATES.get(alias) is current and (to_version is not None or kind in _GIVE_UP):
+    # Only an alias that is a state of its own (shadow, canary) reverts the version it leaves; a
+    # version that was never recorded (registered and aliased outside the workflow) is in no state,
+    # which must not read as "in the state of an alias that has none", such as challenger.
+    held = ALIAS_STATES.get(alias)
+    if held is not None and held is current and (to_version is not None or kind in _GIVE_UP):
         return Transition(version, current, State.REVERTED, kind, f"{alias} left it ({kind})")
     if alias == CHALLENGER_ALIAS and kind == "reject" and current in _BEFORE_ROLLOUT:
         return Transition(version, current, State.REJECTED, kind, "challenger rejected")

@@ -142,7 +142,14 @@ def model_uri(model_name: str, version: int) -> str:
 
 @retry_transient()
 def load_model(model_name: str, version: int) -> Any:
-    """Load a registered version as the scikit-learn pipeline it was logged as."""
+    """Load a registered version: as its scikit-learn model when it has that flavor (so class
+    probabilities come from `predict_proba`), else as the MLflow pyfunc model it was logged as,
+    which is how a model registered from outside the workflow is scored."""
+    import mlflow.models
+    import mlflow.pyfunc
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(model_uri(model_name, version))
+    uri = model_uri(model_name, version)
+    if "sklearn" in mlflow.models.get_model_info(uri).flavors:
+        return mlflow.sklearn.load_model(uri)
+    return mlflow.pyfunc.load_model(uri)

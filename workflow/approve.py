@@ -12,9 +12,8 @@ from approval import hitl
 from approval.config import ApprovalConfig
 from approval.records import CurrentAliases, Guardrail, TaskRef
 from policies.schema import Policy
-from promotion.evaluation import EvaluationResult
 from promotion.records import CHALLENGER, CHAMPION
-from workflow.promote import clear_challenger
+from workflow.promote import Evaluation, clear_challenger
 from workflow.runs import RunContext
 
 WAIT_TASK_ID = "wait_for_approval"
@@ -79,7 +78,7 @@ def approval_config(policy: Policy) -> ApprovalConfig:
 
 
 def open_request(
-    policy: Policy, evaluation: dict, run: RunContext, settings: ApprovalSettings
+    policy: Policy, evaluation: Evaluation, run: RunContext, settings: ApprovalSettings
 ) -> str:
     """Post the approval request to Slack with the evaluation's numbers; return its id.
 
@@ -88,23 +87,22 @@ def open_request(
     from approval.records import ApprovalRequest, request_id_for
     from approval.service import request_approval
 
-    name, version = policy.model_name, evaluation["challenger"]
-    result = EvaluationResult.from_json_dict(evaluation["result"])
+    name, version, result = policy.model_name, evaluation.challenger, evaluation.result
     task = TaskRef(run.dag_id, run.run_id, WAIT_TASK_ID)
     trained_by = registry.get_version(name, version).tags.get("lineage.triggered_by", "")
-    experiment_run = evaluation["eval_run_id"]
+    experiment_run = evaluation.eval_run_id
     request = ApprovalRequest(
         request_id=request_id_for(task, name, version),
         model=name,
         challenger_version=version,
-        champion_version=evaluation["champion"],
+        champion_version=evaluation.champion,
         metric=result.metric,
         delta=result.improvement,
         ci_low=result.ci_low,
         ci_high=result.ci_high,
         task=task,
         mlflow_version_url=f"{settings.mlflow_ui_url}/#/models/{name}/versions/{version}",
-        report_url=f"{settings.mlflow_ui_url}/#/experiments/{evaluation['experiment_id']}/runs/{experiment_run}",
+        report_url=f"{settings.mlflow_ui_url}/#/experiments/{evaluation.experiment_id}/runs/{experiment_run}",
         guardrails=tuple(
             Guardrail(g.name, g.status in ("pass", "skipped"), g.message) for g in result.guardrails
         ),

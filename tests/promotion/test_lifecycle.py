@@ -173,6 +173,76 @@ def test_rejecting_the_challenger_rejects_its_version() -> None:
     assert states_after(*planned) == {5: State.REJECTED}
 
 
+def test_rejecting_a_challenger_the_workflow_never_recorded_rejects_it() -> None:
+    planned = plan_move(
+        alias="challenger",
+        from_version=5,
+        to_version=None,
+        kind="reject",
+        states={},
+        aliases={"challenger": 5},
+    )
+    assert states_after(*planned) == {5: State.REJECTED}
+
+
+def test_an_unrecorded_version_goes_through_evaluated_champion_and_retired() -> None:
+    evaluated = plan_transition(5, None, State.EVALUATED)
+    assert evaluated is not None and evaluated.to_state is State.EVALUATED
+    promoted = plan_move(
+        alias="champion",
+        from_version=2,
+        to_version=5,
+        kind="promote",
+        states={2: State.CHAMPION, 5: State.EVALUATED},
+        aliases={"champion": 2, "challenger": 5},
+    )
+    assert states_after(*promoted) == {2: State.RETIRED, 5: State.CHAMPION}
+    cleared = plan_move(
+        alias="challenger",
+        from_version=5,
+        to_version=None,
+        kind="promote",
+        states={2: State.RETIRED, 5: State.CHAMPION},
+        aliases={"champion": 5, "challenger": 5},
+    )
+    assert cleared == ()
+    replaced = plan_move(
+        alias="champion",
+        from_version=5,
+        to_version=6,
+        kind="promote",
+        states={6: State.EVALUATED},
+        aliases={"champion": 5},
+    )
+    assert states_after(*replaced) == {5: State.RETIRED, 6: State.CHAMPION}
+
+
+@given(
+    st.sampled_from([None, State.CANDIDATE, State.EVALUATED, State.APPROVED]),
+    st.sampled_from(MOVE_KINDS),
+    st.one_of(st.none(), st.integers(6, 8)),
+)
+def test_leaving_challenger_never_reverts_a_version(
+    current: State | None, kind: str, to_version: int | None
+) -> None:
+    """`challenger` is no state of its own: whatever the version's recorded state (none at all
+    for a version registered outside the workflow), leaving it rejects it or changes nothing."""
+    try:
+        planned = plan_move(
+            alias="challenger",
+            from_version=5,
+            to_version=to_version,
+            kind=kind,
+            states={} if current is None else {5: current},
+            aliases={"challenger": 5},
+        )
+    except TransitionRefused:
+        return
+    leaving = [t for t in planned if t.version == 5]
+    assert all(t.to_state is State.REJECTED for t in leaving)
+    assert bool(leaving) == (kind == "reject")
+
+
 def test_a_reverted_canary_cannot_come_back_without_force() -> None:
     with pytest.raises(TransitionRefused, match="v3: reverted → canary by promote"):
         plan_move(

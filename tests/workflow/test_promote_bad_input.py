@@ -4,6 +4,7 @@ challenger's own."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from workflow.runs import RunContext
 
 MODEL = "churn"
 RUN = RunContext(dag_id="promote_churn", run_id="manual__1")
+NOW = datetime(2026, 3, 15)
 HOLDOUT = {
     "lineage.holdout_start": "2026-03-01T00:00:00",
     "lineage.holdout_end": "2026-03-15T00:00:00",
@@ -53,7 +55,7 @@ def test_a_version_param_naming_no_version_fails_by_name(
 ) -> None:
     register(unreadable)
     with pytest.raises(ParamError, match=f"DAG param version: .*{version}"):
-        promote.find_candidates(policy, version)
+        promote.find_candidates(policy, version, RUN)
 
 
 def test_a_challenger_whose_artifacts_cannot_be_read_is_not_evaluated_and_loses_its_alias(
@@ -61,7 +63,7 @@ def test_a_challenger_whose_artifacts_cannot_be_read_is_not_evaluated_and_loses_
 ) -> None:
     challenger = register(unreadable, HOLDOUT)
     registry.move_alias(MODEL, "challenger", challenger, kind="candidate", actor="t", reason="new")
-    evaluation = promote.evaluate(policy, promote.find_candidates(policy, None), RUN)
+    evaluation = promote.evaluate(policy, promote.find_candidates(policy, None, RUN), RUN, NOW)
     with pytest.raises(promote.CannotEvaluate, match="challenger v1's artifacts cannot be read"):
         promote.conclude_evaluation(policy, evaluation, RUN)
     tags = registry.get_version(MODEL, challenger).tags
@@ -78,7 +80,7 @@ def test_an_unreadable_champion_stops_the_evaluation_and_keeps_the_challenger(
     registry.move_alias(MODEL, "champion", champion, kind="promote", actor="t", reason="first")
     challenger = register(save_loadable_model(tmp_path / "fine"), HOLDOUT)
     registry.move_alias(MODEL, "challenger", challenger, kind="candidate", actor="t", reason="new")
-    evaluation = promote.evaluate(policy, promote.find_candidates(policy, None), RUN)
+    evaluation = promote.evaluate(policy, promote.find_candidates(policy, None, RUN), RUN, NOW)
     with pytest.raises(promote.CannotEvaluate, match="champion v1's artifacts cannot be read"):
         promote.conclude_evaluation(policy, evaluation, RUN)
     assert registry.get_alias_version(MODEL, "challenger") == challenger
