@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 import registry
-from gateway.predlog import arm_windows, create_engine, log_tables
+from gateway.predlog import ArmWindow, arm_windows, create_engine, log_tables
 from policies.schema import Policy
 from promotion.drift import DriftRule, ReferenceProfile, detect_drift
 from promotion.records import CHAMPION
@@ -116,7 +116,12 @@ def _performance(
     engine = create_engine(settings.log_url)
     try:
         windows = arm_windows(
-            engine, log_tables(settings.log_schema), policy.model_name, since=since, until=now
+            engine,
+            log_tables(settings.log_schema),
+            policy.model_name,
+            since=since,
+            until=now,
+            task=policy.task,
         )
     except sa.exc.SQLAlchemyError as error:
         raise _NotChecked(
@@ -125,12 +130,46 @@ def _performance(
     finally:
         engine.dispose()
     arm = next((w for w in windows if w.role == CHAMPION and w.version == version.version), None)
-    labels = arm.labels if arm else np.empty(0)
-    scores = arm.scores if arm else np.empty(0)
+    if arm is None:
+        labels, scores = np.empty(0), np.empty(0)
+    elif policy.task == "multiclass":
+        labels, scores = class_matrix(arm, rule.metric)
+    else:
+        labels, scores = arm.labels, arm.scores
     signal = performance_signal(rule, labels, scores, level)
     return Signal(
         "performance", signal.as_signal(), signal.fired, signal.value is not None, signal.reason
     )
+
+
+def class_matrix(arm: ArmWindow, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """A multiclass arm's labeled rows as the metric takes them: each label's column index and
+    the rows' class probabilities (n × k; a label class the model does not know is a column of
+    zeros). Rows logged without probabilities count by their predicted class, which serves
+    accuracy and macro-F1; log loss needs every row's probabilities (else not checked)."""
+    missing = sum(1 for p in arm.probabilities if p is None)
+    if missing and metric == "log_loss":
+        raise _NotChecked(
+            f"log_loss needs the class probabilities, which {missing} labeled rows of the "
+            "prediction log lack"
+        )
+    classes: dict[str, None] = {}
+    for probabilities in arm.probabilities:
+        classes.update(dict.fromkeys(probabilities or {}))
+    classes.update(dict.fromkeys(str(c) for c in arm.classes))
+    classes.update(dict.fromkeys(str(label) for label in arm.labels))
+    column = {name: i for i, name in enumerate(classes)}
+    matrix = np.zeros((len(arm.labels), len(classes)))
+    for row, (probabilities, predicted) in enumerate(
+        zip(arm.probabilities, arm.classes, strict=True)
+    ):
+        if probabilities is None:
+            matrix[row, column[str(predicted)]] = 1.0
+        else:
+            for name, probability in probabilities.items():
+                matrix[row, column[name]] = probability
+    labels = np.asarray([column[str(label)] for label in arm.labels], dtype=int)
+    return labels, matrix
 
 
 def _data_volume(policy: Policy, version: registry.VersionInfo, now: datetime) -> Signal:

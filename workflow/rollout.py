@@ -96,6 +96,7 @@ def rollout_config(policy: Policy) -> RolloutConfig:
     try:
         return RolloutConfig(
             mode=rules.mode,
+            task=policy.task,
             traffic_steps=tuple(rules.traffic_steps),
             alpha=rules.alpha,
             expected_effect=rules.expected_effect,
@@ -217,6 +218,8 @@ def arm_stats(windows: list[ArmWindow], role: str, version: int) -> ArmStats:
         requests=found.requests,
         errors=found.errors,
         p99_latency_ms=found.p99_latency_ms,
+        outcome_sum=found.outcome_sum,
+        outcome_sq_sum=found.outcome_sq_sum,
     )
 
 
@@ -233,31 +236,36 @@ def shadow_stats(
 ) -> ShadowStats:
     """Champion and shadow on the same requests, as the shadow analysis takes them.
 
-    Labeled counts come from the pairs, so both arms are judged on the same labeled requests;
-    request health (errors, latency) from each arm's own window.
+    Labeled counts and outcomes come from the pairs, so both arms are judged on the same labeled
+    requests; request health (errors, latency) from each arm's own window.
     """
     pair = next((p for p in pairs if p.shadow_version == shadow), None)
+    if pair is None:
+        pair = ShadowPairs(shadow, 0, 0, 0, 0, 0, 0)
     answered = arm_stats(windows, "champion", champion)
     scored = arm_stats(windows, "shadow", shadow)
-    labeled = pair.labeled if pair else 0
     return ShadowStats(
         champion=ArmStats(
-            labeled,
-            pair.answered_correct if pair else 0,
+            pair.labeled,
+            pair.answered_correct,
             answered.requests,
             answered.errors,
             answered.p99_latency_ms,
+            outcome_sum=pair.answered_outcome_sum,
         ),
         challenger=ArmStats(
-            labeled,
-            pair.shadow_correct if pair else 0,
+            pair.labeled,
+            pair.shadow_correct,
             scored.requests,
             scored.errors,
             scored.p99_latency_ms,
+            outcome_sum=pair.shadow_outcome_sum,
         ),
-        compared=pair.compared if pair else 0,
-        agreed=pair.agreed if pair else 0,
-        both_correct=pair.both_correct if pair else 0,
+        compared=pair.compared,
+        agreed=pair.agreed,
+        both_correct=pair.both_correct,
+        difference_sum=pair.outcome_difference_sum,
+        difference_sq_sum=pair.outcome_difference_sq_sum,
     )
 
 
@@ -300,7 +308,11 @@ def check(
     try:
         if config.mode == "canary":
             periods = [
-                step_stats(arm_windows(engine, tables, name, since=a, until=b), champion, version)
+                step_stats(
+                    arm_windows(engine, tables, name, since=a, until=b, task=config.task),
+                    champion,
+                    version,
+                )
                 for a, b in windows
             ]
             verdict = analyze_step(
@@ -309,8 +321,8 @@ def check(
         else:
             since, until = windows[0]
             stats = shadow_stats(
-                arm_windows(engine, tables, name, since=since, until=until),
-                read_shadow_pairs(engine, tables, name, since=since, until=until),
+                arm_windows(engine, tables, name, since=since, until=until, task=config.task),
+                read_shadow_pairs(engine, tables, name, since=since, until=until, task=config.task),
                 champion,
                 version,
             )
@@ -492,12 +504,11 @@ def guard_check(
     engine, tables = create_engine(settings.log_url), log_tables(settings.log_schema)
     try:
         since = datetime.fromisoformat(promoted["promoted_at"])
-        windows = arm_windows(engine, tables, name, since=since, until=now)
+        config = rollout_config(policy)
+        windows = arm_windows(engine, tables, name, since=since, until=now, task=config.task)
     finally:
         engine.dispose()
-    verdict = guard_window_verdict(
-        rollout_config(policy), arm_stats(windows, "champion", version), level
-    )
+    verdict = guard_window_verdict(config, arm_stats(windows, "champion", version), level)
     log.info("%s v%s guard window: %s", name, version, " | ".join(verdict.reasons))
     ended = now >= datetime.fromisoformat(promoted["guard_until"])
     if verdict.action == "revert" or ended:
