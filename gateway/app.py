@@ -161,8 +161,9 @@ class FeedbackBody(BaseModel):
             return self.labels
         if self.request_id is None or self.label is None:
             raise ValueError("give request_id and label (or a list under labels)")
+        # The fields were validated here, with the same constraints (and the model's label rule).
         return [
-            FeedbackItem(
+            FeedbackItem.model_construct(
                 request_id=self.request_id,
                 label=self.label,
                 row_index=self.row_index,

@@ -462,9 +462,7 @@ regression_arms = st.tuples(
 
 @settings(max_examples=300, deadline=None)
 @given(champion=regression_arms, challenger_n=st.integers(min_value=300, max_value=5000))
-def test_a_challenger_with_three_times_the_squared_error_is_always_reverted(
-    champion, challenger_n
-):
+def test_a_challenger_with_three_times_the_squared_error_is_always_reverted(champion, challenger_n):
     n, mean, _ = champion
     stats = StepStats(
         champion=errors_of(max(n, 300), mean), challenger=errors_of(challenger_n, 3 * mean)
