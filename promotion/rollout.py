@@ -36,8 +36,11 @@ _MAX_LOG_E = 700.0
 _MIN_SCALE = 1e-12
 SQUARED_ERROR = "squared_error"
 # The rise of the mean squared error the regression test is tuned to by default, per unit of the
-# policy's `expected_effect`: 0.03 (an accuracy drop of 3 points) becomes a 30 % rise.
-ERROR_EFFECT_PER_EXPECTED_EFFECT = 10.0
+# policy's `expected_effect`: 0.03 (an accuracy drop of 3 points) becomes a 60 % rise. Squared
+# errors spread about as widely as their mean (√2 × it for normal residuals), far more than a
+# right/wrong outcome does, so a tuning much smaller than the rises worth catching would leave a
+# clearly worse regressor serving for many more labels before its revert.
+ERROR_EFFECT_PER_EXPECTED_EFFECT = 20.0
 
 
 def row_outcomes(task: str, predictions: Sequence, labels: Sequence) -> NDArray[np.float64]:
@@ -69,7 +72,7 @@ class RolloutConfig:
     For `task` regression the rows' outcome is the squared error and the arms are compared on
     their mean squared error (`metric` is then `squared_error`, lower is better):
     `error_effect` is the relative rise of the champion's mean squared error the test is tuned to
-    catch fastest (0.3: 30 % higher; by default `expected_effect` × 10), and `guard_margin` is
+    catch fastest (0.6: 60 % higher; by default `expected_effect` × 20), and `guard_margin` is
     relative too: the guard window reverts a champion shown to have a mean squared error above
     the previous champion's recorded one × (1 + `guard_margin`). Like the classification test's,
     the tuning changes how fast a difference is caught, never the false-revert rate.

@@ -444,7 +444,7 @@ def test_a_regression_step_waits_until_each_arm_has_two_labels():
 
 
 def test_the_regression_effect_size_defaults_from_the_expected_effect():
-    assert REGRESSION.relative_error_effect == pytest.approx(10 * REGRESSION.expected_effect)
+    assert REGRESSION.relative_error_effect == pytest.approx(20 * REGRESSION.expected_effect)
     tuned = dataclasses.replace(REGRESSION, error_effect=0.5)
     assert tuned.relative_error_effect == 0.5
     with pytest.raises(ValueError, match="error_effect"):

@@ -526,3 +526,110 @@ def test_promotion_refused_because_the_champion_moved_reverts_instead(
     assert registry.get_alias_version(model, "champion") == 3
     assert registry.get_alias_version(model, "canary") is None
     assert "moved since the decision" in registry.get_version(model, 2).tags["rollout.reason"]
+
+
+# Per task: a regressor is judged on squared errors
+
+
+def regression_policy(tmp_path: Path, name: str, **rollout_fields: object) -> Policy:
+    from policies import load_policy
+
+    fields = {"mode": "canary", "traffic_steps": [0.2, 0.5], "min_labeled_per_step": 100}
+    path = write_policy(
+        tmp_path,
+        name,
+        rollout={**fields, **rollout_fields},
+        model__task="regression",
+        promotion__metric="rmse",
+        promotion__calibration=None,
+    )
+    return load_policy(path)
+
+
+def log_values(
+    engine: sa.Engine, name: str, role: str, version: int, *, errors: np.ndarray, at: datetime
+) -> None:
+    """Answered rows of a regressor (one per request), each labeled `error` below its value."""
+    tables = log_tables()
+    ids = [f"{role}-{version}-{uuid.uuid4().hex}" for _ in errors]
+    with engine.begin() as connection:
+        connection.execute(
+            tables.predictions.insert(),
+            [
+                {
+                    "request_id": request_id,
+                    "row_index": 0,
+                    "model_name": name,
+                    "version": version,
+                    "role": role,
+                    "features": {},
+                    "prediction": 10.0 + float(error),
+                    "latency_ms": 5.0,
+                    "created_at": at,
+                }
+                for request_id, error in zip(ids, errors, strict=True)
+            ],
+        )
+        connection.execute(
+            tables.labels.insert(),
+            [
+                {
+                    "model_name": name,
+                    "request_id": i,
+                    "row_index": 0,
+                    "label": 10.0,
+                    "labeled_at": at,
+                }
+                for i in ids
+            ],
+        )
+
+
+def test_the_rollout_config_carries_the_policys_task(tmp_path: Path) -> None:
+    assert rollout.rollout_config(regression_policy(tmp_path, "m")).task == "regression"
+    assert rollout.rollout_config(policy(tmp_path, "m")).task == "binary"
+
+
+def test_a_regression_canary_with_much_larger_errors_is_reverted_on_squared_errors(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules = regression_policy(tmp_path, model)
+    rollout.start(rules, evaluation(model), PROMOTE_RUN)
+    begun = rollout.begin(rules, ROLLOUT_RUN)
+    restart_clock(model)
+    rng = np.random.default_rng(0)
+    at = T0 + timedelta(minutes=1)
+    log_values(log_db[1], model, "champion", 1, errors=rng.normal(0, 1, 400), at=at)
+    log_values(log_db[1], model, "canary", 2, errors=rng.normal(0, 3, 200), at=at)
+    verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0 + timedelta(minutes=5))
+    assert verdict is not None and verdict["action"] == "revert"
+    evidence = verdict["evidence"]
+    assert evidence["metric"] == "squared_error"
+    assert evidence["challenger_value"] > 4 * evidence["champion_value"]
+
+
+def test_a_regression_guard_window_reverts_a_champion_whose_errors_grew(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules = regression_policy(tmp_path, model, guard_window_minutes=30)
+    promoted = {
+        "model": model,
+        "version": 1,
+        "champion": 3,
+        "previous_level": 1.0,
+        "promoted_at": T0.isoformat(),
+        "guard_until": (T0 + timedelta(minutes=30)).isoformat(),
+    }
+    errors = np.random.default_rng(1).normal(0, 2, 300)
+    log_values(log_db[1], model, "champion", 1, errors=errors, at=T0)
+    guard = rollout.guard_check(rules, promoted, settings(log_db[0]), T0 + timedelta(minutes=1))
+    assert guard is not None and guard["action"] == "revert"
+    assert guard["evidence"]["metric"] == "squared_error"
+
+
+def test_shadow_stats_of_a_regressor_carry_the_paired_differences() -> None:
+    windows = [window("champion", 1, 500, 0), window("shadow", 2, 480, 0)]
+    pairs = [ShadowPairs(2, 480, 0, 400, 0, 0, 0, 800.0, 1000.0, -200.0, 900.0)]
+    stats = rollout.shadow_stats(windows, pairs, champion=1, shadow=2)
+    assert (stats.champion.outcome_sum, stats.challenger.outcome_sum) == (800.0, 1000.0)
+    assert (stats.difference_sum, stats.difference_sq_sum) == (-200.0, 900.0)
