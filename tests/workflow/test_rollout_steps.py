@@ -601,7 +601,9 @@ def test_a_regression_canary_with_much_larger_errors_is_reverted_on_squared_erro
     at = T0 + timedelta(minutes=1)
     log_values(log_db[1], model, "champion", 1, errors=rng.normal(0, 1, 400), at=at)
     log_values(log_db[1], model, "canary", 2, errors=rng.normal(0, 3, 200), at=at)
-    verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0 + timedelta(minutes=5))
+    verdict = rollout.check(
+        rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0 + timedelta(minutes=5)
+    )
     assert verdict is not None and verdict["action"] == "revert"
     evidence = verdict["evidence"]
     assert evidence["metric"] == "squared_error"
