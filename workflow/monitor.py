@@ -70,6 +70,30 @@ class Signal:
     reason: str
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """What check_triggers hands to start_training over XCom: the check's outcome (fired, quiet,
+    not_checked), why, the kinds that fired and, when one did, the retrain Asset event's `extra`
+    (the trigger's kind and numbers)."""
+
+    outcome: str
+    reason: str
+    fired: tuple[str, ...] = ()
+    extra: dict | None = None
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        value: dict = {"outcome": self.outcome, "reason": self.reason, "fired": list(self.fired)}
+        if self.extra is not None:
+            value["extra"] = self.extra
+        return value
+
+    @classmethod
+    def from_xcom(cls, value: dict) -> CheckResult:
+        """The record from what `to_xcom` returned."""
+        return cls(value["outcome"], value["reason"], tuple(value["fired"]), value.get("extra"))
+
+
 class _NotChecked(Exception):
     """A signal that cannot be computed now; the message says why."""
 
@@ -329,7 +353,7 @@ def check(
     settings: MonitorSettings,
     active_runs: Sequence[str],
     now: datetime | None = None,
-) -> dict:
+) -> CheckResult:
     """Check the champion's triggers once and record the check; return whether to start a training
     and, if so, the Asset event's `extra` (the trigger's kind and numbers)."""
     now = now or datetime.now(UTC)
@@ -374,9 +398,9 @@ def check(
     )
     record_check(ledger_url, record)
     log.info("%s monitor: %s — %s", name, outcome, reason)
-    result: dict = {"outcome": outcome, "reason": reason, "fired": list(fired)}
+    extra = None
     if fired:
-        result["extra"] = {
+        extra = {
             "trigger": fired[0],
             "kinds": list(fired),
             "model": name,
@@ -386,7 +410,7 @@ def check(
             "monitor_run_id": run.run_id,
             "checked_at": record.checked_at,
         }
-    return result
+    return CheckResult(outcome, reason, tuple(fired), extra)
 
 
 def _compact(numbers: dict) -> dict:

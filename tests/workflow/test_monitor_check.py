@@ -69,11 +69,7 @@ def champion(mlflow_store: str, tags: dict[str, str], tmp_path: Path) -> int:
 def test_without_a_champion_the_check_is_not_made(mlflow_store: str, tmp_path: Path, source: str):
     policy = policy_with(tmp_path, source, {"data_volume": {"min_new_rows": 10}})
     result = monitor.check(policy, RUN, monitor.MonitorSettings(), [], NOW)
-    assert result == {
-        "outcome": "not_checked",
-        "reason": "churn has no champion to monitor",
-        "fired": [],
-    }
+    assert result == monitor.CheckResult("not_checked", "churn has no champion to monitor")
     [check] = read_checks(current_ledger().url, MODEL)
     assert (check.champion_version, check.run_id) == (None, "scheduled__1")
 
@@ -88,7 +84,7 @@ def test_no_profile_and_no_training_rows_left_ends_drift_with_the_reason(
     version = champion(mlflow_store, window, tmp_path)
     policy = policy_with(tmp_path, source, {"drift": {"source": "source", "min_rows": 50}})
     result = monitor.check(policy, RUN, monitor.MonitorSettings(), [], NOW)
-    assert (result["outcome"], result["fired"]) == ("not_checked", [])
+    assert (result.outcome, result.fired) == ("not_checked", ())
     [check] = read_checks(current_ledger().url, MODEL)
     assert check.champion_version == version
     assert check.signals["drift"]["reason"] == (
@@ -103,11 +99,11 @@ def test_a_held_signal_does_not_fire_while_a_training_runs(
     champion(mlflow_store, {"lineage.holdout_end": holdout_end}, tmp_path)
     policy = policy_with(tmp_path, source, {"data_volume": {"min_new_rows": 100}})
     result = monitor.check(policy, RUN, monitor.MonitorSettings(), ["train_churn"], NOW)
-    assert (result["outcome"], result["fired"]) == ("quiet", [])
-    assert "train_churn running" in result["reason"]
+    assert (result.outcome, result.fired) == ("quiet", ())
+    assert "train_churn running" in result.reason
     fired = monitor.check(policy, RUN, monitor.MonitorSettings(), [], NOW)
-    assert fired["fired"] == ["data_volume"]
-    assert fired["extra"]["signals"]["data_volume"]["new_rows"] == 400
+    assert fired.fired == ("data_volume",)
+    assert fired.extra["signals"]["data_volume"]["new_rows"] == 400
 
 
 def test_a_missing_lineage_tag_ends_the_data_volume_check(
@@ -116,8 +112,8 @@ def test_a_missing_lineage_tag_ends_the_data_volume_check(
     version = champion(mlflow_store, {}, tmp_path)
     policy = policy_with(tmp_path, source, {"data_volume": {"min_new_rows": 100}})
     result = monitor.check(policy, RUN, monitor.MonitorSettings(), [], NOW)
-    assert result["outcome"] == "not_checked"
-    assert f"v{version} has no lineage.holdout_end tag" in result["reason"]
+    assert result.outcome == "not_checked"
+    assert f"v{version} has no lineage.holdout_end tag" in result.reason
 
 
 # After the champion alias moved (at the real time of the test), so the rows count as its own.
@@ -179,8 +175,8 @@ def test_a_regression_champion_whose_errors_grew_fires_on_the_logged_values(
     _logged_champion(log_url, version, [{"scores": [v]} for v in values], truth.tolist())
     policy = _per_task_policy(tmp_path, source, "regression", "rmse", max_drop=0.5)
     result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], LATER)
-    assert result["fired"] == ["performance"]
-    performance = result["extra"]["signals"]["performance"]
+    assert result.fired == ("performance",)
+    performance = result.extra["signals"]["performance"]
     assert performance["metric"] == "rmse" and performance["lower"] > 1.5
 
 
@@ -200,8 +196,8 @@ def test_a_multiclass_champion_is_measured_on_its_logged_classes_and_probabiliti
     _logged_champion(log_url, version, answers, truth)
     policy = _per_task_policy(tmp_path, source, "multiclass", "accuracy", floor=0.8)
     result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], LATER)
-    assert result["fired"] == ["performance"]
-    performance = result["extra"]["signals"]["performance"]
+    assert result.fired == ("performance",)
+    performance = result.extra["signals"]["performance"]
     assert performance["labeled"] == 400 and performance["upper"] < 0.8
 
 
@@ -214,5 +210,5 @@ def test_multiclass_log_loss_is_not_checked_on_rows_logged_without_probabilities
     _logged_champion(log_url, version, answers, ["cat"] * 150)
     policy = _per_task_policy(tmp_path, source, "multiclass", "log_loss", floor=0.5)
     result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], LATER)
-    assert result["outcome"] == "not_checked"
-    assert "log_loss needs the class probabilities, which 150 labeled rows" in result["reason"]
+    assert result.outcome == "not_checked"
+    assert "log_loss needs the class probabilities, which 150 labeled rows" in result.reason
