@@ -35,6 +35,8 @@ _MAX_LOG_E = 700.0
 # usable (finite) statistic.
 _MIN_SCALE = 1e-12
 SQUARED_ERROR = "squared_error"
+# Keeps an inverse variance finite when every outcome of both arms is 0 (perfect predictions).
+_TINY = 1e-300
 # The rise of the mean squared error the regression test is tuned to by default, per unit of the
 # policy's `expected_effect`: 0.03 (an accuracy drop of 3 points) becomes a 60 % rise. Squared
 # errors spread about as widely as their mean (√2 × it for normal residuals), far more than a
@@ -517,7 +519,8 @@ def _error_difference(champion: ArmStats, challenger: ArmStats) -> tuple[float, 
     if a_var is None or b_var is None or a_mean is None or b_mean is None:
         return None
     variance = a_var / champion.labeled + b_var / challenger.labeled
-    return a_mean - b_mean, max(variance, _MIN_SCALE)
+    # The floor scales with the errors, so the verdict does not depend on the target's units.
+    return a_mean - b_mean, max(variance, (1e-6 * max(a_mean, b_mean)) ** 2, _TINY)
 
 
 def _timeout(
@@ -615,7 +618,7 @@ def analyze_shadow(
         # variance of those differences.
         estimate = stats.difference_sum / n
         spread = (stats.difference_sq_sum - n * estimate * estimate) / (n - 1)
-        variance = max(spread / n, _MIN_SCALE)
+        variance = max(spread / n, 0.0)
     elif not regression and n:
         # Paired outcomes: only requests where exactly one model is right carry information
         # (McNemar). The variance is again the one under "no difference", smoothed to stay > 0.

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from promotion.rollout import (
@@ -487,6 +487,7 @@ def test_arms_with_the_same_squared_errors_are_never_reverted(arm, other_n):
     challenger=regression_arms,
     scale=st.floats(min_value=1e-3, max_value=1e3),
 )
+@example(champion=(2, 0.25, 0.25), challenger=(43, 1.0, 1.0), scale=0.001953125)
 def test_the_regression_verdict_does_not_depend_on_the_units_of_the_target(
     champion, challenger, scale
 ):
