@@ -584,7 +584,7 @@ def build_rollout_dag(policy: Policy) -> None:
             begun = _bad_input_fails_without_retry(lambda: steps.begin(policy, _run()))
             if begun is None:
                 raise AirflowSkipException(f"no version of {name} holds `{alias}`: nothing to do")
-            return begun
+            return begun.to_xcom()
 
         @task.sensor(
             poke_interval=rules.check_interval_seconds,
@@ -594,26 +594,30 @@ def build_rollout_dag(policy: Policy) -> None:
         def watch_rollout(begun: dict) -> PokeReturnValue:
             from workflow import rollout as steps
 
+            watch = steps.RolloutWatch.from_xcom(begun)
             verdict = _bad_input_fails_without_retry(
-                lambda: steps.check(policy, begun, _run(), _settings())
+                lambda: steps.check(policy, watch, _run(), _settings())
             )
-            return PokeReturnValue(is_done=verdict is not None, xcom_value=verdict)
+            done = verdict is not None
+            return PokeReturnValue(is_done=done, xcom_value=verdict.to_xcom() if done else None)
 
         @task(pool=policy.alias_pool)
         def conclude_rollout(begun: dict, verdict: dict) -> dict:
             from workflow import rollout as steps
 
+            watch, final = steps.RolloutWatch.from_xcom(begun), steps.Verdict.from_xcom(verdict)
             return _bad_input_fails_without_retry(
-                lambda: steps.conclude(policy, begun, verdict, _run(), _settings())
-            )
+                lambda: steps.conclude(policy, watch, final, _run(), _settings())
+            ).to_xcom()
 
         @task(trigger_rule=TriggerRule.ONE_FAILED, pool=policy.alias_pool)
         def revert_unfinished() -> dict | None:
             from workflow import rollout as steps
 
-            return _bad_input_fails_without_retry(
+            outcome = _bad_input_fails_without_retry(
                 lambda: steps.revert_unfinished(policy, _run(), _settings())
             )
+            return None if outcome is None else outcome.to_xcom()
 
         begun = begin_rollout()
         verdict = watch_rollout(begun)
@@ -640,20 +644,23 @@ def _guard_tasks(policy: Policy, outcome) -> None:
 
         from workflow import rollout as steps
 
-        if promoted["verdict"] != "promoted":
-            raise AirflowSkipException(f"v{promoted['version']} was not promoted: nothing to guard")
+        outcome = steps.RolloutOutcome.from_xcom(promoted)
+        if outcome.verdict != "promoted":
+            raise AirflowSkipException(f"v{outcome.version} was not promoted: nothing to guard")
         guard = _bad_input_fails_without_retry(
-            lambda: steps.guard_check(policy, promoted, _settings())
+            lambda: steps.guard_check(policy, outcome, _settings())
         )
-        return PokeReturnValue(is_done=guard is not None, xcom_value=guard)
+        done = guard is not None
+        return PokeReturnValue(is_done=done, xcom_value=guard.to_xcom() if done else None)
 
     @task(pool=policy.alias_pool)
     def settle_guard(promoted: dict, guard: dict) -> dict:
         from workflow import rollout as steps
 
+        outcome, verdict = steps.RolloutOutcome.from_xcom(promoted), steps.Verdict.from_xcom(guard)
         return _bad_input_fails_without_retry(
-            lambda: steps.settle_guard(policy, promoted, guard, _run(), _settings())
-        )
+            lambda: steps.settle_guard(policy, outcome, verdict, _run(), _settings())
+        ).to_xcom()
 
     settle_guard(outcome, guard_champion(outcome))
 
@@ -710,16 +717,19 @@ def build_monitor_dag(policy: Policy) -> None:
             from workflow import monitor as steps
 
             settings = steps.MonitorSettings.from_environment()
-            return steps.check(policy, _run(), settings, _active_runs(policy))
+            return steps.check(policy, _run(), settings, _active_runs(policy)).to_xcom()
 
         @task(outlets=[retrain_asset(policy)])
         def start_training(checked: dict) -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
 
-            if not checked["fired"]:
-                raise AirflowSkipException(f"{checked['outcome']}: {checked['reason']}")
-            get_current_context()["outlet_events"][retrain_asset(policy)].extra = checked["extra"]
-            return checked["extra"]
+            from workflow.monitor import CheckResult
+
+            result = CheckResult.from_xcom(checked)
+            if not result.fired or result.extra is None:
+                raise AirflowSkipException(f"{result.outcome}: {result.reason}")
+            get_current_context()["outlet_events"][retrain_asset(policy)].extra = result.extra
+            return result.extra
 
         start_training(check_triggers())
 

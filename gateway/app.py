@@ -17,7 +17,14 @@ import pandas as pd
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,10 +32,11 @@ from gateway.answered import FAILED, RESERVED, AnsweredRequests
 from gateway.auth import TokenSet
 from gateway.batching import LogEntry
 from gateway.config import GatewayConfig
-from gateway.holder import AliasFollower, Arms, LoadedVersion, VersionSource
+from gateway.holder import AliasFollower, Answers, Arms, LoadedVersion, VersionSource
 from gateway.limits import BodyLimit
 from gateway.payload import Columns, PayloadError, SchemaMismatch, parse_payload, shown
 from gateway.predlog import (
+    CLASS_LENGTH,
     Label,
     LabelConflict,
     LogTables,
@@ -63,32 +71,71 @@ INLINE_BODY_BYTES = 64 * 1024
 _MAX_ID_LENGTH = 128
 _MAX_ROUTING_KEY_LENGTH = 256  # the log's column
 _MAX_DETAIL_CHARS = 500
-# The gateway serves binary classifiers (a version that is not one never passes its warm-up), so
-# the ground truth of a row is one of these.
 BINARY_LABELS = (0.0, 1.0)
 
 
-def _binary_label(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value not in BINARY_LABELS:
-        raise ValueError(f"a label of a binary classifier is 0 or 1, got {shown(value)}")
-    return float(value)
+@dataclass(frozen=True)
+class LabelRule:
+    """What a label of a model must be: its task, and for multiclass the classes it may name."""
+
+    task: str = "binary"
+    classes: tuple[str, ...] = ()
+
+    def check(self, value: object) -> float | str:
+        """The label as stored (a number or a class name); ValueError saying what is expected."""
+        if self.task == "multiclass":
+            return self._class(value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{self._expected()}, got {shown(value)}")
+        if self.task == "regression":
+            if not np.isfinite(value):
+                raise ValueError(f"{self._expected()}, got {shown(value)}")
+            return float(value)
+        if value not in BINARY_LABELS:
+            raise ValueError(f"{self._expected()}, got {shown(value)}")
+        return float(value)
+
+    def _class(self, value: object) -> str:
+        # A class is named as the model answers it: a string, or an integer class as a number.
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f"{self._expected()}, got {shown(value)}")
+        name = str(value)
+        if self.classes and name not in self.classes:
+            raise ValueError(f"{self._expected()}, got {shown(value)}")
+        if len(name) > CLASS_LENGTH:
+            raise ValueError(f"a class name is at most {CLASS_LENGTH} characters")
+        return name
+
+    def _expected(self) -> str:
+        if self.task == "regression":
+            return "a label of a regression model is a finite number"
+        if self.task == "multiclass":
+            known = f" ({shown(', '.join(self.classes), 200)})" if self.classes else ""
+            return f"a label of a multiclass classifier is one of its classes{known}"
+        return "a label of a binary classifier is 0 or 1"
+
+
+def _checked_label(value: object, info: ValidationInfo) -> float | str:
+    rule = (info.context or {}).get("rule", LabelRule())
+    return rule.check(value)
 
 
 class FeedbackItem(BaseModel):
     """The ground truth of one answered request (of row `row_index` for a multi-row request);
-    `overwrite` replaces an earlier, different label (a recorded correction)."""
+    `overwrite` replaces an earlier, different label (a recorded correction). The label is
+    checked against the model's task (validation context `rule`, a `LabelRule`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(min_length=1, max_length=_MAX_ID_LENGTH)
-    label: float
+    label: float | str
     row_index: int = Field(default=0, ge=0)
     overwrite: bool = False
 
     @field_validator("label", mode="before")
     @classmethod
-    def _binary(cls, value: object) -> float:
-        return _binary_label(value)
+    def _of_the_task(cls, value: object, info: ValidationInfo) -> float | str:
+        return _checked_label(value, info)
 
 
 class FeedbackBody(BaseModel):
@@ -97,15 +144,15 @@ class FeedbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str | None = Field(default=None, min_length=1, max_length=_MAX_ID_LENGTH)
-    label: float | None = None
+    label: float | str | None = None
     row_index: int = Field(default=0, ge=0)
     overwrite: bool = False
     labels: list[FeedbackItem] | None = None
 
     @field_validator("label", mode="before")
     @classmethod
-    def _binary(cls, value: object) -> float | None:
-        return None if value is None else _binary_label(value)
+    def _of_the_task(cls, value: object, info: ValidationInfo) -> float | str | None:
+        return None if value is None else _checked_label(value, info)
 
     def items(self) -> list[FeedbackItem]:
         if self.labels is not None:
@@ -114,8 +161,9 @@ class FeedbackBody(BaseModel):
             return self.labels
         if self.request_id is None or self.label is None:
             raise ValueError("give request_id and label (or a list under labels)")
+        # The fields were validated here, with the same constraints (and the model's label rule).
         return [
-            FeedbackItem(
+            FeedbackItem.model_construct(
                 request_id=self.request_id,
                 label=self.label,
                 row_index=self.row_index,
@@ -266,9 +314,9 @@ def _routes(app: FastAPI, services: Services) -> None:
         )
         try:
             if columns.n_rows <= INLINE_ROWS:
-                frame, scores, latency_ms = _score(answering, columns)
+                frame, answers, latency_ms = _score(answering, columns)
             else:
-                frame, scores, latency_ms = await run_in_threadpool(_score, answering, columns)
+                frame, answers, latency_ms = await run_in_threadpool(_score, answering, columns)
         except Exception as error:
             # Logged against the arm, so a rollout sees a canary that fails where the champion
             # does not; the caller still gets the 4xx (or 500) it raised.
@@ -276,8 +324,16 @@ def _routes(app: FastAPI, services: Services) -> None:
             services.log.submit(answered(features=None, scores=None, latency_ms=0.0, error=detail))
             services.answered.settle(name, request_id, FAILED)
             raise
-        predictions = scores.tolist()
-        services.log.submit(answered(features=frame, scores=predictions, latency_ms=latency_ms))
+        predictions = answers.predictions
+        services.log.submit(
+            answered(
+                features=frame,
+                scores=answers.scores,
+                classes=answers.classes,
+                probabilities=answers.probabilities,
+                latency_ms=latency_ms,
+            )
+        )
         services.answered.settle(name, request_id, len(predictions))
         if arms.shadow is not None:
             services.shadow.submit(
@@ -308,13 +364,13 @@ def _routes(app: FastAPI, services: Services) -> None:
         id; the first label of a row stands unless a later one says `overwrite`."""
         caller = _authorized(services.tokens, request)
         _require_json(request)
-        _arms_or_404(follower, name)
+        rule = _label_rule(follower, name)
         body = await request.body()
         try:
             if len(body) > INLINE_BODY_BYTES:
-                items = await run_in_threadpool(_feedback_items, body)
+                items = await run_in_threadpool(_feedback_items, body, rule)
             else:
-                items = _feedback_items(body)
+                items = _feedback_items(body, rule)
         except (ValidationError, ValueError) as error:
             raise HTTPException(422, _message(error)) from None
         if len(items) > config.max_request_rows:
@@ -437,8 +493,18 @@ async def _claim(services: Services, name: str, request_id: str, *, caller_given
         raise reused
 
 
-def _feedback_items(body: bytes) -> list[FeedbackItem]:
-    return FeedbackBody.model_validate_json(body).items()
+def _feedback_items(body: bytes, rule: LabelRule) -> list[FeedbackItem]:
+    return FeedbackBody.model_validate_json(body, context={"rule": rule}).items()
+
+
+def _label_rule(follower: AliasFollower, name: str) -> LabelRule:
+    """What a label of the model must be: its configured task, else its loaded versions' (the
+    classes any of them answers are accepted)."""
+    arms = _arms_or_404(follower, name)
+    loaded = [version for version in (arms.champion, arms.canary, arms.shadow) if version]
+    task = follower.state(name).served.task or (loaded[0].task if loaded else "binary")
+    classes = {str(c): None for version in loaded if version.task == task for c in version.classes}
+    return LabelRule(task, tuple(classes) if task == "multiclass" else ())
 
 
 async def _check_answered(services: Services, name: str, items: list[FeedbackItem]) -> None:
@@ -482,7 +548,7 @@ def _columns(body: bytes, max_rows: int) -> Columns:
         raise HTTPException(400, str(error)) from None
 
 
-def _score(version: LoadedVersion, columns: Columns) -> tuple[pd.DataFrame, np.ndarray, float]:
+def _score(version: LoadedVersion, columns: Columns) -> tuple[pd.DataFrame, Answers, float]:
     try:
         frame = version.frame(columns)
     except SchemaMismatch as error:
@@ -491,14 +557,14 @@ def _score(version: LoadedVersion, columns: Columns) -> tuple[pd.DataFrame, np.n
         ) from None
     started = time.perf_counter()
     try:
-        scores = version.score(frame)
+        answers = version.answer(frame)
     except (ValueError, TypeError) as error:
         # Input that fits the signature but not the pipeline (e.g. a missing value where the
         # model has no imputer) is still the caller's to fix.
         raise HTTPException(
             422, f"{version.model_name} version {version.version} cannot score the input: {error}"
         ) from None
-    return frame, scores, (time.perf_counter() - started) * 1000
+    return frame, answers, (time.perf_counter() - started) * 1000
 
 
 def _message(error: Exception) -> str:

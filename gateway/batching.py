@@ -21,7 +21,12 @@ ERROR_LENGTH = 500
 @dataclass(frozen=True)
 class LogEntry:
     """One scored (or failed) request as the log receives it; expanded into rows off the request
-    path. A failed one has `error` and neither features nor scores."""
+    path. A failed one has `error` and neither features nor scores.
+
+    `scores` fill the log's `prediction` column: the positive-class probability (binary), the
+    predicted value (regression), or the probability of the predicted class (multiclass, whose
+    rows also carry the predicted class in `classes` and every class's probability).
+    """
 
     request_id: str
     model_name: str
@@ -33,6 +38,8 @@ class LogEntry:
     latency_ms: float
     at: datetime
     error: str | None = None
+    classes: Sequence[str] | None = None
+    probabilities: Sequence[dict[str, float]] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -125,6 +132,8 @@ def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
                 "routing_key": entry.routing_key,
                 "features": {},
                 "prediction": None,
+                "predicted_class": None,
+                "probabilities": None,
                 "error": (entry.error or "unknown error")[:ERROR_LENGTH],
                 "latency_ms": entry.latency_ms,
                 "created_at": entry.at,
@@ -140,6 +149,8 @@ def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
             "routing_key": entry.routing_key,
             "features": _stored({key: _json_safe(value) for key, value in features.items()}, mask),
             "prediction": float(score),
+            "predicted_class": None if entry.classes is None else entry.classes[index],
+            "probabilities": None if entry.probabilities is None else entry.probabilities[index],
             "error": None,
             "latency_ms": entry.latency_ms,
             "created_at": entry.at,

@@ -19,7 +19,7 @@ from pydantic import (
 from gateway.auth import TokenError, TokenSet, read_token_lines
 from gateway.batching import FeatureMask
 from policies.loader import PolicyError, describe_validation_error, load_policy
-from policies.schema import MODEL_NAME_PATTERN
+from policies.schema import MODEL_NAME_PATTERN, Task
 
 
 class GatewayConfigError(ValueError):
@@ -53,6 +53,12 @@ class ServedModel(_Strict):
     )
     unlogged_features: tuple[str, ...] = Field(
         default=(), description="Feature columns the prediction log does not store at all."
+    )
+    task: Task | None = Field(
+        default=None,
+        description="What the model predicts (binary, multiclass, regression; also read from its "
+        "policy, `model.task`, with `policy_dir`). A version answers per its own `lineage.task` "
+        "tag; one tagged with another task is refused. Unset: untagged versions are binary.",
     )
 
 
@@ -189,12 +195,21 @@ def _with_policy_masking(raw: dict, policy_dir: str, source: str) -> GatewayConf
     for model in raw["models"]:
         path = Path(policy_dir) / f"{model['name']}.yaml"
         try:
-            masking = load_policy(path).prediction_log
+            policy = load_policy(path)
         except PolicyError as error:
             raise GatewayConfigError(source, [f"policy_dir: {error}"]) from None
+        masking = policy.prediction_log
+        if model.get("task") not in (None, policy.task):
+            raise GatewayConfigError(
+                source,
+                [
+                    f"models: {model['name']}: task {model['task']} but its policy says {policy.task}"
+                ],
+            )
         models.append(
             {
                 **model,
+                "task": policy.task,
                 "hashed_features": [*model.get("hashed_features", ()), *masking.hashed_features],
                 "unlogged_features": [
                     *model.get("unlogged_features", ()),

@@ -4,6 +4,10 @@ Requests read one immutable `Arms` snapshot; the follower thread builds the next
 and warming any new version first) and swaps the reference in one assignment. A request that
 started on the old snapshot finishes on it, so a switch drops nothing, and a version that fails to
 load or warm never replaces the one being served.
+
+A version answers per its task: the `lineage.task` tag training writes on it, else the served
+model's configured task (`ServedModel.task`, also read from the model's policy), else `binary`.
+A version whose tag names another task than the configured one is refused at load.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ from gateway.arms import CANARY_SHARE_TAG, ROLES, canary_share, changes, next_at
 from gateway.config import ServedModel
 from gateway.payload import Columns, conform
 from registry.serving import InputColumn
+from workflow.scoring import class_labels, predictions
+
+TASK_TAG = "lineage.task"
+TASKS = ("binary", "multiclass", "regression")
 
 logger = logging.getLogger(__name__)
 
@@ -32,22 +40,75 @@ KEEP_RECENT_VERSIONS = 3
 
 
 @dataclass(frozen=True)
+class Answers:
+    """A version's answers to the rows of a frame: what the caller gets (`predictions`, JSON per
+    row) and what the log keeps (`scores`, and for multiclass the classes and probabilities)."""
+
+    predictions: list
+    scores: list[float]
+    classes: list[str] | None = None
+    probabilities: list[dict[str, float]] | None = None
+
+    def rows(self, start: int, end: int) -> Answers:
+        """The answers of rows [start, end)."""
+        return Answers(
+            self.predictions[start:end],
+            self.scores[start:end],
+            None if self.classes is None else self.classes[start:end],
+            None if self.probabilities is None else self.probabilities[start:end],
+        )
+
+
+@dataclass(frozen=True)
 class LoadedVersion:
-    """A model version ready to answer: the pipeline and what its input must look like."""
+    """A model version ready to answer: the pipeline, its task, and what its input must look
+    like; `classes` are a classifier's classes in its probability columns' order."""
 
     model_name: str
     version: int
     model: Any
     columns: tuple[InputColumn, ...] | None
     feature_names: tuple[str, ...] | None
+    task: str = "binary"
+    classes: tuple = ()
 
     def frame(self, columns: Columns) -> pd.DataFrame:
         """The request's columns as this version's input frame (raises SchemaMismatch)."""
         return conform(columns, self.columns, self.feature_names)
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probability of the positive class for each row."""
-        return np.asarray(self.model.predict_proba(frame))[:, 1]
+    def answer(self, frame: pd.DataFrame) -> Answers:
+        """Each row's answer: the positive-class probability (binary), the value (regression), or
+        the predicted class with every class's probability, by class name (multiclass)."""
+        values = predictions(self.model, frame, self.task)
+        if self.task != "multiclass":
+            scores = values.tolist()
+            return Answers(scores, scores)
+        names = [str(c) for c in self.classes]
+        best = values.argmax(axis=1)
+        probabilities = [dict(zip(names, row.tolist(), strict=True)) for row in values]
+        return Answers(
+            predictions=[
+                {"class": self.classes[i], "probabilities": p}
+                for i, p in zip(best.tolist(), probabilities, strict=True)
+            ],
+            scores=values[np.arange(len(best)), best].tolist(),
+            classes=[names[i] for i in best.tolist()],
+            probabilities=probabilities,
+        )
+
+
+def version_task(tags: dict[str, str], configured: str | None) -> str:
+    """The task a version answers for: its `lineage.task` tag, else the configured one, else
+    binary; ValueError when the tag names an unknown task or another than the configured one."""
+    tagged = tags.get(TASK_TAG) or None
+    if tagged is not None and tagged not in TASKS:
+        raise ValueError(f"{TASK_TAG} is {tagged!r}; the gateway serves {', '.join(TASKS)}")
+    if tagged is not None and configured is not None and tagged != configured:
+        raise ValueError(
+            f"the version is tagged {TASK_TAG}={tagged} but the model is served as {configured}; "
+            "serve it under a model of that task or fix the tag"
+        )
+    return tagged or configured or "binary"
 
 
 @dataclass(frozen=True)
@@ -71,7 +132,9 @@ class VersionSource(Protocol):
 
     def version_tags(self, model_name: str, version: int) -> dict[str, str]: ...
 
-    def load(self, model_name: str, version: int) -> LoadedVersion: ...
+    def load(self, model_name: str, version: int, task: str | None = None) -> LoadedVersion:
+        """Load and warm a version; `task` is the served model's configured task, if any."""
+        ...
 
 
 class RegistrySource:
@@ -87,27 +150,51 @@ class RegistrySource:
 
         return registry.get_version(model_name, version).tags
 
-    def load(self, model_name: str, version: int) -> LoadedVersion:
+    def load(self, model_name: str, version: int, task: str | None = None) -> LoadedVersion:
         import registry
         from registry.serving import get_serving_metadata
 
+        tags = registry.get_version(model_name, version).tags
         model = registry.load_model(model_name, version)
         metadata = get_serving_metadata(model_name, version)
-        names = getattr(model, "feature_names_in_", None)
-        loaded = LoadedVersion(
-            model_name=model_name,
-            version=version,
-            model=model,
-            columns=metadata.columns,
-            feature_names=None if names is None else tuple(str(name) for name in names),
-        )
+        loaded = loaded_version(model_name, version, model, metadata.columns, tags, task)
         warm(loaded, metadata.input_example)
         return loaded
 
 
+def loaded_version(
+    model_name: str,
+    version: int,
+    model: Any,
+    columns: tuple[InputColumn, ...] | None,
+    tags: dict[str, str],
+    configured_task: str | None,
+) -> LoadedVersion:
+    """A loaded model as the gateway serves it: its task (`version_task`) and, for a
+    classifier, its classes; ValueError when the model cannot serve that task."""
+    task = version_task(tags, configured_task)
+    names = getattr(model, "feature_names_in_", None)
+    classes: tuple = ()
+    if task == "regression":
+        if hasattr(model, "classes_"):
+            raise ValueError("the version is served as regression but the model is a classifier")
+    else:
+        classes = tuple(class_labels(model))
+    return LoadedVersion(
+        model_name=model_name,
+        version=version,
+        model=model,
+        columns=columns,
+        feature_names=None if names is None else tuple(str(name) for name in names),
+        task=task,
+        classes=classes,
+    )
+
+
 def warm(loaded: LoadedVersion, example: pd.DataFrame | None) -> None:
     """Score a few rows through the request path so a version is proven (and its lazy state
-    built) before it answers; raises when it cannot score or is not a binary classifier."""
+    built) before it answers; raises when it cannot score or its output does not have the shape
+    of its task (two probability columns, one per class, or one value per row)."""
     if example is not None:
         columns = Columns(values=example.to_dict("list"), n_rows=len(example))
     elif loaded.columns is not None:
@@ -116,13 +203,28 @@ def warm(loaded: LoadedVersion, example: pd.DataFrame | None) -> None:
         raise ValueError("version has neither an input example nor a signature to warm it with")
     frame = loaded.frame(columns)
     for _ in range(3):
-        probabilities = np.asarray(loaded.model.predict_proba(frame))
-    if probabilities.ndim != 2 or probabilities.shape[1] != 2:
+        try:
+            values = predictions(loaded.model, frame, loaded.task)
+        except (AttributeError, TypeError, ValueError) as error:
+            raise ValueError(f"served as {loaded.task}, the model cannot answer: {error}") from None
+    check_answer_shape(loaded.task, values, len(frame), loaded.classes)
+
+
+def check_answer_shape(task: str, values: np.ndarray, rows: int, classes: Sequence) -> None:
+    """Raise ValueError unless `values` is what a model of `task` answers for `rows` rows."""
+    if task == "multiclass":
+        expected: tuple[int, ...] = (rows, len(classes))
+        if len(classes) < 2:
+            raise ValueError(f"a multiclass classifier needs two classes or more, got {classes}")
+    else:
+        expected = (rows,)
+    if values.shape != expected:
         raise ValueError(
-            f"the gateway serves binary classifiers; predict_proba gave shape {probabilities.shape}"
+            f"served as {task}, the model answered shape {values.shape} for {rows} rows, "
+            f"expected {expected}"
         )
-    if not np.isfinite(probabilities).all():
-        raise ValueError("predict_proba returned non-finite probabilities on the input example")
+    if not np.isfinite(values).all():
+        raise ValueError(f"served as {task}, the model answered non-finite values")
 
 
 def _placeholder(kind: str) -> object:
@@ -251,7 +353,7 @@ class AliasFollower:
             return None
         started = time.perf_counter()
         try:
-            loaded = self._source.load(name, version)
+            loaded = self._source.load(name, version, state.served.task)
         except Exception as error:  # any failure to load or warm keeps the serving version
             failures += 1
             self._retry_at[(name, version)] = (

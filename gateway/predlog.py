@@ -7,6 +7,12 @@ Tables (names fixed, schema configurable):
 - `prediction_labels`: ground truth by (model_name, request_id, row_index); written by the feedback
   endpoint or loaded in bulk by any job, and joined to the log by request id. The first label of a
   row stands; `prediction_label_corrections` records each deliberate overwrite.
+
+Per task: `prediction` is the positive-class probability (binary), the value (regression) or the
+probability of the predicted class (multiclass, with `predicted_class` and every class's
+`probabilities`). A label is a number in `label` (binary 0/1, regression any finite number) or a
+class name in `label_class` (multiclass). Tables written before a column existed get it at start
+(`ensure_tables`), so a database of an older gateway keeps its rows and keeps working.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -33,10 +39,13 @@ from gateway.batching import (
     take_batch,
 )
 from gateway.payload import shown
+from promotion.rollout import row_outcomes
 
 logger = logging.getLogger(__name__)
 
 ANSWERING_ROLES = ("champion", "canary")
+# The longest class name a multiclass label or answer may have (the log's column).
+CLASS_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ def log_tables(db_schema: str | None = None) -> LogTables:
         sa.Column("routing_key", sa.String(256)),
         sa.Column("features", sa.JSON, nullable=False),
         sa.Column("prediction", sa.Float),
+        sa.Column("predicted_class", sa.String(CLASS_LENGTH)),
+        sa.Column("probabilities", sa.JSON),
         sa.Column("error", sa.String(ERROR_LENGTH)),
         sa.Column("latency_ms", sa.Float, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -76,7 +87,8 @@ def log_tables(db_schema: str | None = None) -> LogTables:
         sa.Column("model_name", sa.String(64), primary_key=True),
         sa.Column("request_id", sa.String(128), primary_key=True),
         sa.Column("row_index", sa.Integer, primary_key=True, default=0),
-        sa.Column("label", sa.Float, nullable=False),
+        sa.Column("label", sa.Float),
+        sa.Column("label_class", sa.String(CLASS_LENGTH)),
         sa.Column("labeled_at", sa.DateTime(timezone=True), nullable=False),
     )
     corrections = sa.Table(
@@ -86,14 +98,93 @@ def log_tables(db_schema: str | None = None) -> LogTables:
         sa.Column("model_name", sa.String(64), nullable=False),
         sa.Column("request_id", sa.String(128), nullable=False),
         sa.Column("row_index", sa.Integer, nullable=False),
-        sa.Column("previous_label", sa.Float, nullable=False),
-        sa.Column("label", sa.Float, nullable=False),
+        sa.Column("previous_label", sa.Float),
+        sa.Column("label", sa.Float),
+        sa.Column("previous_label_class", sa.String(CLASS_LENGTH)),
+        sa.Column("label_class", sa.String(CLASS_LENGTH)),
         sa.Column("corrected_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("corrected_by", sa.String(64)),
     )
     return LogTables(
         metadata=metadata, predictions=predictions, labels=labels, corrections=corrections
     )
+
+
+def ensure_tables(engine: sa.Engine, tables: LogTables) -> None:
+    """Create the tables, and bring tables an older gateway created up to date: add the columns
+    they lack and let a label column that used to be required be empty (a multiclass label is a
+    class name, not a number). Existing rows are kept; a table already current is not touched."""
+    tables.metadata.create_all(engine)
+    for table in tables.metadata.sorted_tables:
+        with engine.connect() as connection:
+            found = {
+                column["name"]: column
+                for column in sa.inspect(connection).get_columns(table.name, schema=table.schema)
+            }
+        missing = [column for column in table.columns if column.name not in found]
+        relaxed = [
+            column.name
+            for column in table.columns
+            if column.nullable
+            and not column.primary_key
+            and column.name in found
+            and not found[column.name]["nullable"]
+        ]
+        if not missing and not relaxed:
+            continue
+        if relaxed and engine.dialect.name == "sqlite":
+            _rebuild_sqlite_table(engine, table, list(found))
+            continue
+        name = _qualified(engine, table)
+        with engine.begin() as connection:
+            for column in missing:
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {name} ADD COLUMN {_quoted(engine, column.name)} {kind}"
+                )
+            for column_name in relaxed:
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {name} ALTER COLUMN {_quoted(engine, column_name)} DROP NOT NULL"
+                )
+        logger.info(
+            "prediction log: brought %s up to date (added %s; now optional: %s)",
+            table.name,
+            ", ".join(c.name for c in missing) or "nothing",
+            ", ".join(relaxed) or "nothing",
+        )
+
+
+def _rebuild_sqlite_table(engine: sa.Engine, table: sa.Table, existing: list[str]) -> None:
+    # SQLite cannot drop a NOT NULL constraint: the table is copied into a current one, in one
+    # transaction, so a failure leaves the old table as it was.
+    aside = f"{table.name}_before_upgrade"
+    kept = ", ".join(_quoted(engine, name) for name in existing if name in table.columns)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("BEGIN")
+        try:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {_quoted(engine, table.name)} RENAME TO {_quoted(engine, aside)}"
+            )
+            table.create(connection)
+            connection.exec_driver_sql(
+                f"INSERT INTO {_quoted(engine, table.name)} ({kept}) "
+                f"SELECT {kept} FROM {_quoted(engine, aside)}"
+            )
+            connection.exec_driver_sql(f"DROP TABLE {_quoted(engine, aside)}")
+        except BaseException:
+            connection.exec_driver_sql("ROLLBACK")
+            raise
+        connection.exec_driver_sql("COMMIT")
+    logger.info("prediction log: rebuilt %s with the current columns", table.name)
+
+
+def _quoted(engine: sa.Engine, name: str) -> str:
+    return engine.dialect.identifier_preparer.quote(name)
+
+
+def _qualified(engine: sa.Engine, table: sa.Table) -> str:
+    name = _quoted(engine, table.name)
+    return name if table.schema is None else f"{_quoted(engine, table.schema)}.{name}"
 
 
 def database_url(url: str) -> sa.URL:
@@ -150,8 +241,8 @@ class PredictionLogWriter:
         self.failed_writes = 0
 
     def start(self) -> None:
-        """Create the tables if needed and start the writer thread."""
-        self._tables.metadata.create_all(self._engine)
+        """Create the tables (or bring older ones up to date) and start the writer thread."""
+        ensure_tables(self._engine, self._tables)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -261,10 +352,11 @@ class PredictionLogWriter:
 
 @dataclass(frozen=True)
 class Label:
-    """The ground truth of one logged row; `overwrite` marks a deliberate correction."""
+    """The ground truth of one logged row: a number (binary, regression) or a class name
+    (multiclass); `overwrite` marks a deliberate correction."""
 
     request_id: str
-    label: float
+    label: float | str
     row_index: int = 0
     overwrite: bool = False
 
@@ -326,15 +418,17 @@ def _store_labels(
     at: datetime,
 ) -> LabelsStored:
     table = tables.labels
-    existing: dict[tuple[str, int], float] = {}
+    existing: dict[tuple[str, int], float | str] = {}
     ids = sorted({label.request_id for label in labels})
     for start in range(0, len(ids), 500):
         found = connection.execute(
-            sa.select(table.c.request_id, table.c.row_index, table.c.label).where(
+            sa.select(
+                table.c.request_id, table.c.row_index, table.c.label, table.c.label_class
+            ).where(
                 table.c.model_name == model_name, table.c.request_id.in_(ids[start : start + 500])
             )
         )
-        existing.update({(r.request_id, r.row_index): r.label for r in found})
+        existing.update({(r.request_id, r.row_index): _label_of(r) for r in found})
     new, corrections, conflicts, unchanged = [], [], [], 0
     for label in {(label.request_id, label.row_index): label for label in labels}.values():
         key = (label.request_id, label.row_index)
@@ -356,7 +450,7 @@ def _store_labels(
                     "model_name": model_name,
                     "request_id": label.request_id,
                     "row_index": label.row_index,
-                    "label": label.label,
+                    **_label_columns(label.label),
                     "labeled_at": at,
                 }
                 for label in new
@@ -370,7 +464,7 @@ def _store_labels(
                 table.c.request_id == label.request_id,
                 table.c.row_index == label.row_index,
             )
-            .values(label=label.label, labeled_at=at)
+            .values(**_label_columns(label.label), labeled_at=at)
         )
     if corrections:
         connection.execute(
@@ -380,8 +474,8 @@ def _store_labels(
                     "model_name": model_name,
                     "request_id": label.request_id,
                     "row_index": label.row_index,
-                    "previous_label": previous,
-                    "label": label.label,
+                    **{f"previous_{k}": v for k, v in _label_columns(previous).items()},
+                    **_label_columns(label.label),
                     "corrected_at": at,
                     "corrected_by": by,
                 }
@@ -389,6 +483,17 @@ def _store_labels(
             ],
         )
     return LabelsStored(stored=len(new), unchanged=unchanged, corrected=len(corrections))
+
+
+def _label_columns(label: float | str) -> dict[str, float | str | None]:
+    """A label as the labels table stores it: a number in `label`, a class name in `label_class`."""
+    if isinstance(label, str):
+        return {"label": None, "label_class": label}
+    return {"label": float(label), "label_class": None}
+
+
+def _label_of(row: sa.Row) -> float | str | None:
+    return row.label_class if row.label_class is not None else row.label
 
 
 def answered_rows(
@@ -429,9 +534,12 @@ def request_logged(engine: sa.Engine, tables: LogTables, model_name: str, reques
 class ArmWindow:
     """One arm (role and version) of a model over a time window: traffic, health and labels.
 
-    The count fields carry the names of `promotion.rollout.ArmStats`; `correct` counts labeled rows
-    whose score falls on the label's side of `threshold`. `scores` and `labels` are the labeled
-    rows themselves, for metrics a count cannot give (e.g. ROC AUC).
+    The count fields carry the names of `promotion.rollout.ArmStats`. Each labeled row has one
+    outcome (`promotion.rollout.row_outcomes`): 1 or 0 for a right or wrong class, the squared
+    error for regression; `correct` counts the right classes, `outcome_sum` and `outcome_sq_sum`
+    add the outcomes and their squares. `scores` and `labels` are the labeled rows themselves
+    (for multiclass, `labels` are class names, `classes` the predicted ones and `probabilities`
+    each row's logged class probabilities), for metrics a count cannot give.
     """
 
     role: str
@@ -443,11 +551,20 @@ class ArmWindow:
     p99_latency_ms: float | None
     scores: np.ndarray
     labels: np.ndarray
+    outcome_sum: float = 0.0
+    outcome_sq_sum: float = 0.0
+    classes: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    probabilities: tuple[dict[str, float] | None, ...] = ()
 
 
 @dataclass(frozen=True)
 class ShadowPairs:
-    """The shadow against the answering arm on the same rows (joined by request id)."""
+    """The shadow against the answering arm on the same rows (joined by request id).
+
+    `agreed` counts rows answered with the same class (classification only); for regression the
+    labeled pairs give `outcome_difference_sum` (answered minus shadow squared error, added) and
+    the sum of its squares, the paired test's numbers.
+    """
 
     shadow_version: int
     compared: int
@@ -456,6 +573,10 @@ class ShadowPairs:
     answered_correct: int
     shadow_correct: int
     both_correct: int
+    answered_outcome_sum: float = 0.0
+    shadow_outcome_sum: float = 0.0
+    outcome_difference_sum: float = 0.0
+    outcome_difference_sq_sum: float = 0.0
 
 
 def _window_rows(
@@ -481,9 +602,12 @@ def _window_rows(
             log.c.role,
             log.c.version,
             log.c.prediction,
+            log.c.predicted_class,
+            log.c.probabilities,
             log.c.latency_ms,
             log.c.error,
             labels.c.label,
+            labels.c.label_class,
         )
         .select_from(joined)
         .where(log.c.model_name == model_name)
@@ -497,6 +621,23 @@ def _window_rows(
         return connection.execute(query).all()
 
 
+def _truth(row: sa.Row, task: str) -> float | str | None:
+    """The row's label as its task compares it: a class name for multiclass, else a number."""
+    if task != "multiclass":
+        return row.label
+    if row.label_class is not None:
+        return row.label_class
+    if row.label is None:
+        return None
+    # A class loaded in bulk as a number: written the way an integer class is answered.
+    return str(int(row.label)) if float(row.label).is_integer() else str(row.label)
+
+
+def _answer(row: sa.Row, task: str) -> float | str:
+    """What the row predicted, as `row_outcomes` compares it."""
+    return row.predicted_class if task == "multiclass" else row.prediction
+
+
 def arm_windows(
     engine: sa.Engine,
     tables: LogTables,
@@ -504,7 +645,7 @@ def arm_windows(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
-    threshold: float = 0.5,
+    task: str = "binary",
 ) -> list[ArmWindow]:
     """Per arm, what it answered in [since, until) and how it fared against the labels known.
 
@@ -516,9 +657,9 @@ def arm_windows(
         grouped.setdefault((row.role, row.version), []).append(row)
     windows = []
     for (role, version), rows in sorted(grouped.items()):
-        labeled = [r for r in rows if r.error is None and r.label is not None]
-        scores = np.asarray([r.prediction for r in labeled], dtype=float)
-        truth = np.asarray([r.label for r in labeled], dtype=float)
+        labeled = [r for r in rows if r.error is None and _truth(r, task) is not None]
+        truth = [_truth(r, task) for r in labeled]
+        outcomes = row_outcomes(task, [_answer(r, task) for r in labeled], truth)
         latencies = [r.latency_ms for r in rows if r.error is None]
         windows.append(
             ArmWindow(
@@ -527,10 +668,14 @@ def arm_windows(
                 requests=len({r.request_id for r in rows}),
                 errors=len({r.request_id for r in rows if r.error is not None}),
                 labeled=len(labeled),
-                correct=int(((scores >= threshold) == (truth >= threshold)).sum()),
+                correct=0 if task == "regression" else int(outcomes.sum()),
                 p99_latency_ms=float(np.percentile(latencies, 99)) if latencies else None,
-                scores=scores,
-                labels=truth,
+                scores=np.asarray([r.prediction for r in labeled], dtype=float),
+                labels=np.asarray(truth, dtype=object if task == "multiclass" else float),
+                outcome_sum=float(outcomes.sum()),
+                outcome_sq_sum=float((outcomes * outcomes).sum()),
+                classes=np.asarray([r.predicted_class for r in labeled], dtype=object),
+                probabilities=tuple(r.probabilities for r in labeled),
             )
         )
     return windows
@@ -543,45 +688,44 @@ def shadow_pairs(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
-    threshold: float = 0.5,
+    task: str = "binary",
 ) -> list[ShadowPairs]:
-    """Per shadow version, its scores paired with the answered scores of the same rows."""
-    answered: dict[tuple[str, int], tuple[float, float | None]] = {}
-    shadows: dict[int, list[tuple[tuple[str, int], float, float | None]]] = {}
+    """Per shadow version, its answers paired with the answered ones of the same rows."""
+    answered: dict[tuple[str, int], float | str] = {}
+    shadows: dict[int, list[tuple[tuple[str, int], float | str, float | str | None]]] = {}
     for row in _window_rows(engine, tables, model_name, since, until):
         if row.error is not None:
             continue
         key = (row.request_id, row.row_index)
         if row.role == "shadow":
-            shadows.setdefault(row.version, []).append((key, row.prediction, row.label))
+            shadows.setdefault(row.version, []).append((key, _answer(row, task), _truth(row, task)))
         else:
-            answered[key] = (row.prediction, row.label)
+            answered[key] = _answer(row, task)
     pairs = []
     for version, rows in sorted(shadows.items()):
-        compared = agreed = labeled = answered_correct = shadow_correct = both = 0
-        for key, shadow_score, label in rows:
-            if key not in answered:
-                continue
-            answered_score = answered[key][0]
-            compared += 1
-            agreed += (answered_score >= threshold) == (shadow_score >= threshold)
-            if label is None:
-                continue
-            labeled += 1
-            a_ok = (answered_score >= threshold) == (label >= threshold)
-            s_ok = (shadow_score >= threshold) == (label >= threshold)
-            answered_correct += a_ok
-            shadow_correct += s_ok
-            both += a_ok and s_ok
+        matched = [(answered[key], mine, label) for key, mine, label in rows if key in answered]
+        theirs = [a for a, _, _ in matched]
+        mine = [m for _, m, _ in matched]
+        agreed = 0 if task == "regression" else int(row_outcomes(task, mine, theirs).sum())
+        labeled = [(a, m, label) for a, m, label in matched if label is not None]
+        truth = [label for _, _, label in labeled]
+        answered_outcomes = row_outcomes(task, [a for a, _, _ in labeled], truth)
+        shadow_outcomes = row_outcomes(task, [m for _, m, _ in labeled], truth)
+        difference = answered_outcomes - shadow_outcomes
+        classified = task != "regression"
         pairs.append(
             ShadowPairs(
                 shadow_version=version,
-                compared=compared,
-                agreed=int(agreed),
-                labeled=labeled,
-                answered_correct=int(answered_correct),
-                shadow_correct=int(shadow_correct),
-                both_correct=int(both),
+                compared=len(matched),
+                agreed=agreed,
+                labeled=len(labeled),
+                answered_correct=int(answered_outcomes.sum()) if classified else 0,
+                shadow_correct=int(shadow_outcomes.sum()) if classified else 0,
+                both_correct=int((answered_outcomes * shadow_outcomes).sum()) if classified else 0,
+                answered_outcome_sum=float(answered_outcomes.sum()),
+                shadow_outcome_sum=float(shadow_outcomes.sum()),
+                outcome_difference_sum=float(difference.sum()),
+                outcome_difference_sq_sum=float((difference * difference).sum()),
             )
         )
     return pairs

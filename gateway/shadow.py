@@ -141,11 +141,12 @@ class ShadowRunner:
             return
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         started = time.perf_counter()
-        scores = shadow.score(frame)
+        answers = shadow.answer(frame)
         latency_ms = (time.perf_counter() - started) * 1000
         start = 0
         for job, job_frame in zip(accepted, frames, strict=True):
             end = start + len(job_frame)
+            rows = answers.rows(start, end)
             self._log(
                 LogEntry(
                     request_id=job.request_id,
@@ -154,7 +155,9 @@ class ShadowRunner:
                     role="shadow",
                     routing_key=job.routing_key,
                     features=job_frame,
-                    scores=scores[start:end].tolist(),
+                    scores=rows.scores,
+                    classes=rows.classes,
+                    probabilities=rows.probabilities,
                     latency_ms=latency_ms,
                     at=job.at,
                 )

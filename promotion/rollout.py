@@ -3,6 +3,10 @@
 Challenger and champion are compared with a one-sided mixture sequential probability ratio test
 (mSPRT; Johari et al., "Always valid inference", 2017) on labeled outcomes of the same period. Its
 verdict may be read after every batch of labels without pushing false reverts above `alpha`.
+
+Each labeled row has one outcome (`row_outcomes`): for a classifier (binary or multiclass) whether
+its class was right, compared as accuracy; for a regressor its squared error, compared as the
+difference of mean squared errors with the arms' own variances (Welch), on the same test.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import log_ndtr
 
 Mode = Literal["canary", "shadow"]
+RolloutTask = Literal["binary", "multiclass", "regression"]
 RolloutMetric = Literal["accuracy", "error_rate"]
 TimeoutAction = Literal["revert", "hold"]
 StepAction = Literal["step_up", "promote", "revert", "wait"]
@@ -26,6 +31,36 @@ GuardAction = Literal["keep", "revert"]
 _LOG_2 = math.log(2.0)
 # exp() of anything larger overflows a float; an e-value this large is a revert whatever alpha is.
 _MAX_LOG_E = 700.0
+# Scales of the regression test are kept above these, so a perfect or constant arm still gives a
+# usable (finite) statistic.
+_MIN_SCALE = 1e-12
+SQUARED_ERROR = "squared_error"
+# Keeps an inverse variance finite when every outcome of both arms is 0 (perfect predictions).
+_TINY = 1e-300
+# The rise of the mean squared error the regression test is tuned to by default, per unit of the
+# policy's `expected_effect`: 0.03 (an accuracy drop of 3 points) becomes a 60 % rise. Squared
+# errors spread about as widely as their mean (√2 × it for normal residuals), far more than a
+# right/wrong outcome does, so a tuning much smaller than the rises worth catching would leave a
+# clearly worse regressor serving for many more labels before its revert.
+ERROR_EFFECT_PER_EXPECTED_EFFECT = 20.0
+
+
+def row_outcomes(task: str, predictions: Sequence, labels: Sequence) -> NDArray[np.float64]:
+    """One number per labeled row that the live analysis compares: for a classifier 1.0 when the
+    predicted class is the label, else 0.0 (binary: probability and label on the same side of
+    0.5; multiclass: predicted class name equals the label's); for a regressor the squared error.
+    """
+    if task == "regression":
+        error = np.asarray(predictions, dtype=float) - np.asarray(labels, dtype=float)
+        return error * error
+    if task == "binary":
+        scores, truth = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
+        return ((scores >= 0.5) == (truth >= 0.5)).astype(float)
+    if task == "multiclass":
+        return np.asarray(
+            [str(p) == str(t) for p, t in zip(predictions, labels, strict=True)], dtype=float
+        )
+    raise ValueError(f"unknown task {task!r}; use binary, multiclass or regression")
 
 
 @dataclass(frozen=True)
@@ -35,9 +70,18 @@ class RolloutConfig:
     `expected_effect` is the accuracy drop (absolute, e.g. 0.03) the test is tuned to catch fastest;
     `guard_margin` is how far (in the metric's units) a new champion may fall below the previous
     champion's recorded level before the guard window reverts it.
+
+    For `task` regression the rows' outcome is the squared error and the arms are compared on
+    their mean squared error (`metric` is then `squared_error`, lower is better):
+    `error_effect` is the relative rise of the champion's mean squared error the test is tuned to
+    catch fastest (0.6: 60 % higher; by default `expected_effect` × 20), and `guard_margin` is
+    relative too: the guard window reverts a champion shown to have a mean squared error above
+    the previous champion's recorded one × (1 + `guard_margin`). Like the classification test's,
+    the tuning changes how fast a difference is caught, never the false-revert rate.
     """
 
     mode: Mode = "canary"
+    task: RolloutTask = "binary"
     traffic_steps: tuple[float, ...] = (0.05, 0.25, 0.5)
     metric: RolloutMetric = "accuracy"
     alpha: float = 0.05
@@ -50,6 +94,19 @@ class RolloutConfig:
     min_guardrail_requests: int = 100
     min_agreement: float | None = None
     guard_margin: float = 0.01
+    error_effect: float | None = None
+
+    @property
+    def measured(self) -> str:
+        """The name of what the verdicts compare: the policy's metric, or `squared_error`."""
+        return SQUARED_ERROR if self.task == "regression" else self.metric
+
+    @property
+    def relative_error_effect(self) -> float:
+        """The regression test's tuning: the relative rise of the mean squared error."""
+        if self.error_effect is not None:
+            return self.error_effect
+        return self.expected_effect * ERROR_EFFECT_PER_EXPECTED_EFFECT
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "traffic_steps", tuple(float(s) for s in self.traffic_steps))
@@ -65,6 +122,12 @@ class RolloutConfig:
             problems.append(
                 f"traffic_steps: must increase strictly within (0, 1], got {list(steps)}"
             )
+        if self.task not in ("binary", "multiclass", "regression"):
+            problems.append(
+                f"task: must be 'binary', 'multiclass' or 'regression', got {self.task!r}"
+            )
+        if self.error_effect is not None and not self.error_effect > 0:
+            problems.append(f"error_effect: must be > 0 or null, got {self.error_effect}")
         if self.metric not in ("accuracy", "error_rate"):
             problems.append(f"metric: must be 'accuracy' or 'error_rate', got {self.metric!r}")
         if not 0 < self.alpha < 1:
@@ -97,7 +160,9 @@ class RolloutConfig:
 class ArmStats:
     """One model's traffic in a period: labeled predictions, and request health.
 
-    `errors` are failed requests (exceptions, 5xx), not wrong predictions.
+    `errors` are failed requests (exceptions, 5xx), not wrong predictions. `correct` counts the
+    labeled rows a classifier got right; `outcome_sum` and `outcome_sq_sum` add the rows'
+    outcomes (`row_outcomes`) and their squares, which is what the regression test reads.
     """
 
     labeled: int = 0
@@ -105,6 +170,8 @@ class ArmStats:
     requests: int = 0
     errors: int = 0
     p99_latency_ms: float | None = None
+    outcome_sum: float = 0.0
+    outcome_sq_sum: float = 0.0
 
     def __post_init__(self) -> None:
         if min(self.labeled, self.correct, self.requests, self.errors) < 0:
@@ -113,6 +180,19 @@ class ArmStats:
             raise ValueError(f"arm stats: correct {self.correct} > labeled {self.labeled}")
         if self.errors > self.requests:
             raise ValueError(f"arm stats: errors {self.errors} > requests {self.requests}")
+        if min(self.outcome_sum, self.outcome_sq_sum) < 0:
+            raise ValueError(f"arm stats: outcome sums must be ≥ 0, got {self}")
+
+    def mean_outcome(self) -> float | None:
+        """The arm's mean outcome (mean squared error for a regressor), None without labels."""
+        return self.outcome_sum / self.labeled if self.labeled else None
+
+    def outcome_variance(self) -> float | None:
+        """The sample variance of the arm's outcomes, None with fewer than two labels."""
+        if self.labeled < 2:
+            return None
+        mean = self.outcome_sum / self.labeled
+        return max(0.0, (self.outcome_sq_sum - self.labeled * mean * mean) / (self.labeled - 1))
 
 
 @dataclass(frozen=True)
@@ -129,6 +209,8 @@ class ShadowStats:
 
     `compared` requests were answered by both models, `agreed` of them with the same class;
     `both_correct` counts labeled requests both models got right (the arms' `labeled` are equal).
+    For a regressor `difference_sum` adds, over the labeled requests, the champion's squared error
+    minus the challenger's, and `difference_sq_sum` the squares of those differences.
     """
 
     champion: ArmStats
@@ -136,10 +218,14 @@ class ShadowStats:
     compared: int = 0
     agreed: int = 0
     both_correct: int = 0
+    difference_sum: float = 0.0
+    difference_sq_sum: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.agreed <= self.compared:
             raise ValueError(f"shadow stats: need 0 ≤ agreed ≤ compared, got {self}")
+        if self.difference_sq_sum < 0:
+            raise ValueError(f"shadow stats: difference_sq_sum must be ≥ 0, got {self}")
         if self.champion.labeled != self.challenger.labeled:
             raise ValueError(
                 "shadow stats: both arms must be labeled on the same requests, got "
@@ -155,7 +241,8 @@ class ShadowStats:
 
 @dataclass(frozen=True)
 class Evidence:
-    """The numbers behind a rollout verdict, in the policy's metric (accuracy or error rate).
+    """The numbers behind a rollout verdict, in the policy's metric (accuracy or error rate) or,
+    for a regressor, in mean squared error.
 
     `difference` is challenger minus champion, weighted across traffic steps by information;
     the confidence sequence `[ci_low, ci_high]` holds at level 1 - alpha at every look.
@@ -274,12 +361,30 @@ def _to_metric(config: RolloutConfig, accuracy: float | None) -> float | None:
     return accuracy if config.metric == "accuracy" else 1.0 - accuracy
 
 
+def _arm_value(config: RolloutConfig, labeled: int, outcome_total: float) -> float | None:
+    """An arm's value in the measured metric from its labeled count and summed outcomes."""
+    if config.task == "regression":
+        return _rate(outcome_total, labeled)
+    return _to_metric(config, _rate(outcome_total, labeled))
+
+
 def _difference_to_metric(
     config: RolloutConfig, difference: float | None, low: float | None, high: float | None
 ) -> tuple[float | None, float | None, float | None]:
-    if config.metric == "accuracy" or difference is None or low is None or high is None:
+    # The tests run on "challenger better" > 0 (accuracy, or minus the squared error); a metric
+    # where lower is better reads the other way round.
+    lower_is_better = config.task == "regression" or config.metric == "error_rate"
+    if not lower_is_better or difference is None or low is None or high is None:
         return difference, low, high
     return -difference, -high, -low
+
+
+def _mixing_sd(config: RolloutConfig, champion_error: float | None) -> float:
+    """The scale of the effect the test is tuned to: the accuracy drop, or for a regressor the
+    relative rise of the champion's mean squared error in its units."""
+    if config.task != "regression":
+        return config.expected_effect
+    return max(config.relative_error_effect * (champion_error or 0.0), _MIN_SCALE)
 
 
 def _evidence(
@@ -287,23 +392,27 @@ def _evidence(
     *,
     estimate: float | None,
     variance: float | None,
-    champion: tuple[int, int],
-    challenger: tuple[int, int],
+    champion: tuple[int, float],
+    challenger: tuple[int, float],
     agreement_rate: float | None = None,
 ) -> tuple[Evidence, bool]:
-    """The evidence of one comparison, and whether it says revert."""
+    """The evidence of one comparison, and whether it says revert. `champion` and `challenger`
+    are (labeled rows, summed outcomes); `estimate` is positive when the challenger is better."""
+    mixing_sd = _mixing_sd(config, _rate(champion[1], champion[0]))
     if estimate is None or variance is None:
         log_e, low, high = 0.0, None, None
     else:
-        log_e = float(log_e_value(estimate, variance, config.expected_effect))
-        low, high = _confidence_sequence(estimate, variance, config.expected_effect, config.alpha)
+        if config.task == "regression":
+            variance = max(variance, (mixing_sd * 1e-6) ** 2)
+        log_e = float(log_e_value(estimate, variance, mixing_sd))
+        low, high = _confidence_sequence(estimate, variance, mixing_sd, config.alpha)
     difference, low, high = _difference_to_metric(config, estimate, low, high)
     evidence = Evidence(
-        metric=config.metric,
+        metric=config.measured,
         champion_labeled=champion[0],
         challenger_labeled=challenger[0],
-        champion_value=_to_metric(config, _rate(champion[1], champion[0])),
-        challenger_value=_to_metric(config, _rate(challenger[1], challenger[0])),
+        champion_value=_arm_value(config, *champion),
+        challenger_value=_arm_value(config, *challenger),
         difference=difference,
         ci_low=low,
         ci_high=high,
@@ -314,7 +423,7 @@ def _evidence(
     return evidence, log_e >= math.log(1 / config.alpha)
 
 
-def _rate(part: int, whole: int) -> float | None:
+def _rate(part: float, whole: int) -> float | None:
     return part / whole if whole else None
 
 
@@ -363,16 +472,28 @@ def _canary_evidence(config: RolloutConfig, periods: Sequence[StepStats]) -> tup
     # variance, which keeps the statistic a (super)martingale across step boundaries.
     information = 0.0
     weighted = 0.0
+    regression = config.task == "regression"
     for period in periods:
         a, b = period.champion, period.challenger
-        if a.labeled and b.labeled:
+        if regression:
+            stratum = _error_difference(a, b)
+            if stratum is None:
+                continue
+            estimate, variance = stratum
+        elif a.labeled and b.labeled:
             estimate, variance = pooled_difference(a.labeled, a.correct, b.labeled, b.correct)
-            information += 1 / float(variance)
-            weighted += float(estimate) / float(variance)
-    champion = (sum(p.champion.labeled for p in periods), sum(p.champion.correct for p in periods))
+        else:
+            continue
+        information += 1 / float(variance)
+        weighted += float(estimate) / float(variance)
+    total = (lambda arm: arm.outcome_sum) if regression else (lambda arm: arm.correct)
+    champion = (
+        sum(p.champion.labeled for p in periods),
+        sum(total(p.champion) for p in periods),
+    )
     challenger = (
         sum(p.challenger.labeled for p in periods),
-        sum(p.challenger.correct for p in periods),
+        sum(total(p.challenger) for p in periods),
     )
     if not information:
         return _evidence(
@@ -385,6 +506,21 @@ def _canary_evidence(config: RolloutConfig, periods: Sequence[StepStats]) -> tup
         champion=champion,
         challenger=challenger,
     )
+
+
+def _error_difference(champion: ArmStats, challenger: ArmStats) -> tuple[float, float] | None:
+    """Champion minus challenger mean squared error (positive: the challenger is better) and its
+    variance; None until each arm has two labels.
+
+    Equal means do not make the arms' spreads equal, so each arm keeps its own variance (Welch),
+    floored so a constant arm still counts as uncertain."""
+    a_var, b_var = champion.outcome_variance(), challenger.outcome_variance()
+    a_mean, b_mean = champion.mean_outcome(), challenger.mean_outcome()
+    if a_var is None or b_var is None or a_mean is None or b_mean is None:
+        return None
+    variance = a_var / champion.labeled + b_var / challenger.labeled
+    # The floor scales with the errors, so the verdict does not depend on the target's units.
+    return a_mean - b_mean, max(variance, (1e-6 * max(a_mean, b_mean)) ** 2, _TINY)
 
 
 def _timeout(
@@ -473,29 +609,38 @@ def analyze_shadow(
     """
     if config.mode != "shadow":
         raise ValueError(f"analyze_shadow needs a shadow config, got mode {config.mode!r}")
-    agreement = _rate(stats.agreed, stats.compared)
+    regression = config.task == "regression"
+    agreement = None if regression else _rate(stats.agreed, stats.compared)
     n = stats.champion.labeled
     estimate = variance = None
-    if n:
+    if regression and n >= 2:
+        # Paired squared errors: the mean of (champion − challenger) per request, with the
+        # variance of those differences.
+        estimate = stats.difference_sum / n
+        spread = (stats.difference_sq_sum - n * estimate * estimate) / (n - 1)
+        variance = max(spread / n, 0.0)
+    elif not regression and n:
         # Paired outcomes: only requests where exactly one model is right carry information
         # (McNemar). The variance is again the one under "no difference", smoothed to stay > 0.
         champion_only = stats.champion.correct - stats.both_correct
         challenger_only = stats.challenger.correct - stats.both_correct
         estimate = (challenger_only - champion_only) / n
         variance = (champion_only + challenger_only + 1) / (n + 2) / n
+    total = (lambda arm: arm.outcome_sum) if regression else (lambda arm: arm.correct)
     evidence, worse = _evidence(
         config,
         estimate=estimate,
         variance=variance,
-        champion=(n, stats.champion.correct),
-        challenger=(n, stats.challenger.correct),
+        champion=(n, total(stats.champion)),
+        challenger=(n, total(stats.challenger)),
         agreement_rate=agreement,
     )
-    agreement_text = (
-        f"agreement {agreement:.2%} on {stats.compared} requests"
-        if agreement is not None
-        else "no request scored by both models yet"
-    )
+    if regression:
+        agreement_text = f"{stats.compared} requests scored by both models"
+    elif agreement is not None:
+        agreement_text = f"agreement {agreement:.2%} on {stats.compared} requests"
+    else:
+        agreement_text = "no request scored by both models yet"
 
     reasons = _guardrail_breaches(config, stats.challenger, "challenger")
     if config.min_agreement is not None and agreement is not None:
@@ -540,7 +685,10 @@ def guard_window_verdict(
 ) -> GuardVerdict:
     """Revert a new champion whose metric is shown (anytime-valid) to be worse than the previous
     champion's recorded level by more than `guard_margin`, or that breaks a guardrail; else keep.
+    For a regressor the level is a mean squared error and the margin relative to it.
     """
+    if config.task == "regression":
+        return _regression_guard(config, champion_stats, previous_champion_level)
     if not 0 <= previous_champion_level <= 1:
         raise ValueError(
             f"previous_champion_level: must be a {config.metric} in [0, 1], "
@@ -582,9 +730,60 @@ def guard_window_verdict(
         if value is not None and low is not None and high is not None
         else f"{config.metric}: no labeled outcomes for the champion yet"
     )
+    return _guard_verdict(config, champion_stats, evidence, summary, log_e)
+
+
+def _guard_verdict(
+    config: RolloutConfig,
+    champion_stats: ArmStats,
+    evidence: GuardEvidence,
+    summary: str,
+    log_e: float,
+) -> GuardVerdict:
     reasons = _guardrail_breaches(config, champion_stats, "champion")
     if log_e >= math.log(1 / config.alpha):
         reasons.append("guard window: the new champion is below the previous champion's level")
     if reasons:
         return GuardVerdict("revert", (*reasons, summary), evidence)
     return GuardVerdict("keep", ("guard window: no evidence of a regression", summary), evidence)
+
+
+def _regression_guard(
+    config: RolloutConfig, champion_stats: ArmStats, previous_level: float
+) -> GuardVerdict:
+    """The guard window on squared errors: is the champion's mean squared error shown to be above
+    the previous champion's recorded one × (1 + guard_margin)?"""
+    if not (math.isfinite(previous_level) and previous_level >= 0):
+        raise ValueError(
+            f"previous_champion_level: must be a mean squared error ≥ 0, got {previous_level}"
+        )
+    ceiling = previous_level * (1 + config.guard_margin)
+    mixing_sd = max(config.relative_error_effect * previous_level, _MIN_SCALE)
+    n = champion_stats.labeled
+    mean, spread = champion_stats.mean_outcome(), champion_stats.outcome_variance()
+    log_e, low, high = 0.0, None, None
+    if mean is not None and spread is not None:
+        # The recorded level is taken as known, as for a classifier; the variance is the arm's own.
+        variance = max(spread / n, (mixing_sd * 1e-6) ** 2)
+        log_e = float(log_e_value(ceiling - mean, variance, mixing_sd))
+        low, high = _confidence_sequence(mean, variance, mixing_sd, config.alpha)
+    evidence = GuardEvidence(
+        metric=SQUARED_ERROR,
+        labeled=n,
+        value=mean,
+        previous_level=previous_level,
+        floor=ceiling,
+        ci_low=low,
+        ci_high=high,
+        e_value=math.exp(min(log_e, _MAX_LOG_E)),
+        threshold=1 / config.alpha,
+    )
+    summary = (
+        f"{SQUARED_ERROR}: champion mean {mean:.4g} (n={n}) vs previous champion's "
+        f"{previous_level:.4g} with relative margin {config.guard_margin:.2%} (ceiling "
+        f"{ceiling:.4g}), {1 - config.alpha:.0%} anytime-valid interval [{low:.4g}, {high:.4g}]; "
+        f"e-value {evidence.e_value:.3g} (revert at ≥ {evidence.threshold:.3g})"
+        if mean is not None and low is not None and high is not None
+        else f"{SQUARED_ERROR}: fewer than two labeled outcomes for the champion yet"
+    )
+    return _guard_verdict(config, champion_stats, evidence, summary, log_e)

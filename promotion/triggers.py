@@ -27,6 +27,10 @@ from promotion.metrics import (
 
 KINDS: tuple[str, ...] = ("performance", "data_volume", "drift")
 F1_RESAMPLES = 2000
+REGRESSION_METRICS = frozenset({"rmse", "mae", "r2"})
+MULTICLASS_METRICS = frozenset({"accuracy", "macro_f1", "log_loss"})
+# Probabilities are clipped before the logarithm, as promotion.metrics does for binary log loss.
+_EPS = 1e-15
 
 
 @dataclass(frozen=True)
@@ -85,14 +89,21 @@ def metric_interval(
 ) -> tuple[float, float, float]:
     """The metric on labeled rows and its two-sided `confidence` interval: (value, lower, upper).
 
-    Accuracy, precision and recall are proportions (Wilson's score interval); ROC AUC uses Hanley
-    and McNeil's variance; log loss the normal interval of its mean; F1 a seeded bootstrap of the
-    confusion counts. ValueError when the rows cannot give the metric (e.g. one class for AUC).
+    Binary (1-D probabilities, labels 0/1): accuracy, precision and recall are proportions
+    (Wilson's score interval); ROC AUC uses Hanley and McNeil's variance; log loss the normal
+    interval of its mean; F1 a seeded bootstrap of the confusion counts. Multiclass (2-D
+    probabilities, labels the column index of the true class) and regression (rmse, mae, r2 on
+    values) as `_multiclass_interval` and `_regression_interval` say. ValueError when the rows
+    cannot give the metric (e.g. one class for AUC).
     """
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
     if labels.size == 0:
         raise ValueError("no labeled rows")
     z = float(stats.norm.ppf(0.5 + confidence / 2))
+    if metric in REGRESSION_METRICS:
+        return _regression_interval(metric, labels.astype(np.float64), scores, confidence, z, seed)
+    if scores.ndim == 2:
+        return _multiclass_interval(metric, labels.astype(int), scores, confidence, z, seed)
     tp, fp, fn, tn = confusion_counts(labels, scores)
     if metric in ("accuracy", "precision", "recall"):
         hits, trials = {
@@ -132,6 +143,91 @@ def metric_interval(
         )
         return mean, max(0.0, mean - half), mean + half
     raise ValueError(f"unknown metric {metric!r}; use one of {', '.join(METRICS)}")
+
+
+def _mean_interval(values: np.ndarray, z: float) -> tuple[float, float, float]:
+    mean = float(values.mean())
+    half = z * float(values.std(ddof=1)) / math.sqrt(values.size) if values.size > 1 else math.inf
+    return mean, mean - half, mean + half
+
+
+def _quantiles(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _macro_f1(confusion: np.ndarray) -> np.ndarray:
+    """Macro-F1 of confusion matrices (..., true, predicted), over the classes that occur."""
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    actual, predicted = confusion.sum(axis=-1), confusion.sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(actual + predicted > 0, 2 * tp / (actual + predicted), np.nan)
+    return np.nanmean(f1, axis=-1)
+
+
+def _multiclass_interval(
+    metric: str,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    confidence: float,
+    z: float,
+    seed: int,
+) -> tuple[float, float, float]:
+    """Accuracy: Wilson's interval; log loss: the normal interval of its mean; macro-F1: a seeded
+    bootstrap of the confusion matrix's cells (the multiclass form of the binary F1's)."""
+    n, k = probabilities.shape
+    if metric not in MULTICLASS_METRICS:
+        raise ValueError(f"{metric} is not a multiclass metric; use accuracy, macro_f1 or log_loss")
+    if labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"labels must index the {k} probability columns")
+    predicted = probabilities.argmax(axis=1)
+    if metric == "accuracy":
+        return _wilson(int((predicted == labels).sum()), n, z)
+    if metric == "log_loss":
+        losses = -np.log(np.clip(probabilities[np.arange(n), labels], _EPS, 1.0))
+        mean, low, high = _mean_interval(losses, z)
+        return mean, max(0.0, low), high
+    confusion = np.zeros((k, k))
+    np.add.at(confusion, (labels, predicted), 1)
+    draws = np.random.default_rng(seed).multinomial(n, confusion.ravel() / n, size=F1_RESAMPLES)
+    resampled = _macro_f1(draws.reshape(F1_RESAMPLES, k, k))
+    return (float(_macro_f1(confusion)), *_quantiles(resampled, confidence))
+
+
+def _regression_interval(
+    metric: str, labels: np.ndarray, values: np.ndarray, confidence: float, z: float, seed: int
+) -> tuple[float, float, float]:
+    """MAE: the normal interval of the mean absolute error; RMSE: the square root of the normal
+    interval of the mean squared error (the root is monotone, so the coverage carries over); R²:
+    a seeded bootstrap of the rows (it is a ratio, with no simple variance)."""
+    if values.ndim != 1 or values.shape != labels.shape:
+        raise ValueError(f"{metric} needs one value per labeled row")
+    errors = values - labels
+    if metric == "mae":
+        mean, low, high = _mean_interval(np.abs(errors), z)
+        return mean, max(0.0, low), high
+    if metric == "rmse":
+        mean, low, high = _mean_interval(errors * errors, z)
+        return math.sqrt(mean), math.sqrt(max(0.0, low)), math.sqrt(high)
+    if labels.size < 2 or np.ptp(labels) == 0:
+        raise ValueError("r2 needs labels that vary")
+    r2 = 1 - float((errors**2).sum()) / float(((labels - labels.mean()) ** 2).sum())
+    rng = np.random.default_rng(seed)
+    chunks = []
+    # Resampled in chunks, so a large window does not hold every resample's rows at once.
+    per_chunk = max(1, min(F1_RESAMPLES, 2_000_000 // labels.size))
+    for start in range(0, F1_RESAMPLES, per_chunk):
+        rows = rng.integers(
+            0, labels.size, size=(min(per_chunk, F1_RESAMPLES - start), labels.size)
+        )
+        sampled_labels, sampled_errors = labels[rows], errors[rows]
+        spread = ((sampled_labels - sampled_labels.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            chunks.append(1 - (sampled_errors**2).sum(axis=1) / spread)
+    resampled = np.concatenate(chunks)
+    resampled = resampled[np.isfinite(resampled)]
+    return (r2, *_quantiles(resampled, confidence))
 
 
 def _bound_text(rule: PerformanceRule, promoted_level: float | None) -> tuple[list[float], str]:

@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 import registry
-from gateway.predlog import arm_windows, create_engine, log_tables
+from gateway.predlog import ArmWindow, arm_windows, create_engine, log_tables
 from policies.schema import Policy
 from promotion.drift import DriftRule, ReferenceProfile, detect_drift
 from promotion.records import CHAMPION
@@ -70,6 +70,30 @@ class Signal:
     reason: str
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """What check_triggers hands to start_training over XCom: the check's outcome (fired, quiet,
+    not_checked), why, the kinds that fired and, when one did, the retrain Asset event's `extra`
+    (the trigger's kind and numbers)."""
+
+    outcome: str
+    reason: str
+    fired: tuple[str, ...] = ()
+    extra: dict | None = None
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        value: dict = {"outcome": self.outcome, "reason": self.reason, "fired": list(self.fired)}
+        if self.extra is not None:
+            value["extra"] = self.extra
+        return value
+
+    @classmethod
+    def from_xcom(cls, value: dict) -> CheckResult:
+        """The record from what `to_xcom` returned."""
+        return cls(value["outcome"], value["reason"], tuple(value["fired"]), value.get("extra"))
+
+
 class _NotChecked(Exception):
     """A signal that cannot be computed now; the message says why."""
 
@@ -116,7 +140,12 @@ def _performance(
     engine = create_engine(settings.log_url)
     try:
         windows = arm_windows(
-            engine, log_tables(settings.log_schema), policy.model_name, since=since, until=now
+            engine,
+            log_tables(settings.log_schema),
+            policy.model_name,
+            since=since,
+            until=now,
+            task=policy.task,
         )
     except sa.exc.SQLAlchemyError as error:
         raise _NotChecked(
@@ -125,12 +154,46 @@ def _performance(
     finally:
         engine.dispose()
     arm = next((w for w in windows if w.role == CHAMPION and w.version == version.version), None)
-    labels = arm.labels if arm else np.empty(0)
-    scores = arm.scores if arm else np.empty(0)
+    if arm is None:
+        labels, scores = np.empty(0), np.empty(0)
+    elif policy.task == "multiclass":
+        labels, scores = class_matrix(arm, rule.metric)
+    else:
+        labels, scores = arm.labels, arm.scores
     signal = performance_signal(rule, labels, scores, level)
     return Signal(
         "performance", signal.as_signal(), signal.fired, signal.value is not None, signal.reason
     )
+
+
+def class_matrix(arm: ArmWindow, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """A multiclass arm's labeled rows as the metric takes them: each label's column index and
+    the rows' class probabilities (n × k; a label class the model does not know is a column of
+    zeros). Rows logged without probabilities count by their predicted class, which serves
+    accuracy and macro-F1; log loss needs every row's probabilities (else not checked)."""
+    missing = sum(1 for p in arm.probabilities if p is None)
+    if missing and metric == "log_loss":
+        raise _NotChecked(
+            f"log_loss needs the class probabilities, which {missing} labeled rows of the "
+            "prediction log lack"
+        )
+    classes: dict[str, None] = {}
+    for probabilities in arm.probabilities:
+        classes.update(dict.fromkeys(probabilities or {}))
+    classes.update(dict.fromkeys(str(c) for c in arm.classes))
+    classes.update(dict.fromkeys(str(label) for label in arm.labels))
+    column = {name: i for i, name in enumerate(classes)}
+    matrix = np.zeros((len(arm.labels), len(classes)))
+    for row, (probabilities, predicted) in enumerate(
+        zip(arm.probabilities, arm.classes, strict=True)
+    ):
+        if probabilities is None:
+            matrix[row, column[str(predicted)]] = 1.0
+        else:
+            for name, probability in probabilities.items():
+                matrix[row, column[name]] = probability
+    labels = np.asarray([column[str(label)] for label in arm.labels], dtype=int)
+    return labels, matrix
 
 
 def _data_volume(policy: Policy, version: registry.VersionInfo, now: datetime) -> Signal:
@@ -290,7 +353,7 @@ def check(
     settings: MonitorSettings,
     active_runs: Sequence[str],
     now: datetime | None = None,
-) -> dict:
+) -> CheckResult:
     """Check the champion's triggers once and record the check; return whether to start a training
     and, if so, the Asset event's `extra` (the trigger's kind and numbers)."""
     now = now or datetime.now(UTC)
@@ -335,9 +398,9 @@ def check(
     )
     record_check(ledger_url, record)
     log.info("%s monitor: %s — %s", name, outcome, reason)
-    result: dict = {"outcome": outcome, "reason": reason, "fired": list(fired)}
+    extra = None
     if fired:
-        result["extra"] = {
+        extra = {
             "trigger": fired[0],
             "kinds": list(fired),
             "model": name,
@@ -347,7 +410,7 @@ def check(
             "monitor_run_id": run.run_id,
             "checked_at": record.checked_at,
         }
-    return result
+    return CheckResult(outcome, reason, tuple(fired), extra)
 
 
 def _compact(numbers: dict) -> dict:

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import registry
@@ -88,6 +88,87 @@ class RolloutSettings:
         return cls(env[LOG_URL_ENV], env.get(LOG_SCHEMA_ENV) or None, slack)
 
 
+@dataclass(frozen=True)
+class RolloutWatch:
+    """What begin_rollout hands to the watch over XCom: the version holding the rollout alias,
+    the champion it is compared with, and when its rollout started."""
+
+    model: str
+    version: int
+    alias: str
+    champion: int
+    started_at: str
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, value: dict) -> RolloutWatch:
+        """The record from what `to_xcom` returned."""
+        return cls(**value)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A final verdict of the rollout's watch or of the guard window: the action (promote,
+    revert, superseded; keep, moved for the guard), why, the evidence's numbers, the step it was
+    reached in and when."""
+
+    action: str
+    reasons: tuple[str, ...]
+    evidence: dict = field(default_factory=dict)
+    step: int | None = None
+    decided_at: str | None = None
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        return {**asdict(self), "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_xcom(cls, value: dict) -> Verdict:
+        """The record from what `to_xcom` returned."""
+        return cls(**{**value, "reasons": tuple(value["reasons"])})
+
+
+@dataclass(frozen=True)
+class RolloutOutcome:
+    """What conclude_rollout did (promoted, reverted, superseded), for the guard window: when
+    promoted, the previous champion's level in the rollout's metric and the guard's end."""
+
+    model: str
+    version: int
+    champion: int
+    verdict: str = "promoted"
+    reasons: tuple[str, ...] = ()
+    previous_level: float | None = None
+    promoted_at: str | None = None
+    guard_until: str | None = None
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        return {**asdict(self), "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_xcom(cls, value: dict) -> RolloutOutcome:
+        """The record from what `to_xcom` returned."""
+        return cls(**{**value, "reasons": tuple(value.get("reasons", ()))})
+
+
+@dataclass(frozen=True)
+class GuardOutcome:
+    """What settle_guard did: who is champion now, the guard's verdict (kept, ended, reverted)."""
+
+    model: str
+    champion: int
+    guard_verdict: str
+    reasons: tuple[str, ...]
+
+    def to_xcom(self) -> dict:
+        """The JSON-able form a task returns."""
+        return {**asdict(self), "reasons": list(self.reasons)}
+
+
 def rollout_config(policy: Policy) -> RolloutConfig:
     """The rollout settings of a policy, as the pure rollout analysis takes them."""
     rules = policy.rollout
@@ -96,6 +177,7 @@ def rollout_config(policy: Policy) -> RolloutConfig:
     try:
         return RolloutConfig(
             mode=rules.mode,
+            task=policy.task,
             traffic_steps=tuple(rules.traffic_steps),
             alpha=rules.alpha,
             expected_effect=rules.expected_effect,
@@ -172,7 +254,7 @@ def _start_tags(
     return tags
 
 
-def begin(policy: Policy, run: RunContext, now: datetime | None = None) -> dict | None:
+def begin(policy: Policy, run: RunContext, now: datetime | None = None) -> RolloutWatch | None:
     """The rollout to watch: the version the policy's rollout alias points at and the champion it
     is compared with; None when no version holds the alias (nothing to watch).
 
@@ -192,13 +274,13 @@ def begin(policy: Policy, run: RunContext, now: datetime | None = None) -> dict 
             )
         tags = _start_tags(config, champion, run, now or datetime.now(UTC))
         registry.set_version_tags(name, version, tags)
-    return {
-        "model": name,
-        "version": version,
-        "alias": config.mode,
-        "champion": int(tags[CHAMPION_TAG]),
-        "started_at": tags["rollout.started_at"],
-    }
+    return RolloutWatch(
+        model=name,
+        version=version,
+        alias=config.mode,
+        champion=int(tags[CHAMPION_TAG]),
+        started_at=tags["rollout.started_at"],
+    )
 
 
 def step_windows(starts: list[datetime], now: datetime) -> list[tuple[datetime, datetime]]:
@@ -217,6 +299,8 @@ def arm_stats(windows: list[ArmWindow], role: str, version: int) -> ArmStats:
         requests=found.requests,
         errors=found.errors,
         p99_latency_ms=found.p99_latency_ms,
+        outcome_sum=found.outcome_sum,
+        outcome_sq_sum=found.outcome_sq_sum,
     )
 
 
@@ -233,51 +317,51 @@ def shadow_stats(
 ) -> ShadowStats:
     """Champion and shadow on the same requests, as the shadow analysis takes them.
 
-    Labeled counts come from the pairs, so both arms are judged on the same labeled requests;
-    request health (errors, latency) from each arm's own window.
+    Labeled counts and outcomes come from the pairs, so both arms are judged on the same labeled
+    requests; request health (errors, latency) from each arm's own window.
     """
     pair = next((p for p in pairs if p.shadow_version == shadow), None)
+    if pair is None:
+        pair = ShadowPairs(shadow, 0, 0, 0, 0, 0, 0)
     answered = arm_stats(windows, "champion", champion)
     scored = arm_stats(windows, "shadow", shadow)
-    labeled = pair.labeled if pair else 0
     return ShadowStats(
         champion=ArmStats(
-            labeled,
-            pair.answered_correct if pair else 0,
+            pair.labeled,
+            pair.answered_correct,
             answered.requests,
             answered.errors,
             answered.p99_latency_ms,
+            outcome_sum=pair.answered_outcome_sum,
         ),
         challenger=ArmStats(
-            labeled,
-            pair.shadow_correct if pair else 0,
+            pair.labeled,
+            pair.shadow_correct,
             scored.requests,
             scored.errors,
             scored.p99_latency_ms,
+            outcome_sum=pair.shadow_outcome_sum,
         ),
-        compared=pair.compared if pair else 0,
-        agreed=pair.agreed if pair else 0,
-        both_correct=pair.both_correct if pair else 0,
+        compared=pair.compared,
+        agreed=pair.agreed,
+        both_correct=pair.both_correct,
+        difference_sum=pair.outcome_difference_sum,
+        difference_sq_sum=pair.outcome_difference_sq_sum,
     )
 
 
 def check(
     policy: Policy,
-    begun: dict,
+    begun: RolloutWatch,
     run: RunContext,
     settings: RolloutSettings,
     now: datetime | None = None,
-) -> dict | None:
+) -> Verdict | None:
     """One look at the rollout: analyze the current step on the prediction log; step the canary up
     when the step passed; return the final verdict (promote, revert, superseded) or None to wait.
     """
     now = now or datetime.now(UTC)
-    name, version, alias, champion = (
-        begun["model"],
-        begun["version"],
-        begun["alias"],
-        begun["champion"],
-    )
+    name, version, alias, champion = begun.model, begun.version, begun.alias, begun.champion
     config = rollout_config(policy)
     aliases = get_model_aliases(name)
     if aliases.get(alias) != version:
@@ -300,7 +384,11 @@ def check(
     try:
         if config.mode == "canary":
             periods = [
-                step_stats(arm_windows(engine, tables, name, since=a, until=b), champion, version)
+                step_stats(
+                    arm_windows(engine, tables, name, since=a, until=b, task=config.task),
+                    champion,
+                    version,
+                )
                 for a, b in windows
             ]
             verdict = analyze_step(
@@ -309,8 +397,8 @@ def check(
         else:
             since, until = windows[0]
             stats = shadow_stats(
-                arm_windows(engine, tables, name, since=since, until=until),
-                read_shadow_pairs(engine, tables, name, since=since, until=until),
+                arm_windows(engine, tables, name, since=since, until=until, task=config.task),
+                read_shadow_pairs(engine, tables, name, since=since, until=until, task=config.task),
                 champion,
                 version,
             )
@@ -326,13 +414,9 @@ def check(
             name, version, {STATUS_TAG: verdict.reasons[0], "rollout.checked_at": _iso(now)}
         )
         return None
-    return {
-        "action": verdict.action,
-        "reasons": list(verdict.reasons),
-        "evidence": verdict.evidence.as_dict(),
-        "step": len(starts),
-        "decided_at": _iso(now),
-    }
+    return Verdict(
+        verdict.action, verdict.reasons, verdict.evidence.as_dict(), len(starts), _iso(now)
+    )
 
 
 def _step_up(
@@ -371,38 +455,32 @@ def _step_up(
     )
 
 
-def _final(action: str, reason: str) -> dict:
-    return {"action": action, "reasons": [reason], "evidence": {}, "step": None, "decided_at": None}
+def _final(action: str, reason: str) -> Verdict:
+    return Verdict(action, (reason,))
 
 
 def conclude(
     policy: Policy,
-    begun: dict,
-    verdict: dict,
+    begun: RolloutWatch,
+    verdict: Verdict,
     run: RunContext,
     settings: RolloutSettings,
     now: datetime | None = None,
-) -> dict:
+) -> RolloutOutcome:
     """Act on the final verdict. Promote: `champion` moves to the version (the previous champion is
     recorded for rollback) and the rollout alias is cleared. Revert: the rollout alias is cleared.
     Either way the version is tagged with the verdict and its numbers, and Slack is told.
     """
     now = now or datetime.now(UTC)
-    name, version, alias, champion = (
-        begun["model"],
-        begun["version"],
-        begun["alias"],
-        begun["champion"],
-    )
-    reasons, evidence = list(verdict["reasons"]), verdict["evidence"]
-    outcome = {"model": name, "version": version, "champion": champion, "reasons": reasons}
-    if verdict["action"] == "superseded":
+    name, version, alias, champion = begun.model, begun.version, begun.alias, begun.champion
+    reasons, evidence = list(verdict.reasons), verdict.evidence
+    if verdict.action == "superseded":
         registry.set_version_tags(
             name, version, {VERDICT_TAG: "superseded", "rollout.reason": reasons[0]}
         )
-        return {**outcome, "verdict": "superseded"}
+        return RolloutOutcome(name, version, champion, "superseded", tuple(reasons))
     promoted = False
-    if verdict["action"] == "promote":
+    if verdict.action == "promote":
         try:
             _move(
                 name,
@@ -432,11 +510,11 @@ def conclude(
         if promoted:
             raise
         reasons.append(f"{alias} not cleared: {refusal}")
-    outcome["verdict"] = "promoted" if promoted else "reverted"
-    step = f" after step {verdict['step']}" if verdict["step"] else ""
+    said = "promoted" if promoted else "reverted"
+    step = f" after step {verdict.step}" if verdict.step else ""
     tags = {
-        VERDICT_TAG: outcome["verdict"],
-        STATUS_TAG: outcome["verdict"] + step,
+        VERDICT_TAG: said,
+        STATUS_TAG: said + step,
         "rollout.reason": "; ".join(reasons),
         "rollout.decided_by": run.actor,
         "rollout.decided_at": _iso(now),
@@ -446,7 +524,9 @@ def conclude(
         minutes = policy.rollout.guard_window_minutes
         guard_until = _iso(now + timedelta(minutes=minutes)) if minutes else None
         level = evidence.get("champion_value")
-        outcome |= {"previous_level": level, "promoted_at": _iso(now), "guard_until": guard_until}
+        outcome = RolloutOutcome(
+            name, version, champion, said, tuple(reasons), level, _iso(now), guard_until
+        )
         tags |= {
             "rollout.previous_champion": champion,
             "rollout.previous_champion_level": level,
@@ -455,6 +535,7 @@ def conclude(
         }
         headline = f":white_check_mark: *{escape(name)} v{version} promoted* to champion"
     else:
+        outcome = RolloutOutcome(name, version, champion, said, tuple(reasons))
         headline = f":no_entry: *{escape(name)} v{version} reverted*: its {alias} did not hold up"
     registry.set_version_tags(name, version, tags)
     _tell_slack(policy, settings, version, headline, reasons, "rollout.notice")
@@ -463,7 +544,7 @@ def conclude(
 
 def revert_unfinished(
     policy: Policy, run: RunContext, settings: RolloutSettings, now: datetime | None = None
-) -> dict | None:
+) -> RolloutOutcome | None:
     """Fail closed: when the watch ends without a verdict (an error, or Airflow's timeout), revert
     the version still holding the rollout alias. None when no version holds it."""
     begun = begin(policy, run, now)
@@ -477,61 +558,59 @@ def revert_unfinished(
 
 
 def guard_check(
-    policy: Policy, promoted: dict, settings: RolloutSettings, now: datetime | None = None
-) -> dict | None:
+    policy: Policy,
+    promoted: RolloutOutcome,
+    settings: RolloutSettings,
+    now: datetime | None = None,
+) -> Verdict | None:
     """One look at a new champion in its guard window: revert when it is shown to fall below the
     previous champion's recorded level by the margin; keep at the window's end; else None (wait).
     """
     now = now or datetime.now(UTC)
-    name, version = promoted["model"], promoted["version"]
+    name, version = promoted.model, promoted.version
     if registry.get_alias_version(name, CHAMPION) != version:
         return _final("moved", f"champion no longer points at v{version}: nothing to guard")
-    level = promoted["previous_level"]
+    level = promoted.previous_level
     if level is None:
         return _final("keep", "no level of the previous champion was recorded: nothing to guard")
     engine, tables = create_engine(settings.log_url), log_tables(settings.log_schema)
     try:
-        since = datetime.fromisoformat(promoted["promoted_at"])
-        windows = arm_windows(engine, tables, name, since=since, until=now)
+        since = datetime.fromisoformat(str(promoted.promoted_at))
+        config = rollout_config(policy)
+        windows = arm_windows(engine, tables, name, since=since, until=now, task=config.task)
     finally:
         engine.dispose()
-    verdict = guard_window_verdict(
-        rollout_config(policy), arm_stats(windows, "champion", version), level
-    )
+    verdict = guard_window_verdict(config, arm_stats(windows, "champion", version), level)
     log.info("%s v%s guard window: %s", name, version, " | ".join(verdict.reasons))
-    ended = now >= datetime.fromisoformat(promoted["guard_until"])
+    ended = now >= datetime.fromisoformat(str(promoted.guard_until))
     if verdict.action == "revert" or ended:
-        return {
-            "action": verdict.action,
-            "reasons": list(verdict.reasons),
-            "evidence": verdict.evidence.as_dict(),
-            "step": None,
-            "decided_at": _iso(now),
-        }
+        return Verdict(verdict.action, verdict.reasons, verdict.evidence.as_dict(), None, _iso(now))
     registry.set_version_tags(name, version, {"rollout.guard_status": verdict.reasons[-1]})
     return None
 
 
 def settle_guard(
-    policy: Policy, promoted: dict, guard: dict, run: RunContext, settings: RolloutSettings
-) -> dict:
+    policy: Policy,
+    promoted: RolloutOutcome,
+    guard: Verdict,
+    run: RunContext,
+    settings: RolloutSettings,
+) -> GuardOutcome:
     """Act on the guard window's verdict: put the previous champion back through the rollback
     (the same plan and move as rollback_<model>), or record that the new champion stays."""
-    name, version, previous = promoted["model"], promoted["version"], promoted["champion"]
-    reasons = list(guard["reasons"])
+    name, version, previous = promoted.model, promoted.version, promoted.champion
+    reasons = list(guard.reasons)
     tags = {
-        f"rollout.guard_{key}": value
-        for key, value in guard["evidence"].items()
-        if value is not None
+        f"rollout.guard_{key}": value for key, value in guard.evidence.items() if value is not None
     }
-    if guard["action"] != "revert":
-        verdict = "kept" if guard["action"] == "keep" else "ended"
+    if guard.action != "revert":
+        verdict = "kept" if guard.action == "keep" else "ended"
         registry.set_version_tags(
             name,
             version,
             {**tags, "rollout.guard_verdict": verdict, "rollout.guard_reason": reasons[0]},
         )
-        return {"model": name, "champion": version, "guard_verdict": verdict, "reasons": reasons}
+        return GuardOutcome(name, version, verdict, tuple(reasons))
     reason = f"guard window of v{version}: " + "; ".join(reasons)
     try:
         planned = rollback.plan(policy, previous, False, run)
@@ -548,7 +627,7 @@ def settle_guard(
         f"champion is v{previous} again"
     )
     _tell_slack(policy, settings, version, headline, reasons, "rollout.guard_notice")
-    return {"model": name, "champion": previous, "guard_verdict": "reverted", "reasons": reasons}
+    return GuardOutcome(name, previous, "reverted", tuple(reasons))
 
 
 def notice(model: str, version: int, headline: str, reasons: list[str], link: str) -> Message:

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pandas as pd
 
-from gateway.holder import LoadedVersion, warm
+from gateway.holder import LoadedVersion, loaded_version, warm
 from registry.serving import InputColumn
 
 COLUMNS = (InputColumn("x", "double", True), InputColumn("plan", "string", True))
@@ -16,6 +16,8 @@ EXAMPLE = pd.DataFrame({"x": [0.5], "plan": ["pro"]})
 
 class ConstantModel:
     """Answers `score` for every row; fails when `fail_on_x` is given and seen."""
+
+    classes_ = np.array([0, 1])
 
     def __init__(self, score: float, fail_on_x: float | None = None) -> None:
         self.score = score
@@ -27,6 +29,27 @@ class ConstantModel:
         return np.column_stack(
             [np.full(len(frame), 1 - self.score), np.full(len(frame), self.score)]
         )
+
+
+class ClassesModel:
+    """A multiclass classifier answering the same probabilities (one per class) for every row."""
+
+    def __init__(self, classes: list, probabilities: list[float]) -> None:
+        self.classes_ = np.array(classes)
+        self.probabilities = probabilities
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.tile(self.probabilities, (len(frame), 1))
+
+
+class LinearModel:
+    """A regressor answering `slope * x + intercept`."""
+
+    def __init__(self, slope: float, intercept: float = 0.0) -> None:
+        self.slope, self.intercept = slope, intercept
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.slope * frame["x"].to_numpy(dtype=float) + self.intercept
 
 
 class FakeSource:
@@ -49,18 +72,19 @@ class FakeSource:
     def version_tags(self, model_name: str, version: int) -> dict[str, str]:
         return dict(self.tags.get((model_name, version), {}))
 
-    def load(self, model_name: str, version: int) -> LoadedVersion:
+    def load(self, model_name: str, version: int, task: str | None = None) -> LoadedVersion:
         self.loads.append((model_name, version))
         if self.gate is not None:
             self.gate.wait(5)
         if (model_name, version) in self.broken:
             raise OSError(f"artifact of version {version} is missing")
-        loaded = LoadedVersion(
-            model_name=model_name,
-            version=version,
-            model=self.models[(model_name, version)],
-            columns=COLUMNS,
-            feature_names=None,
+        loaded = loaded_version(
+            model_name,
+            version,
+            self.models[(model_name, version)],
+            COLUMNS,
+            self.version_tags(model_name, version),
+            task,
         )
         warm(loaded, EXAMPLE)
         return loaded

@@ -15,6 +15,7 @@ from gateway.predlog import (
     PredictionLogWriter,
     arm_windows,
     create_engine,
+    ensure_tables,
     log_tables,
     record_labels,
     shadow_pairs,
@@ -176,3 +177,173 @@ def test_a_correction_is_an_explicit_recorded_overwrite(engine: sa.Engine) -> No
             sa.text("SELECT previous_label, label, corrected_by FROM prediction_label_corrections")
         ).one()
     assert label == 0.0 and tuple(correction) == (1.0, 0.0, "tok1")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> sa.Engine:
+    """The log's database on SQLite and on PostgreSQL (CI sets PROMOTION_TEST_POSTGRES_URL)."""
+    if request.param == "sqlite":
+        return create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    return create_engine(request.getfixturevalue("postgres_url"))
+
+
+def _older_tables(engine: sa.Engine) -> None:
+    """The tables as a gateway before per-task labels created them, with one labeled row."""
+    metadata = sa.MetaData()
+    sa.Table(
+        "prediction_log",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+        sa.Column("request_id", sa.String(128), nullable=False),
+        sa.Column("row_index", sa.Integer, nullable=False),
+        sa.Column("model_name", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("routing_key", sa.String(256)),
+        sa.Column("features", sa.JSON, nullable=False),
+        sa.Column("prediction", sa.Float),
+        sa.Column("error", sa.String(500)),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("model_name", "request_id", "row_index", "role"),
+        sa.Index("ix_prediction_log_model_time", "model_name", "created_at"),
+    )
+    sa.Table(
+        "prediction_labels",
+        metadata,
+        sa.Column("model_name", sa.String(64), primary_key=True),
+        sa.Column("request_id", sa.String(128), primary_key=True),
+        sa.Column("row_index", sa.Integer, primary_key=True, default=0),
+        sa.Column("label", sa.Float, nullable=False),
+        sa.Column("labeled_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    sa.Table(
+        "prediction_label_corrections",
+        metadata,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+        sa.Column("model_name", sa.String(64), nullable=False),
+        sa.Column("request_id", sa.String(128), nullable=False),
+        sa.Column("row_index", sa.Integer, nullable=False),
+        sa.Column("previous_label", sa.Float, nullable=False),
+        sa.Column("label", sa.Float, nullable=False),
+        sa.Column("corrected_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("corrected_by", sa.String(64)),
+    )
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO prediction_log (request_id, row_index, model_name, version, role, "
+                "features, prediction, latency_ms, created_at) "
+                "VALUES ('old', 0, 'churn', 1, 'champion', '{}', 0.9, 1.0, :at)"
+            ),
+            {"at": datetime.now(UTC)},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO prediction_labels (model_name, request_id, row_index, label, "
+                "labeled_at) VALUES ('churn', 'old', 0, 1.0, :at)"
+            ),
+            {"at": datetime.now(UTC)},
+        )
+
+
+def _multiclass_entry(request_id: str, predicted: str, role: str = "champion", version: int = 1):
+    probabilities = {"cat": 0.1, "dog": 0.1, predicted: 0.8}
+    return replace(
+        _entry(request_id, role=role, version=version, score=0.8),
+        classes=[predicted],
+        probabilities=[probabilities],
+    )
+
+
+def test_an_older_database_gets_the_new_columns_and_keeps_its_rows(any_engine: sa.Engine) -> None:
+    _older_tables(any_engine)
+    tables = log_tables()
+    writer = _writer(any_engine)
+    writer.start()
+    writer.submit(_multiclass_entry("new", "cow"))
+    writer.close()
+    record_labels(any_engine, tables, "churn", [Label("new", "cow")])
+    record_labels(any_engine, tables, "churn", [Label("new", "dog", overwrite=True)])
+    (arm,) = arm_windows(any_engine, tables, "churn", task="multiclass")
+    assert (arm.requests, arm.labeled, arm.correct) == (2, 2, 0)
+    assert sorted(arm.labels.tolist()) == ["1", "dog"]  # the old numeric label reads as a class
+    (binary,) = arm_windows(any_engine, tables, "churn")
+    assert (binary.labeled, binary.correct) == (1, 1)  # the old row, as it was
+    with any_engine.connect() as connection:
+        correction = connection.execute(
+            sa.text(
+                "SELECT previous_label, previous_label_class, label, label_class "
+                "FROM prediction_label_corrections"
+            )
+        ).one()
+    assert tuple(correction) == (None, "cow", None, "dog")
+
+
+def test_bringing_the_tables_up_to_date_twice_changes_nothing(any_engine: sa.Engine) -> None:
+    _older_tables(any_engine)
+    ensure_tables(any_engine, log_tables())
+    ensure_tables(any_engine, log_tables())
+    with any_engine.connect() as connection:
+        labels = connection.execute(sa.text("SELECT request_id, label FROM prediction_labels"))
+        assert labels.all() == [("old", 1.0)]
+
+
+def test_multiclass_arms_count_a_row_right_when_the_class_is_the_label(engine: sa.Engine) -> None:
+    tables = log_tables()
+    writer = _writer(engine)
+    writer.start()
+    writer.submit(_multiclass_entry("a", "cow"))
+    writer.submit(_multiclass_entry("a", "dog", role="shadow", version=2))
+    writer.submit(_multiclass_entry("b", "cat"))
+    writer.submit(_multiclass_entry("b", "cat", role="shadow", version=2))
+    writer.close()
+    record_labels(engine, tables, "churn", [Label("a", "cow"), Label("b", "dog")])
+    arms = {arm.role: arm for arm in arm_windows(engine, tables, "churn", task="multiclass")}
+    assert (arms["champion"].labeled, arms["champion"].correct) == (2, 1)
+    assert arms["champion"].classes.tolist() == ["cow", "cat"]
+    assert arms["champion"].probabilities[0] == {"cat": 0.1, "dog": 0.1, "cow": 0.8}
+    (pairs,) = shadow_pairs(engine, tables, "churn", task="multiclass")
+    assert (pairs.compared, pairs.agreed, pairs.answered_correct, pairs.shadow_correct) == (
+        2,
+        1,
+        1,
+        0,
+    )
+
+
+def test_regression_arms_add_squared_errors_and_pair_them_with_the_shadow(
+    engine: sa.Engine,
+) -> None:
+    tables = log_tables()
+    writer = _writer(engine)
+    writer.start()
+    for request_id, answered, shadowed in (("a", 3.0, 5.0), ("b", 1.0, 1.5)):
+        writer.submit(_entry(request_id, score=answered))
+        writer.submit(_entry(request_id, role="shadow", version=2, score=shadowed))
+    writer.close()
+    record_labels(engine, tables, "churn", [Label("a", 2.0), Label("b", 1.0)])
+    arms = {arm.role: arm for arm in arm_windows(engine, tables, "churn", task="regression")}
+    champion = arms["champion"]
+    assert (champion.labeled, champion.correct) == (2, 0)
+    assert (champion.outcome_sum, champion.outcome_sq_sum) == (1.0, 1.0)
+    assert arms["shadow"].outcome_sum == 9.25
+    (pairs,) = shadow_pairs(engine, tables, "churn", task="regression")
+    assert (pairs.labeled, pairs.outcome_difference_sum) == (2, -8.25)
+    assert pairs.outcome_difference_sq_sum == pytest.approx(64 + 0.0625)
+
+
+def test_a_label_keeps_its_kind_a_number_or_a_class_name(engine: sa.Engine) -> None:
+    tables = log_tables()
+    ensure_tables(engine, tables)
+    record_labels(engine, tables, "churn", [Label("a", 2.5), Label("b", "cat")])
+    again = record_labels(engine, tables, "churn", [Label("a", 2.5), Label("b", "cat")])
+    assert again.unchanged == 2
+    with pytest.raises(LabelConflict):
+        record_labels(engine, tables, "churn", [Label("b", "dog")])
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT request_id, label, label_class FROM prediction_labels ORDER BY 1")
+        ).all()
+    assert rows == [("a", 2.5, None), ("b", None, "cat")]

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from promotion.rollout import (
@@ -17,6 +17,7 @@ from promotion.rollout import (
     analyze_shadow,
     analyze_step,
     guard_window_verdict,
+    row_outcomes,
 )
 
 CANARY = RolloutConfig(traffic_steps=(0.05, 0.25, 0.5), min_labeled_per_step=500)
@@ -350,3 +351,237 @@ def test_rollout_decisions_import_no_io_libraries():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# Regression: the outcome of a row is its squared error, and the arms are compared on their mean.
+REGRESSION = dataclasses.replace(CANARY, task="regression")
+ENDLESS_REGRESSION = dataclasses.replace(ENDLESS_STEP, task="regression")
+
+
+def errors_of(labeled: int, mean: float, spread: float | None = None, **health) -> ArmStats:
+    """An arm whose squared errors have the given mean and variance (by default 2·mean², the
+    variance of squared normal residuals)."""
+    variance = 2 * mean * mean if spread is None else spread
+    return ArmStats(
+        labeled,
+        0,
+        requests=health.pop("requests", max(labeled, 200)),
+        outcome_sum=labeled * mean,
+        outcome_sq_sum=labeled * (variance + mean * mean),
+        **health,
+    )
+
+
+def simulate_regression_reverts(
+    config: RolloutConfig, challenger_sd: float, *, runs: int, looks: int, seed: int
+) -> float:
+    """Share of simulated 5% regression canaries reverted, read after every batch of labels;
+    residuals are normal, the champion's with standard deviation 1."""
+    rng = np.random.default_rng(seed)
+    batch, champion_batch = 10, 190
+    reverted = 0
+    for _ in range(runs):
+        a = rng.normal(0, 1, (looks, champion_batch)) ** 2
+        b = rng.normal(0, challenger_sd, (looks, batch)) ** 2
+        sums_a, squares_a = np.cumsum(a.sum(axis=1)), np.cumsum((a * a).sum(axis=1))
+        sums_b, squares_b = np.cumsum(b.sum(axis=1)), np.cumsum((b * b).sum(axis=1))
+        for look in range(looks):
+            stats = StepStats(
+                champion=ArmStats(
+                    champion_batch * (look + 1),
+                    0,
+                    requests=champion_batch * (look + 1),
+                    outcome_sum=float(sums_a[look]),
+                    outcome_sq_sum=float(squares_a[look]),
+                ),
+                challenger=ArmStats(
+                    batch * (look + 1),
+                    0,
+                    requests=max(batch * (look + 1), 200),
+                    outcome_sum=float(sums_b[look]),
+                    outcome_sq_sum=float(squares_b[look]),
+                ),
+            )
+            if analyze_step(config, 0, stats, elapsed_seconds=0.0).action == "revert":
+                reverted += 1
+                break
+    return reverted / runs
+
+
+def test_an_equally_good_regressor_is_rarely_reverted_although_checked_after_every_batch():
+    runs = 300
+    share = simulate_regression_reverts(ENDLESS_REGRESSION, 1.0, runs=runs, looks=100, seed=5)
+    assert share <= REGRESSION.alpha + 3 * (0.05 * 0.95 / runs) ** 0.5
+
+
+def test_a_regressor_with_much_larger_errors_is_reverted_in_almost_every_simulated_canary():
+    share = simulate_regression_reverts(ENDLESS_REGRESSION, 1.6, runs=100, looks=60, seed=13)
+    assert share >= 0.95
+
+
+def test_a_regression_verdict_reports_mean_squared_errors():
+    stats = StepStats(champion=errors_of(2000, 4.0), challenger=errors_of(600, 12.0))
+    verdict = analyze_step(REGRESSION, 0, stats, elapsed_seconds=HOUR)
+    evidence = verdict.evidence
+    assert verdict.action == "revert"
+    assert (evidence.metric, evidence.champion_value, evidence.challenger_value) == (
+        "squared_error",
+        pytest.approx(4.0),
+        pytest.approx(12.0),
+    )
+    assert evidence.difference == pytest.approx(8.0) and evidence.ci_low > 0
+
+
+def test_an_equal_regressor_with_enough_labels_steps_up():
+    stats = StepStats(champion=errors_of(2000, 4.0), challenger=errors_of(600, 4.0))
+    assert analyze_step(REGRESSION, 0, stats, elapsed_seconds=HOUR).action == "step_up"
+
+
+def test_a_regression_step_waits_until_each_arm_has_two_labels():
+    stats = StepStats(champion=errors_of(1, 4.0, 0.0), challenger=errors_of(1, 400.0, 0.0))
+    verdict = analyze_step(REGRESSION, 0, stats, elapsed_seconds=0.0)
+    assert verdict.action == "wait" and verdict.evidence.difference is None
+
+
+def test_the_regression_effect_size_defaults_from_the_expected_effect():
+    assert REGRESSION.relative_error_effect == pytest.approx(20 * REGRESSION.expected_effect)
+    tuned = dataclasses.replace(REGRESSION, error_effect=0.5)
+    assert tuned.relative_error_effect == 0.5
+    with pytest.raises(ValueError, match="error_effect"):
+        dataclasses.replace(REGRESSION, error_effect=0.0)
+    with pytest.raises(ValueError, match="task"):
+        dataclasses.replace(REGRESSION, task="ranking")
+
+
+regression_arms = st.tuples(
+    st.integers(min_value=2, max_value=5000),
+    st.floats(min_value=1e-3, max_value=1e6),
+    st.floats(min_value=0.1, max_value=4.0),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(champion=regression_arms, challenger_n=st.integers(min_value=300, max_value=5000))
+def test_a_challenger_with_three_times_the_squared_error_is_always_reverted(champion, challenger_n):
+    n, mean, _ = champion
+    stats = StepStats(
+        champion=errors_of(max(n, 300), mean), challenger=errors_of(challenger_n, 3 * mean)
+    )
+    assert analyze_step(REGRESSION, 0, stats, elapsed_seconds=HOUR).action == "revert"
+
+
+@settings(max_examples=300, deadline=None)
+@given(arm=regression_arms, other_n=st.integers(min_value=2, max_value=5000))
+def test_arms_with_the_same_squared_errors_are_never_reverted(arm, other_n):
+    n, mean, relative_spread = arm
+    spread = relative_spread * mean * mean
+    stats = StepStats(
+        champion=errors_of(n, mean, spread), challenger=errors_of(other_n, mean, spread)
+    )
+    assert analyze_step(REGRESSION, 0, stats, elapsed_seconds=HOUR).action != "revert"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    champion=regression_arms,
+    challenger=regression_arms,
+    scale=st.floats(min_value=1e-3, max_value=1e3),
+)
+@example(champion=(2, 0.25, 0.25), challenger=(43, 1.0, 1.0), scale=0.001953125)
+def test_the_regression_verdict_does_not_depend_on_the_units_of_the_target(
+    champion, challenger, scale
+):
+    def stats(factor: float) -> StepStats:
+        (n_a, m_a, s_a), (n_b, m_b, s_b) = champion, challenger
+        squared = factor * factor  # squared errors scale with the square of the target's unit
+        return StepStats(
+            champion=errors_of(n_a, m_a * squared, s_a * (m_a * squared) ** 2),
+            challenger=errors_of(n_b, m_b * squared, s_b * (m_b * squared) ** 2),
+        )
+
+    before = analyze_step(REGRESSION, 0, stats(1.0), elapsed_seconds=HOUR)
+    after = analyze_step(REGRESSION, 0, stats(scale), elapsed_seconds=HOUR)
+    assert before.action == after.action
+
+
+REGRESSION_SHADOW = dataclasses.replace(SHADOW, task="regression")
+
+
+def paired_errors(champion: np.ndarray, challenger: np.ndarray) -> ShadowStats:
+    """Shadow stats from the squared errors of both models on the same labeled requests."""
+    n, difference = len(champion), champion - challenger
+    return ShadowStats(
+        champion=ArmStats(n, 0, requests=n, outcome_sum=float(champion.sum())),
+        challenger=ArmStats(n, 0, requests=n, outcome_sum=float(challenger.sum())),
+        compared=n,
+        difference_sum=float(difference.sum()),
+        difference_sq_sum=float((difference * difference).sum()),
+    )
+
+
+def test_a_shadow_regressor_with_larger_errors_on_the_same_requests_is_reverted():
+    rng = np.random.default_rng(2)
+    residual = rng.normal(0, 1, 800)
+    stats = paired_errors(residual**2, (residual + rng.normal(0, 1, 800)) ** 2)
+    verdict = analyze_shadow(REGRESSION_SHADOW, stats, elapsed_seconds=HOUR)
+    assert verdict.action == "revert"
+    assert verdict.evidence.metric == "squared_error" and verdict.evidence.agreement_rate is None
+
+
+def test_a_shadow_regressor_as_good_as_the_champion_promotes_once_enough_labels_arrive():
+    rng = np.random.default_rng(4)
+    stats = paired_errors(rng.normal(0, 1, 800) ** 2, rng.normal(0, 1, 800) ** 2)
+    assert analyze_shadow(REGRESSION_SHADOW, stats, elapsed_seconds=HOUR).action == "promote"
+
+
+def test_an_identical_shadow_regressor_is_not_reverted():
+    errors = np.random.default_rng(6).normal(0, 1, 800) ** 2
+    verdict = analyze_shadow(REGRESSION_SHADOW, paired_errors(errors, errors), elapsed_seconds=0)
+    assert verdict.action == "promote"
+
+
+def test_the_regression_guard_window_reverts_a_champion_whose_errors_grew():
+    verdict = guard_window_verdict(REGRESSION, errors_of(800, 9.0), 4.0)
+    assert verdict.action == "revert"
+    assert verdict.evidence.floor == pytest.approx(4.0 * (1 + REGRESSION.guard_margin))
+
+
+def test_the_regression_guard_window_keeps_a_champion_at_the_previous_level():
+    assert guard_window_verdict(REGRESSION, errors_of(800, 4.0), 4.0).action == "keep"
+
+
+def test_the_regression_guard_window_refuses_a_negative_level():
+    with pytest.raises(ValueError, match="mean squared error"):
+        guard_window_verdict(REGRESSION, errors_of(800, 4.0), -1.0)
+
+
+def test_the_regression_guard_window_rarely_reverts_a_champion_at_the_previous_level():
+    rng = np.random.default_rng(8)
+    runs, looks, batch = 300, 60, 25
+    reverted = 0
+    for _ in range(runs):
+        errors = rng.normal(0, 2, (looks, batch)) ** 2
+        sums, squares = np.cumsum(errors.sum(axis=1)), np.cumsum((errors**2).sum(axis=1))
+        for look in range(looks):
+            n = batch * (look + 1)
+            stats = ArmStats(
+                n, 0, requests=n, outcome_sum=float(sums[look]), outcome_sq_sum=float(squares[look])
+            )
+            if guard_window_verdict(REGRESSION, stats, 4.0).action == "revert":
+                reverted += 1
+                break
+    assert reverted / runs <= REGRESSION.alpha + 3 * (0.05 * 0.95 / runs) ** 0.5
+
+
+@pytest.mark.parametrize(
+    ("task", "predictions", "labels", "expected"),
+    [
+        ("binary", [0.9, 0.2, 0.6], [1, 1, 0], [1.0, 0.0, 0.0]),
+        ("multiclass", ["cat", "dog", "2"], ["cat", "cow", 2], [1.0, 0.0, 1.0]),
+        ("regression", [1.5, -1.0], [1.0, 1.0], [0.25, 4.0]),
+    ],
+)
+def test_row_outcomes_are_correctness_for_classes_and_squared_error_for_values(
+    task, predictions, labels, expected
+):
+    assert row_outcomes(task, predictions, labels).tolist() == expected

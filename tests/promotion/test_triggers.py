@@ -183,3 +183,87 @@ def test_an_incident_that_lasts_fires_no_more_than_the_gate_allows(
     for moment in fires:
         window = [f for f in fires if timedelta(0) <= moment - f < timedelta(days=1)]
         assert len(window) <= max_per_day
+
+
+def regressor(rmse: float, rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and values of a regressor with normal residuals of the given spread."""
+    rng = np.random.default_rng(seed)
+    labels = rng.normal(50, 10, rows)
+    return labels, labels + rng.normal(0, rmse, rows)
+
+
+def classes(accuracy: float, rows: int, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (column indices) and probabilities of a k-class classifier right with the given
+    probability (0.6 on its answer, the rest spread)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, rows)
+    answer = np.where(rng.random(rows) < accuracy, labels, (labels + rng.integers(1, k, rows)) % k)
+    probabilities = np.full((rows, k), 0.4 / (k - 1))
+    probabilities[np.arange(rows), answer] = 0.6
+    return labels, probabilities
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae", "r2"])
+def test_a_regression_metric_interval_holds_its_value(metric: str) -> None:
+    value, lower, upper = metric_interval(metric, *regressor(2.0, 1000), 0.95)
+    assert lower < value < upper
+    expected = {"rmse": 2.0, "mae": 2.0 * (2 / np.pi) ** 0.5, "r2": 1 - 4 / 100}[metric]
+    assert lower < expected < upper
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1", "log_loss"])
+def test_a_multiclass_metric_interval_holds_its_value(metric: str) -> None:
+    value, lower, upper = metric_interval(metric, *classes(0.8, 3000), 0.95)
+    assert lower < value < upper
+    expected = {
+        "accuracy": 0.8,
+        "macro_f1": 0.8,
+        "log_loss": -(0.8 * np.log(0.6) + 0.2 * np.log(0.2)),
+    }
+    assert lower < expected[metric] < upper
+
+
+def test_a_regressor_whose_errors_grew_fires_on_rmse_above_the_ceiling() -> None:
+    signal = performance_signal(
+        rule(metric="rmse", max_drop=0.5), *regressor(3.0, 1000), promoted_level=2.0
+    )
+    assert signal.fired and signal.lower > 2.5
+    assert "above the promoted level 2.0000 + 0.5" in signal.reason
+
+
+def test_a_regressor_as_good_as_at_promotion_does_not_fire_on_r2() -> None:
+    signal = performance_signal(
+        rule(metric="r2", max_drop=0.05), *regressor(2.0, 1000), promoted_level=0.96
+    )
+    assert not signal.fired and signal.lower < 0.96 < signal.upper
+
+
+def test_a_multiclass_champion_below_its_floor_fires_on_macro_f1() -> None:
+    signal = performance_signal(
+        rule(metric="macro_f1", floor=0.75, max_drop=None), *classes(0.6, 2000), promoted_level=None
+    )
+    assert signal.fired and signal.upper < 0.75
+
+
+def test_r2_of_constant_labels_cannot_be_measured_and_does_not_fire() -> None:
+    signal = performance_signal(
+        rule(metric="r2", min_labeled=10), np.ones(50), np.ones(50), promoted_level=0.9
+    )
+    assert not signal.fired and signal.value is None
+    assert "r2 cannot be measured: r2 needs labels that vary" in signal.reason
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.integers(min_value=2, max_value=400), seed=st.integers(0, 10_000))
+def test_a_regression_interval_is_ordered_and_rmse_is_never_negative(rows: int, seed: int) -> None:
+    labels, values = regressor(1.0, rows, seed)
+    for metric in ("rmse", "mae"):
+        value, lower, upper = metric_interval(metric, labels, values, 0.9)
+        assert 0 <= lower <= value <= upper
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.integers(min_value=1, max_value=400), seed=st.integers(0, 10_000))
+def test_multiclass_accuracy_interval_stays_within_zero_and_one(rows: int, seed: int) -> None:
+    value, lower, upper = metric_interval("accuracy", *classes(0.7, rows, seed=seed), 0.95)
+    assert 0 <= lower <= value <= upper <= 1

@@ -52,3 +52,12 @@ def test_settings_read_the_gateways_log_location() -> None:
     settings = MonitorSettings.from_environment({"GATEWAY_LOG_URL": "sqlite:///p.db"})
     assert (settings.log_url, settings.log_schema) == ("sqlite:///p.db", None)
     assert MonitorSettings.from_environment({}).log_url is None
+
+
+def test_a_check_result_round_trips_through_xcom_and_carries_extra_only_when_fired() -> None:
+    from workflow.monitor import CheckResult
+
+    fired = CheckResult("fired", "performance: …", ("performance",), EXTRA)
+    assert CheckResult.from_xcom(json.loads(json.dumps(fired.to_xcom()))) == fired
+    quiet = CheckResult("quiet", "no trigger held")
+    assert quiet.to_xcom() == {"outcome": "quiet", "reason": "no trigger held", "fired": []}

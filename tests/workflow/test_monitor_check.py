@@ -12,6 +12,8 @@ import pytest
 
 import registry
 from demo.source_data import write_source
+from gateway.batching import LogEntry
+from gateway.predlog import Label, PredictionLogWriter, create_engine, log_tables, record_labels
 from policies.loader import load_policy
 from registry.monitor_checks import read_checks
 from registry.moves import current_ledger
@@ -67,11 +69,7 @@ def champion(mlflow_store: str, tags: dict[str, str], tmp_path: Path) -> int:
 def test_without_a_champion_the_check_is_not_made(mlflow_store: str, tmp_path: Path, source: str):
     policy = policy_with(tmp_path, source, {"data_volume": {"min_new_rows": 10}})
     result = monitor.check(policy, RUN, monitor.MonitorSettings(), [], NOW)
-    assert result == {
-        "outcome": "not_checked",
-        "reason": "churn has no champion to monitor",
-        "fired": [],
-    }
+    assert result == monitor.CheckResult("not_checked", "churn has no champion to monitor")
     [check] = read_checks(current_ledger().url, MODEL)
     assert (check.champion_version, check.run_id) == (None, "scheduled__1")
 
@@ -86,7 +84,7 @@ def test_no_profile_and_no_training_rows_left_ends_drift_with_the_reason(
     version = champion(mlflow_store, window, tmp_path)
     policy = policy_with(tmp_path, source, {"drift": {"source": "source", "min_rows": 50}})
     result = monitor.check(policy, RUN, monitor.MonitorSettings(), [], NOW)
-    assert (result["outcome"], result["fired"]) == ("not_checked", [])
+    assert (result.outcome, result.fired) == ("not_checked", ())
     [check] = read_checks(current_ledger().url, MODEL)
     assert check.champion_version == version
     assert check.signals["drift"]["reason"] == (
@@ -101,11 +99,11 @@ def test_a_held_signal_does_not_fire_while_a_training_runs(
     champion(mlflow_store, {"lineage.holdout_end": holdout_end}, tmp_path)
     policy = policy_with(tmp_path, source, {"data_volume": {"min_new_rows": 100}})
     result = monitor.check(policy, RUN, monitor.MonitorSettings(), ["train_churn"], NOW)
-    assert (result["outcome"], result["fired"]) == ("quiet", [])
-    assert "train_churn running" in result["reason"]
+    assert (result.outcome, result.fired) == ("quiet", ())
+    assert "train_churn running" in result.reason
     fired = monitor.check(policy, RUN, monitor.MonitorSettings(), [], NOW)
-    assert fired["fired"] == ["data_volume"]
-    assert fired["extra"]["signals"]["data_volume"]["new_rows"] == 400
+    assert fired.fired == ("data_volume",)
+    assert fired.extra["signals"]["data_volume"]["new_rows"] == 400
 
 
 def test_a_missing_lineage_tag_ends_the_data_volume_check(
@@ -114,5 +112,103 @@ def test_a_missing_lineage_tag_ends_the_data_volume_check(
     version = champion(mlflow_store, {}, tmp_path)
     policy = policy_with(tmp_path, source, {"data_volume": {"min_new_rows": 100}})
     result = monitor.check(policy, RUN, monitor.MonitorSettings(), [], NOW)
-    assert result["outcome"] == "not_checked"
-    assert f"v{version} has no lineage.holdout_end tag" in result["reason"]
+    assert result.outcome == "not_checked"
+    assert f"v{version} has no lineage.holdout_end tag" in result.reason
+
+
+# After the champion alias moved (at the real time of the test), so the rows count as its own.
+LATER = datetime.now(UTC) + timedelta(hours=2)
+
+
+def _logged_champion(
+    url: str, version: int, answers: list[dict], labels: list[float | str]
+) -> None:
+    """Rows the gateway answered with the champion (one per answer), labeled in order."""
+    engine, tables = create_engine(url), log_tables()
+    writer = PredictionLogWriter(
+        engine, tables, batch_size=1000, flush_interval_s=60.0, max_pending_rows=10_000
+    )
+    writer.start()
+    for i, answer in enumerate(answers):
+        writer.submit(
+            LogEntry(
+                request_id=f"r{i}",
+                model_name=MODEL,
+                version=version,
+                role="champion",
+                routing_key=None,
+                features=pd.DataFrame({"x": [1.0]}),
+                latency_ms=1.0,
+                at=LATER - timedelta(hours=1),
+                **answer,
+            )
+        )
+    writer.close()
+    record_labels(engine, tables, MODEL, [Label(f"r{i}", v) for i, v in enumerate(labels)])
+    engine.dispose()
+
+
+def _per_task_policy(tmp_path: Path, source: str, task: str, metric: str, **bounds):
+    triggers = {"performance": {"min_labeled": 100, **bounds}}
+    path = write_policy(
+        tmp_path,
+        MODEL,
+        source__conn_id=None,
+        source__url=source,
+        triggers=triggers,
+        model__task=task,
+        promotion__metric=metric,
+        promotion__calibration=None,
+    )
+    return load_policy(path)
+
+
+def test_a_regression_champion_whose_errors_grew_fires_on_the_logged_values(
+    mlflow_store: str, tmp_path: Path, source: str
+) -> None:
+    tags = {"eval.metric": "rmse", "eval.challenger_score": "1.0", "lineage.task": "regression"}
+    version = champion(mlflow_store, tags, tmp_path)
+    rng = np.random.default_rng(1)
+    truth = rng.normal(10, 3, 400)
+    values = truth + rng.normal(0, 3, 400)
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    _logged_champion(log_url, version, [{"scores": [v]} for v in values], truth.tolist())
+    policy = _per_task_policy(tmp_path, source, "regression", "rmse", max_drop=0.5)
+    result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], LATER)
+    assert result.fired == ("performance",)
+    performance = result.extra["signals"]["performance"]
+    assert performance["metric"] == "rmse" and performance["lower"] > 1.5
+
+
+def test_a_multiclass_champion_is_measured_on_its_logged_classes_and_probabilities(
+    mlflow_store: str, tmp_path: Path, source: str
+) -> None:
+    version = champion(mlflow_store, {"lineage.task": "multiclass"}, tmp_path)
+    rng = np.random.default_rng(2)
+    names = ["cat", "dog", "cow"]
+    truth = rng.choice(names, 400).tolist()
+    answers = []
+    for label in truth:
+        predicted = label if rng.random() < 0.5 else "cat"
+        probabilities = {name: 0.2 for name in names} | {predicted: 0.6}
+        answers.append({"scores": [0.6], "classes": [predicted], "probabilities": [probabilities]})
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    _logged_champion(log_url, version, answers, truth)
+    policy = _per_task_policy(tmp_path, source, "multiclass", "accuracy", floor=0.8)
+    result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], LATER)
+    assert result.fired == ("performance",)
+    performance = result.extra["signals"]["performance"]
+    assert performance["labeled"] == 400 and performance["upper"] < 0.8
+
+
+def test_multiclass_log_loss_is_not_checked_on_rows_logged_without_probabilities(
+    mlflow_store: str, tmp_path: Path, source: str
+) -> None:
+    version = champion(mlflow_store, {"lineage.task": "multiclass"}, tmp_path)
+    log_url = f"sqlite:///{tmp_path / 'log.db'}"
+    answers = [{"scores": [0.6], "classes": ["cat"]} for _ in range(150)]
+    _logged_champion(log_url, version, answers, ["cat"] * 150)
+    policy = _per_task_policy(tmp_path, source, "multiclass", "log_loss", floor=0.5)
+    result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], LATER)
+    assert result.outcome == "not_checked"
+    assert "log_loss needs the class probabilities, which 150 labeled rows" in result.reason

@@ -318,8 +318,8 @@ def test_labels_of_an_earlier_step_still_count_for_that_step(
     log_outcomes(log_db[1], model, "champion", 1, labeled=200, correct=180, at=second)
     log_outcomes(log_db[1], model, "canary", 2, labeled=100, correct=90, at=second)
     verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), second + timedelta(1))
-    assert verdict is not None and verdict["action"] == "revert"
-    assert verdict["evidence"]["challenger_labeled"] == 200
+    assert verdict is not None and verdict.action == "revert"
+    assert verdict.evidence["challenger_labeled"] == 200
 
 
 def test_step_at_its_maximum_duration_without_labels_reverts(
@@ -330,8 +330,8 @@ def test_step_at_its_maximum_duration_without_labels_reverts(
     log_outcomes(log_db[1], model, "canary", 2, labeled=0, correct=0, unlabeled=50, at=T0)
     now = T0 + timedelta(minutes=5)
     verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), now)
-    assert verdict is not None and verdict["action"] == "revert"
-    assert "maximum duration" in verdict["reasons"][0] and "fail closed" in verdict["reasons"][0]
+    assert verdict is not None and verdict.action == "revert"
+    assert "maximum duration" in verdict.reasons[0] and "fail closed" in verdict.reasons[0]
 
 
 def test_step_at_its_maximum_duration_holds_when_the_policy_says_hold(
@@ -377,8 +377,8 @@ def test_shadow_that_disagrees_and_is_wrong_is_reverted(
                 },
             )
     verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0 + timedelta(1))
-    assert verdict is not None and verdict["action"] == "revert"
-    assert verdict["evidence"]["agreement_rate"] == 0.0
+    assert verdict is not None and verdict.action == "revert"
+    assert verdict.evidence["agreement_rate"] == 0.0
 
 
 def test_a_canary_moved_by_someone_else_ends_the_rollout_without_moving_anything(
@@ -387,7 +387,7 @@ def test_a_canary_moved_by_someone_else_ends_the_rollout_without_moving_anything
     rules, begun = started(tmp_path, model)
     registry.move_alias(model, "canary", 3, kind="promote", actor="other", reason="newer")
     verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0)
-    assert verdict is not None and verdict["action"] == "superseded"
+    assert verdict is not None and verdict.action == "superseded"
     assert registry.get_alias_version(model, "canary") == 3
 
 
@@ -398,13 +398,15 @@ def test_promotion_moves_champion_clears_the_canary_and_records_the_previous_cha
     tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
 ) -> None:
     rules, begun = started(tmp_path, model, guard_window_minutes=30)
-    verdict = {
-        "action": "promote",
-        "reasons": ["step 2/2: enough labels"],
-        "evidence": {"metric": "accuracy", "champion_value": 0.9, "challenger_value": 0.91},
-        "step": 2,
-        "decided_at": T0.isoformat(),
-    }
+    verdict = rollout.Verdict.from_xcom(
+        {
+            "action": "promote",
+            "reasons": ["step 2/2: enough labels"],
+            "evidence": {"metric": "accuracy", "champion_value": 0.9, "challenger_value": 0.91},
+            "step": 2,
+            "decided_at": T0.isoformat(),
+        }
+    )
     outcome = rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
     assert registry.get_alias_version(model, "champion") == 2
     assert registry.get_alias_version(model, "canary") is None
@@ -413,20 +415,22 @@ def test_promotion_moves_champion_clears_the_canary_and_records_the_previous_cha
     tags = registry.get_version(model, 2).tags
     assert tags["rollout.verdict"] == "promoted"
     assert tags["rollout.previous_champion_level"] == "0.9"
-    assert outcome["guard_until"] == (T0 + timedelta(minutes=30)).isoformat()
+    assert outcome.guard_until == (T0 + timedelta(minutes=30)).isoformat()
 
 
 def test_revert_clears_the_canary_and_tags_the_numbers(
     tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
 ) -> None:
     rules, begun = started(tmp_path, model)
-    verdict = {
-        "action": "revert",
-        "reasons": ["step 1/2 (20% traffic): the challenger is worse than the champion"],
-        "evidence": {"metric": "accuracy", "challenger_value": 0.3, "e_value": 1e6},
-        "step": 1,
-        "decided_at": T0.isoformat(),
-    }
+    verdict = rollout.Verdict.from_xcom(
+        {
+            "action": "revert",
+            "reasons": ["step 1/2 (20% traffic): the challenger is worse than the champion"],
+            "evidence": {"metric": "accuracy", "challenger_value": 0.3, "e_value": 1e6},
+            "step": 1,
+            "decided_at": T0.isoformat(),
+        }
+    )
     rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
     assert registry.get_alias_version(model, "canary") is None
     assert registry.get_alias_version(model, "champion") == 1
@@ -445,13 +449,15 @@ def test_revert_is_told_in_the_policy_channel(
     rules = rules.model_copy(
         update={"approval": rules.approval.model_copy(update={"channel": "#ml"})}
     )
-    verdict = {
-        "action": "revert",
-        "reasons": ["error-rate guardrail: challenger failed 9 of 100 requests"],
-        "evidence": {},
-        "step": 1,
-        "decided_at": T0.isoformat(),
-    }
+    verdict = rollout.Verdict.from_xcom(
+        {
+            "action": "revert",
+            "reasons": ["error-rate guardrail: challenger failed 9 of 100 requests"],
+            "evidence": {},
+            "step": 1,
+            "decided_at": T0.isoformat(),
+        }
+    )
     with FakeSlack() as slack:
         configured = settings(log_db[0], SLACK_BOT_TOKEN="xoxb-1", SLACK_API_URL=slack.url)
         rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, configured, T0)
@@ -466,36 +472,40 @@ def test_guard_window_reverts_a_champion_below_the_previous_level(
     tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
 ) -> None:
     rules = policy(tmp_path, model, guard_window_minutes=30)
-    promoted = {
-        "model": model,
-        "version": 1,
-        "champion": 3,
-        "previous_level": 0.9,
-        "promoted_at": T0.isoformat(),
-        "guard_until": (T0 + timedelta(minutes=30)).isoformat(),
-    }
+    promoted = rollout.RolloutOutcome.from_xcom(
+        {
+            "model": model,
+            "version": 1,
+            "champion": 3,
+            "previous_level": 0.9,
+            "promoted_at": T0.isoformat(),
+            "guard_until": (T0 + timedelta(minutes=30)).isoformat(),
+        }
+    )
     log_outcomes(log_db[1], model, "champion", 1, labeled=200, correct=120, at=T0)
     guard = rollout.guard_check(rules, promoted, settings(log_db[0]), T0 + timedelta(minutes=1))
-    assert guard is not None and guard["action"] == "revert"
+    assert guard is not None and guard.action == "revert"
 
 
 def test_guard_window_keeps_a_healthy_champion_until_the_window_ends(
     tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
 ) -> None:
     rules = policy(tmp_path, model, guard_window_minutes=30)
-    promoted = {
-        "model": model,
-        "version": 1,
-        "champion": 3,
-        "previous_level": 0.9,
-        "promoted_at": T0.isoformat(),
-        "guard_until": (T0 + timedelta(minutes=30)).isoformat(),
-    }
+    promoted = rollout.RolloutOutcome.from_xcom(
+        {
+            "model": model,
+            "version": 1,
+            "champion": 3,
+            "previous_level": 0.9,
+            "promoted_at": T0.isoformat(),
+            "guard_until": (T0 + timedelta(minutes=30)).isoformat(),
+        }
+    )
     log_outcomes(log_db[1], model, "champion", 1, labeled=200, correct=182, at=T0)
     db = settings(log_db[0])
     assert rollout.guard_check(rules, promoted, db, T0 + timedelta(minutes=10)) is None
     kept = rollout.guard_check(rules, promoted, db, T0 + timedelta(minutes=30))
-    assert kept is not None and kept["action"] == "keep"
+    assert kept is not None and kept.action == "keep"
 
 
 def test_a_watch_that_ended_without_a_verdict_reverts_the_rollout(
@@ -514,15 +524,137 @@ def test_promotion_refused_because_the_champion_moved_reverts_instead(
 ) -> None:
     rules, begun = started(tmp_path, model)
     registry.move_alias(model, "champion", 3, kind="promote", actor="other", reason="manual")
-    verdict = {
-        "action": "promote",
-        "reasons": ["step 2/2: enough labels"],
-        "evidence": {},
-        "step": 2,
-        "decided_at": T0.isoformat(),
-    }
+    verdict = rollout.Verdict.from_xcom(
+        {
+            "action": "promote",
+            "reasons": ["step 2/2: enough labels"],
+            "evidence": {},
+            "step": 2,
+            "decided_at": T0.isoformat(),
+        }
+    )
     outcome = rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
-    assert outcome["verdict"] == "reverted"
+    assert outcome.verdict == "reverted"
     assert registry.get_alias_version(model, "champion") == 3
     assert registry.get_alias_version(model, "canary") is None
     assert "moved since the decision" in registry.get_version(model, 2).tags["rollout.reason"]
+
+
+# Per task: a regressor is judged on squared errors
+
+
+def regression_policy(tmp_path: Path, name: str, **rollout_fields: object) -> Policy:
+    from policies import load_policy
+
+    fields = {"mode": "canary", "traffic_steps": [0.2, 0.5], "min_labeled_per_step": 100}
+    path = write_policy(
+        tmp_path,
+        name,
+        rollout={**fields, **rollout_fields},
+        model__task="regression",
+        promotion__metric="rmse",
+        promotion__calibration=None,
+    )
+    return load_policy(path)
+
+
+def log_values(
+    engine: sa.Engine, name: str, role: str, version: int, *, errors: np.ndarray, at: datetime
+) -> None:
+    """Answered rows of a regressor (one per request), each labeled `error` below its value."""
+    tables = log_tables()
+    ids = [f"{role}-{version}-{uuid.uuid4().hex}" for _ in errors]
+    with engine.begin() as connection:
+        connection.execute(
+            tables.predictions.insert(),
+            [
+                {
+                    "request_id": request_id,
+                    "row_index": 0,
+                    "model_name": name,
+                    "version": version,
+                    "role": role,
+                    "features": {},
+                    "prediction": 10.0 + float(error),
+                    "latency_ms": 5.0,
+                    "created_at": at,
+                }
+                for request_id, error in zip(ids, errors, strict=True)
+            ],
+        )
+        connection.execute(
+            tables.labels.insert(),
+            [
+                {
+                    "model_name": name,
+                    "request_id": i,
+                    "row_index": 0,
+                    "label": 10.0,
+                    "labeled_at": at,
+                }
+                for i in ids
+            ],
+        )
+
+
+def test_the_rollout_config_carries_the_policys_task(tmp_path: Path) -> None:
+    assert rollout.rollout_config(regression_policy(tmp_path, "m")).task == "regression"
+    assert rollout.rollout_config(policy(tmp_path, "m")).task == "binary"
+
+
+def test_a_regression_canary_with_much_larger_errors_is_reverted_on_squared_errors(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules = regression_policy(tmp_path, model)
+    rollout.start(rules, evaluation(model), PROMOTE_RUN)
+    begun = rollout.begin(rules, ROLLOUT_RUN)
+    restart_clock(model)
+    rng = np.random.default_rng(0)
+    at = T0 + timedelta(minutes=1)
+    log_values(log_db[1], model, "champion", 1, errors=rng.normal(0, 1, 400), at=at)
+    log_values(log_db[1], model, "canary", 2, errors=rng.normal(0, 3, 200), at=at)
+    verdict = rollout.check(
+        rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0 + timedelta(minutes=5)
+    )
+    assert verdict is not None and verdict.action == "revert"
+    evidence = verdict.evidence
+    assert evidence["metric"] == "squared_error"
+    assert evidence["challenger_value"] > 4 * evidence["champion_value"]
+
+
+def test_a_regression_guard_window_reverts_a_champion_whose_errors_grew(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules = regression_policy(tmp_path, model, guard_window_minutes=30)
+    promoted = rollout.RolloutOutcome.from_xcom(
+        {
+            "model": model,
+            "version": 1,
+            "champion": 3,
+            "previous_level": 1.0,
+            "promoted_at": T0.isoformat(),
+            "guard_until": (T0 + timedelta(minutes=30)).isoformat(),
+        }
+    )
+    errors = np.random.default_rng(1).normal(0, 2, 300)
+    log_values(log_db[1], model, "champion", 1, errors=errors, at=T0)
+    guard = rollout.guard_check(rules, promoted, settings(log_db[0]), T0 + timedelta(minutes=1))
+    assert guard is not None and guard.action == "revert"
+    assert guard.evidence["metric"] == "squared_error"
+
+
+def test_shadow_stats_of_a_regressor_carry_the_paired_differences() -> None:
+    windows = [window("champion", 1, 500, 0), window("shadow", 2, 480, 0)]
+    pairs = [ShadowPairs(2, 480, 0, 400, 0, 0, 0, 800.0, 1000.0, -200.0, 900.0)]
+    stats = rollout.shadow_stats(windows, pairs, champion=1, shadow=2)
+    assert (stats.champion.outcome_sum, stats.challenger.outcome_sum) == (800.0, 1000.0)
+    assert (stats.difference_sum, stats.difference_sq_sum) == (-200.0, 900.0)
+
+
+def test_the_rollout_records_round_trip_through_xcom_as_plain_json() -> None:
+    watch = rollout.RolloutWatch("m", 2, "canary", 1, T0.isoformat())
+    verdict = rollout.Verdict("promote", ("enough labels",), {"e_value": 1.5}, 2, T0.isoformat())
+    outcome = rollout.RolloutOutcome("m", 2, 1, "promoted", ("ok",), 0.9, T0.isoformat(), None)
+    for record in (watch, verdict, outcome):
+        value = json.loads(json.dumps(record.to_xcom()))
+        assert type(record).from_xcom(value) == record
