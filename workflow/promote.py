@@ -136,16 +136,9 @@ def evaluation_config(policy: Policy, classes: tuple[str, ...] = ()) -> Evaluati
         ),
         max_latency_ms_per_row=rules.max_latency_ms_per_row,
         max_size_bytes=rules.max_size_bytes,
-        **_task_fields(policy.task, classes),
+        task=policy.task,
+        classes=classes,
     )
-
-
-def _task_fields(task: str, classes: tuple[str, ...]) -> dict:
-    """EvaluationConfig's `task` and `classes`; a binary evaluation without class names passes
-    neither, so this module works with an evaluation core that predates them."""
-    if task == "binary" and not classes:
-        return {}
-    return {"task": task, "classes": classes}
 
 
 def find_candidates(policy: Policy, requested_version: int | None, run: RunContext) -> Candidates:

@@ -613,7 +613,9 @@ def settle_guard(
         return GuardOutcome(name, version, verdict, tuple(reasons))
     reason = f"guard window of v{version}: " + "; ".join(reasons)
     try:
-        planned = rollback.plan(policy, previous, False, run)
+        # Forced: the guard's live evidence on the champion's own traffic is what decides here;
+        # the preflight's score on the source's window is shown in the plan but cannot veto it.
+        planned = rollback.plan(policy, previous, True, run)
         rollback.apply(policy, planned, reason, run)
     except NothingToRollBack as refusal:
         raise RolloutError(f"guard window could not revert v{version}: {refusal}") from refusal

@@ -157,6 +157,7 @@ def _per_task_policy(tmp_path: Path, source: str, task: str, metric: str, **boun
         source__url=source,
         triggers=triggers,
         model__task=task,
+        model__flavor="lightgbm_regressor" if task == "regression" else "lightgbm_classifier",
         promotion__metric=metric,
         promotion__calibration=None,
     )

@@ -552,6 +552,7 @@ def regression_policy(tmp_path: Path, name: str, **rollout_fields: object) -> Po
         name,
         rollout={**fields, **rollout_fields},
         model__task="regression",
+        model__flavor="lightgbm_regressor",
         promotion__metric="rmse",
         promotion__calibration=None,
     )
