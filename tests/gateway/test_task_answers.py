@@ -167,7 +167,11 @@ def test_warm_up_accepts_a_multiclass_and_a_regression_model() -> None:
         (ClassesModel(SPECIES, [0.2, 0.7, 0.1]), {}, "served as binary"),
         (LinearModel(1.0), {"lineage.task": "binary"}, "not a fitted classifier"),
         (ConstantModel(0.3), {"lineage.task": "regression"}, "model is a classifier"),
-        (ClassesModel(SPECIES, [0.5, 0.5]), {"lineage.task": "multiclass"}, "2 probability columns for 3 classes"),
+        (
+            ClassesModel(SPECIES, [0.5, 0.5]),
+            {"lineage.task": "multiclass"},
+            "2 probability columns for 3 classes",
+        ),
         (ClassesModel(SPECIES, [np.nan, 0.5, 0.5]), {"lineage.task": "multiclass"}, "answered NaN"),
     ],
     ids=["multiclass-untagged", "regressor-as-binary", "classifier-as-regression", "shape", "nan"],
