@@ -81,8 +81,10 @@ def offline_steps() -> list[tuple[str, dict | None, str]]:
         ("promote_" + MODEL, None, "promote: a challenger no better than the champion"),
         (
             "rollback_" + MODEL,
-            {"reason": "demo: one-click rollback"},
-            "rollback with default params",
+            # The preflight scores both versions on the newest window: v1 (trained before the
+            # drift) scores far below v2 there, so only a forced rollback puts it back.
+            {"reason": "demo: one-click rollback", "as_of": as_of_for_window(3), "force": True},
+            "rollback, forced past the preflight (v1 scores worse on the newest window)",
         ),
     ]
 
