@@ -64,7 +64,11 @@ def _labeled_champion_rows(
             labels.c.row_index == predictions.c.row_index,
         ),
     )
+    predicted_class = predictions.c.predicted_class
     correct = sa.case(
+        # A multiclass answer is right when its predicted class is the labeled class.
+        (sa.and_(predicted_class.is_not(None), predicted_class == labels.c.label_class), 1),
+        (predicted_class.is_not(None), 0),
         (sa.and_(predictions.c.prediction >= threshold, labels.c.label >= threshold), 1),
         (sa.and_(predictions.c.prediction < threshold, labels.c.label < threshold), 1),
         else_=0,

@@ -110,3 +110,39 @@ def test_a_prediction_log_no_gateway_has_created_yet_is_told_apart(tmp_path: Pat
     assert not queries.has_log(queries.prediction_log(url))
     _log(url, [("m", "champion", NOW, 0.9, 1.0, None)])
     assert queries.has_log(queries.prediction_log(url))
+
+
+def test_a_multiclass_answer_counts_as_correct_when_its_class_is_the_labeled_one(
+    database_url,
+) -> None:
+    engine, tables = create_engine(database_url), log_tables()
+    tables.metadata.create_all(engine)
+    answers = [("setosa", "setosa"), ("virginica", "setosa"), ("versicolor", "versicolor")]
+    with engine.begin() as connection:
+        connection.execute(
+            tables.predictions.insert(),
+            [
+                {
+                    "request_id": f"m{i}",
+                    "row_index": 0,
+                    "model_name": "iris",
+                    "version": 1,
+                    "role": "champion",
+                    "routing_key": None,
+                    "features": {},
+                    "prediction": 0.8,
+                    "predicted_class": predicted,
+                    "error": None,
+                    "latency_ms": 1.0,
+                    "created_at": NOW - timedelta(hours=1),
+                }
+                for i, (predicted, _) in enumerate(answers)
+            ],
+        )
+    record_labels(
+        engine, tables, "iris", [Label(f"m{i}", truth) for i, (_, truth) in enumerate(answers)]
+    )
+    engine.dispose()
+    log = queries.prediction_log(database_url)
+    counts = queries.champion_accuracy_by_model(log, since=NOW - timedelta(days=1), until=NOW)
+    assert counts == {"iris": (3, 2)}
