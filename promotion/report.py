@@ -143,6 +143,7 @@ def evaluation_tags(result: EvaluationResult) -> dict[str, str]:
     """The `eval.*` tags of a model version: always the same keys, "" where a value is absent."""
     return {
         "eval.verdict": result.verdict,
+        "eval.task": result.task,
         "eval.metric": result.metric,
         "eval.mode": result.mode,
         "eval.champion_score": _number(result.champion_score),

@@ -331,7 +331,7 @@ def evaluate(policy: Policy, candidates: Candidates, run: RunContext, now: datet
         raise ValueError(f"{name} has no challenger to evaluate")
     holdout = holdout_for(policy, challenger, registry.get_version(name, challenger).tags, now)
     frame = read_window(resolve_url(policy.source), policy.source, holdout.window)
-    problems = window_problems(frame, policy.source, policy.validation)
+    problems = window_problems(frame, policy.source, policy.validation, policy.task)
     labels = champion_p = challenger_p = None
     versions = {CHALLENGER: challenger, CHAMPION: champion}
     faulty: tuple[str, str] | None = None

@@ -1,5 +1,6 @@
-"""train_<model> per task through Airflow (`airflow dags test`): a regression policy trains and
-names its challenger; a policy whose hyperparameter LightGBM refuses fails its first task in one
+"""train_<model> per task through Airflow (`airflow dags test`): a regression policy trains, names
+its challenger and goes through promote_<model> (first champion, then a paired comparison of
+errors); a policy whose hyperparameter LightGBM refuses fails its first task in one
 attempt, before anything is extracted."""
 
 from __future__ import annotations
@@ -64,6 +65,19 @@ def test_a_regression_policy_trains_and_a_refused_hyperparameter_fails_first(
         "lightgbm.LGBMRegressor",
     )
     assert float(version.tags["train.validation_rmse"]) < 2.0
+
+    lifecycle.run_dag("promote_spend", None)
+    assert registry.get_alias_version("spend", "champion") == 1
+    lifecycle.run_dag("train_spend", {"as_of": "2026-03-29"})  # two weeks later, same data
+    lifecycle.run_dag("promote_spend", None)
+    compared = registry.get_version("spend", 2).tags
+    assert (compared["eval.task"], compared["eval.metric"], compared["eval.test"]) == (
+        "regression",
+        "rmse",
+        "paired_t",
+    )
+    assert compared["eval.verdict"] in ("promote", "reject")
+    assert compared["eval.champion_version"] == "1"
 
     with pytest.raises(DagRunFailed, match=r"churn\.yaml: model\.hyperparameters\.num_leaves: -3"):
         lifecycle.run_dag("train_churn", {"as_of": as_of_for_window(1)})
