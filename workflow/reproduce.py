@@ -24,7 +24,7 @@ from policies.schema import Policy
 from workflow import modeling, scoring
 from workflow.runs import code_version
 from workflow.sources import Window, describe_url, read_window, resolve_url
-from workflow.train import VALIDATION_SHARE
+from workflow.train import split_for_validation, window_dataset
 
 # Predictions of the re-fit may differ from the registered model's by float rounding only.
 PREDICTION_TOLERANCE = 1e-9
@@ -140,10 +140,6 @@ def reproduce(policy: Policy, version: int) -> Reproduction:
     """Retrain `version` of the policy's model from its lineage and compare it with the registered
     version: the re-extracted window's dataset digest, and both models' predictions on the
     version's holdout window."""
-    import mlflow
-
-    from workflow.lineage import SqlWindowSource
-
     name, source = policy.model_name, policy.source
     found = registry.find_version(name, version)
     if found is None:
@@ -153,15 +149,11 @@ def reproduce(policy: Policy, version: int) -> Reproduction:
     warnings = _warnings(policy, recipe, describe_url(url))
     frame = read_window(url, source, recipe.window)
     start, end = recipe.window.start.isoformat(), recipe.window.end.isoformat()
-    digest = mlflow.data.from_pandas(
-        frame,
-        source=SqlWindowSource(recipe.source, recipe.selection, source.time_column, start, end),
-        name=f"{recipe.selection}[{start[:10]}..{end[:10]})",
-        targets=source.target,
+    digest = window_dataset(
+        frame, recipe.source, recipe.selection, source.time_column, start, end, source.target
     ).digest
     features = source.features.all
-    # The split train_and_register makes: the newest share of the window only scored the fit.
-    fit = frame.iloc[: int(len(frame) * (1 - VALIDATION_SHARE))]
+    fit, _ = split_for_validation(frame)
     spec = policy.model.model_copy(update={"hyperparameters": recipe.params})
     refit = modeling.build_pipeline(spec, source.features, recipe.seed)
     refit.fit(fit[features], fit[source.target])

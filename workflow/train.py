@@ -184,14 +184,12 @@ def _train_log_register(
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from workflow.lineage import SqlWindowSource
     from workflow.profile import log_profile
 
     name, task, metric = policy.model_name, policy.task, policy.promotion.metric
     frame = window.read()
     features, target = policy.source.features.all, policy.source.target
-    cut = int(len(frame) * (1 - VALIDATION_SHARE))
-    fit, check = frame.iloc[:cut], frame.iloc[cut:]
+    fit, check = split_for_validation(frame)
     seed = policy.model.seed
 
     _use_experiment(name, artifact_root)
@@ -234,17 +232,14 @@ def _train_log_register(
             }
         )
         mlflow.log_metric(f"validation_{metric}", validation_score)
-        dataset = mlflow.data.from_pandas(
+        dataset = window_dataset(
             frame,
-            source=SqlWindowSource(
-                window.source,
-                window.selection,
-                policy.source.time_column,
-                window.window_start,
-                window.window_end,
-            ),
-            name=f"{window.selection}[{window.window_start[:10]}..{window.window_end[:10]})",
-            targets=target,
+            window.source,
+            window.selection,
+            policy.source.time_column,
+            window.window_start,
+            window.window_end,
+            target,
         )
         mlflow.log_input(dataset, context="training")
         example = fit[features].head(5)
@@ -321,6 +316,36 @@ def name_challenger(policy: Policy, candidate: Candidate, run: RunContext) -> di
         evidence={f"validation_{metric}": version.tags.get(f"train.validation_{metric}")},
     )
     return candidate.to_xcom()
+
+
+def split_for_validation(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows a candidate is fitted on, and the newest VALIDATION_SHARE of the window that
+    scores the fit (training and reproducing a version split alike)."""
+    cut = int(len(frame) * (1 - VALIDATION_SHARE))
+    return frame.iloc[:cut], frame.iloc[cut:]
+
+
+def window_dataset(
+    frame: pd.DataFrame,
+    source: str,
+    selection: str,
+    time_column: str,
+    start: str,
+    end: str,
+    target: str,
+):
+    """The MLflow dataset of an extracted window; its digest is the version's
+    `lineage.dataset_digest`, so a re-extraction is compared by the same computation."""
+    import mlflow
+
+    from workflow.lineage import SqlWindowSource
+
+    return mlflow.data.from_pandas(
+        frame,
+        source=SqlWindowSource(source, selection, time_column, start, end),
+        name=f"{selection}[{start[:10]}..{end[:10]})",
+        targets=target,
+    )
 
 
 def _use_experiment(name: str, artifact_root: str | None) -> None:
