@@ -445,6 +445,14 @@ class Rollout(_Strict):
     min_agreement: float | None = Field(default=None, gt=0, lt=1)
     guard_window_minutes: float = Field(default=0, ge=0, description="0: no guard window.")
     guard_margin: float = Field(default=0.01, ge=0, lt=1)
+    margin: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Non-inferiority margin: how much worse than the champion a challenger may be "
+        "and still leave its rollout as champion. Classifiers: accuracy points (default 0.02); "
+        "regressors: relative rise of the mean squared error (default 0.10).",
+    )
 
     @field_validator("traffic_steps")
     @classmethod

@@ -43,6 +43,8 @@ _TINY = 1e-300
 # right/wrong outcome does, so a tuning much smaller than the rises worth catching would leave a
 # clearly worse regressor serving for many more labels before its revert.
 ERROR_EFFECT_PER_EXPECTED_EFFECT = 20.0
+DEFAULT_MARGIN = 0.02
+DEFAULT_REGRESSION_MARGIN = 0.10
 
 
 def row_outcomes(task: str, predictions: Sequence, labels: Sequence) -> NDArray[np.float64]:
@@ -95,6 +97,16 @@ class RolloutConfig:
     min_agreement: float | None = None
     guard_margin: float = 0.01
     error_effect: float | None = None
+    margin: float | None = None
+
+    @property
+    def non_inferiority_margin(self) -> float:
+        """How much worse the challenger may be and still be promoted: accuracy points for a
+        classifier (default 0.02), the relative rise of the mean squared error for a regressor
+        (default 0.10)."""
+        if self.margin is not None:
+            return self.margin
+        return DEFAULT_REGRESSION_MARGIN if self.task == "regression" else DEFAULT_MARGIN
 
     @property
     def measured(self) -> str:
@@ -196,11 +208,36 @@ class ArmStats:
 
 
 @dataclass(frozen=True)
+class PairedStats:
+    """The canary's labeled requests that the champion also scored, off the request path and
+    never returned: both models on the same requests, which is where discordant pairs carry the
+    information.
+
+    For a classifier `challenger_correct`, `champion_correct` and `both_correct` count the pairs;
+    for a regressor `error_difference_sum` adds the champion's squared error minus the
+    challenger's (positive: the challenger is better) and `error_difference_sq_sum` the squares
+    of those differences. `challenger_outcome_sum` and `champion_outcome_sum` add each model's
+    outcomes (`row_outcomes`) over the pairs.
+    """
+
+    labeled: int = 0
+    challenger_correct: int = 0
+    champion_correct: int = 0
+    both_correct: int = 0
+    challenger_outcome_sum: float = 0.0
+    champion_outcome_sum: float = 0.0
+    error_difference_sum: float = 0.0
+    error_difference_sq_sum: float = 0.0
+
+
+@dataclass(frozen=True)
 class StepStats:
-    """Both arms of a canary over the same period (one traffic step)."""
+    """Both arms of a canary over the same period (one traffic step); `paired` when the gateway
+    also scored the canary's requests with the champion."""
 
     champion: ArmStats
     challenger: ArmStats
+    paired: PairedStats | None = None
 
 
 @dataclass(frozen=True)

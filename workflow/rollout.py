@@ -188,6 +188,7 @@ def rollout_config(policy: Policy) -> RolloutConfig:
             max_p99_latency_ms=rules.max_p99_latency_ms,
             min_agreement=rules.min_agreement,
             guard_margin=rules.guard_margin,
+            margin=rules.margin,
         )
     except ValueError as error:
         raise RolloutError(f"policies/{policy.model_name}.yaml: {error}") from error

@@ -116,14 +116,15 @@ def test_a_missing_lineage_tag_ends_the_data_volume_check(
     assert f"v{version} has no lineage.holdout_end tag" in result.reason
 
 
-# After the champion alias moved (at the real time of the test), so the rows count as its own.
-LATER = datetime.now(UTC) + timedelta(hours=2)
-
-
 def _logged_champion(
     url: str, version: int, answers: list[dict], labels: list[float | str]
-) -> None:
-    """Rows the gateway answered with the champion (one per answer), labeled in order."""
+) -> datetime:
+    """Rows the gateway answered with the champion (one per answer), labeled in order.
+
+    The rows are logged an hour after the champion alias moved (at the real time of the
+    test), so they count as its own; returns the time to check at, an hour after them.
+    """
+    check_at = datetime.now(UTC) + timedelta(hours=2)
     engine, tables = create_engine(url), log_tables()
     writer = PredictionLogWriter(
         engine, tables, batch_size=1000, flush_interval_s=60.0, max_pending_rows=10_000
@@ -139,13 +140,14 @@ def _logged_champion(
                 routing_key=None,
                 features=pd.DataFrame({"x": [1.0]}),
                 latency_ms=1.0,
-                at=LATER - timedelta(hours=1),
+                at=check_at - timedelta(hours=1),
                 **answer,
             )
         )
     writer.close()
     record_labels(engine, tables, MODEL, [Label(f"r{i}", v) for i, v in enumerate(labels)])
     engine.dispose()
+    return check_at
 
 
 def _per_task_policy(tmp_path: Path, source: str, task: str, metric: str, **bounds):
@@ -173,9 +175,9 @@ def test_a_regression_champion_whose_errors_grew_fires_on_the_logged_values(
     truth = rng.normal(10, 3, 400)
     values = truth + rng.normal(0, 3, 400)
     log_url = f"sqlite:///{tmp_path / 'log.db'}"
-    _logged_champion(log_url, version, [{"scores": [v]} for v in values], truth.tolist())
+    check_at = _logged_champion(log_url, version, [{"scores": [v]} for v in values], truth.tolist())
     policy = _per_task_policy(tmp_path, source, "regression", "rmse", max_drop=0.5)
-    result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], LATER)
+    result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], check_at)
     assert result.fired == ("performance",)
     performance = result.extra["signals"]["performance"]
     assert performance["metric"] == "rmse" and performance["lower"] > 1.5
@@ -194,9 +196,9 @@ def test_a_multiclass_champion_is_measured_on_its_logged_classes_and_probabiliti
         probabilities = {name: 0.2 for name in names} | {predicted: 0.6}
         answers.append({"scores": [0.6], "classes": [predicted], "probabilities": [probabilities]})
     log_url = f"sqlite:///{tmp_path / 'log.db'}"
-    _logged_champion(log_url, version, answers, truth)
+    check_at = _logged_champion(log_url, version, answers, truth)
     policy = _per_task_policy(tmp_path, source, "multiclass", "accuracy", floor=0.8)
-    result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], LATER)
+    result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], check_at)
     assert result.fired == ("performance",)
     performance = result.extra["signals"]["performance"]
     assert performance["labeled"] == 400 and performance["upper"] < 0.8
@@ -208,8 +210,8 @@ def test_multiclass_log_loss_is_not_checked_on_rows_logged_without_probabilities
     version = champion(mlflow_store, {"lineage.task": "multiclass"}, tmp_path)
     log_url = f"sqlite:///{tmp_path / 'log.db'}"
     answers = [{"scores": [0.6], "classes": ["cat"]} for _ in range(150)]
-    _logged_champion(log_url, version, answers, ["cat"] * 150)
+    check_at = _logged_champion(log_url, version, answers, ["cat"] * 150)
     policy = _per_task_policy(tmp_path, source, "multiclass", "log_loss", floor=0.5)
-    result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], LATER)
+    result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], check_at)
     assert result.outcome == "not_checked"
     assert "log_loss needs the class probabilities, which 150 labeled rows" in result.reason

@@ -60,6 +60,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     experiment = mlflow.create_experiment(
         "monitor-tests", artifact_location=str(root / "artifacts")
     )
+    # An earlier test of the session may have left another experiment active, and MLflow
+    # refuses to resume a run of one experiment while another is active.
+    mlflow.set_experiment(experiment_id=experiment)
     for model, scenario in SCENARIOS.items():
         uri, run_id = log_model(experiment, flip_labels=False, strength=1.0)
         if scenario.profile:
