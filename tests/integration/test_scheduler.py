@@ -116,9 +116,25 @@ def wait_for_runs(
     while dag_runs(workspace) != expected:
         failed = [run for run in dag_runs(workspace) if run[2] == "failed"]
         assert not failed and time.monotonic() < deadline, (
-            f"runs: {dag_runs(workspace)}; see the logs in {workspace.logs}"
+            f"runs: {dag_runs(workspace)}; see the logs in {workspace.logs}\n"
+            + failed_task_logs(workspace)
         )
         time.sleep(2)
+
+
+def failed_task_logs(workspace: Workspace, lines: int = 30) -> str:
+    """The last lines of each failed task's log, so a failure in CI shows its cause."""
+    with sqlite3.connect(workspace.airflow_home / "airflow.db") as db:
+        failed = db.execute(
+            "SELECT dag_id, task_id FROM task_instance WHERE state IN ('failed', 'up_for_retry')"
+        ).fetchall()
+    excerpts = []
+    for dag_id, task_id in failed:
+        pattern = f"dag_id={dag_id}/*/task_id={task_id}/*.log"
+        for log in sorted((workspace.airflow_home / "logs").glob(pattern)):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            excerpts.append(f"--- {dag_id}.{task_id} ({log.name}) ---\n" + "\n".join(tail))
+    return "\n".join(excerpts) or "no failed task logs found"
 
 
 def dag_runs(workspace: Workspace) -> list[tuple[str, str, str]]:
