@@ -34,7 +34,15 @@ from gateway.batching import LogEntry
 from gateway.config import GatewayConfig
 from gateway.holder import AliasFollower, Answers, Arms, LoadedVersion, VersionSource
 from gateway.limits import BodyLimit
-from gateway.payload import Columns, PayloadError, SchemaMismatch, parse_payload, shown
+from gateway.openapi import SCORING_MEDIA_TYPES, SCORING_REQUEST_BODY
+from gateway.payload import (
+    Columns,
+    PayloadError,
+    SchemaMismatch,
+    parse_csv,
+    parse_payload,
+    shown,
+)
 from gateway.predlog import (
     CLASS_LENGTH,
     Label,
@@ -276,10 +284,10 @@ def _routes(app: FastAPI, services: Services) -> None:
         _arms_or_404(follower, name)
         return _status(services, name)
 
-    @app.post("/models/{name}/invocations")
+    @app.post("/models/{name}/invocations", openapi_extra=SCORING_REQUEST_BODY)
     async def invocations(name: str, request: Request) -> Response:
         """Score a MLflow scoring payload with the champion or, for its share, the canary."""
-        _require_json(request)
+        media_type = _scoring_media_type(request)
         given_id = request.headers.get(REQUEST_ID_HEADER)
         request_id = given_id or uuid.uuid4().hex
         if len(request_id) > _MAX_ID_LENGTH:
@@ -292,9 +300,9 @@ def _routes(app: FastAPI, services: Services) -> None:
         arms = _arms_or_404(follower, name)
         body = await request.body()
         if len(body) > INLINE_BODY_BYTES:
-            columns = await run_in_threadpool(_columns, body, config.max_request_rows)
+            columns = await run_in_threadpool(_columns, body, config.max_request_rows, media_type)
         else:
-            columns = _columns(body, config.max_request_rows)
+            columns = _columns(body, config.max_request_rows, media_type)
         if arms.champion is None:
             raise HTTPException(503, f"model {name!r} has no champion loaded yet; retry shortly")
         await _claim(services, name, request_id, caller_given=given_id is not None)
@@ -357,6 +365,24 @@ def _routes(app: FastAPI, services: Services) -> None:
             media_type="application/json",
             headers={REQUEST_ID_HEADER: request_id},
         )
+
+    @app.post("/invocations", openapi_extra=SCORING_REQUEST_BODY)
+    async def mlflow_invocations(request: Request) -> Response:
+        """MLflow's scoring-server path, for a client written for `mlflow models serve`: the
+        gateway's one model (with several, each is at /models/{name}/invocations)."""
+        names = follower.model_names
+        if len(names) != 1:
+            raise HTTPException(
+                404,
+                f"this gateway serves {len(names)} models ({', '.join(names)}); "
+                "post to /models/{name}/invocations",
+            )
+        return await invocations(names[0], request)
+
+    @app.get("/ping")
+    async def ping() -> Response:
+        """MLflow's scoring-server health path: 200 once every served model has a champion."""
+        return await ready()
 
     @app.post("/models/{name}/feedback")
     async def feedback(name: str, request: Request) -> dict:
@@ -462,6 +488,15 @@ def _authorized(tokens: TokenSet, request: Request) -> str:
     return caller
 
 
+def _scoring_media_type(request: Request) -> str:
+    """The scoring body's media type: JSON or CSV, as `mlflow models serve` takes them (415
+    otherwise; a browser cannot send either cross-site without asking first)."""
+    media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media_type not in SCORING_MEDIA_TYPES:
+        raise HTTPException(415, "send the body as Content-Type: application/json or text/csv")
+    return media_type
+
+
 def _require_json(request: Request) -> None:
     # A browser sends text/plain or a form cross-site without asking first; JSON it cannot.
     media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
@@ -535,7 +570,12 @@ async def _check_answered(services: Services, name: str, items: list[FeedbackIte
         raise HTTPException(422, f"nothing stored: {'; '.join(dict.fromkeys(problems[:3]))}{more}")
 
 
-def _columns(body: bytes, max_rows: int) -> Columns:
+def _columns(body: bytes, max_rows: int, media_type: str = "application/json") -> Columns:
+    if media_type == "text/csv":
+        try:
+            return parse_csv(body, max_rows)
+        except PayloadError as error:
+            raise HTTPException(400, str(error)) from None
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -1,5 +1,9 @@
 """Read MLflow scoring payloads into a data frame that fits a version's input schema.
 
+Every body `mlflow models serve` accepts is read: JSON with one of `dataframe_split`,
+`dataframe_records`, `instances` or `inputs` (and optional `params`), and `text/csv` with a header
+row. CSV values arrive as text and take their types from the version's input schema.
+
 Two steps, two errors: `parse_payload` refuses a body that is not a scoring payload at all
 (HTTP 400), `conform` refuses one whose columns or values do not fit the version that was chosen to
 answer it (HTTP 422). Values are checked in plain Python before the frame is built, which is both
@@ -8,6 +12,8 @@ the cheapest path for the single-row requests that dominate and the one that can
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +25,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from registry.serving import InputColumn
 
-FORMATS = ("dataframe_split", "dataframe_records", "instances")
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _ALLOWED_KEYS = frozenset(FORMATS) | {"params"}
 _NUMERIC = frozenset({"double", "float", "long", "integer"})
 _INTEGRAL = frozenset({"long", "integer"})
@@ -53,14 +59,16 @@ class SchemaMismatch(ValueError):
 
 @dataclass(frozen=True)
 class Columns:
-    """A payload as columns of plain JSON values, before any schema is applied."""
+    """A payload as columns of plain JSON values, before any schema is applied; `textual` when
+    every value is text to be read by the schema's types (a CSV body)."""
 
     values: dict[str, list]
     n_rows: int
+    textual: bool = False
 
 
 def parse_payload(body: object, max_rows: int) -> Columns:
-    """Columns of a `dataframe_split`, `dataframe_records` or `instances` payload."""
+    """Columns of a `dataframe_split`, `dataframe_records`, `instances` or `inputs` payload."""
     if not isinstance(body, dict):
         raise PayloadError(f"expected a JSON object with one of the keys {', '.join(FORMATS)}")
     unknown = sorted(set(body) - _ALLOWED_KEYS)
@@ -73,10 +81,38 @@ def parse_payload(body: object, max_rows: int) -> Columns:
     kind = given[0]
     if kind == "dataframe_split":
         columns = _from_split(body[kind])
-    elif kind == "instances" and isinstance(body[kind], dict):
-        columns = _from_columnar(body[kind])
+    elif kind in ("instances", "inputs") and isinstance(body[kind], dict):
+        columns = _from_columnar(body[kind], kind)
     else:
         columns = _from_records(body[kind], kind)
+    return _within_limits(columns, kind, max_rows)
+
+
+def parse_csv(body: bytes, max_rows: int) -> Columns:
+    """Columns of a `text/csv` body: a header row of column names, then one line per row; an
+    empty field is a missing value. The values stay text until `conform` reads them."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise PayloadError(f"csv: the body is not UTF-8 text ({error.reason})") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise PayloadError(f"csv: {error}") from None
+    rows = [row for row in rows if row]
+    if not rows:
+        raise PayloadError("csv: expected a header row of column names")
+    names, data = rows[0], rows[1:]
+    if len(set(names)) != len(names) or not all(names):
+        raise PayloadError("csv: the header names a column twice or leaves one unnamed")
+    for line, row in enumerate(data, start=2):
+        if len(row) != len(names):
+            raise PayloadError(f"csv line {line}: {len(row)} values for {len(names)} columns")
+    values = {name: [row[i] or None for row in data] for i, name in enumerate(names)}
+    return _within_limits(Columns(values=values, n_rows=len(data), textual=True), "csv", max_rows)
+
+
+def _within_limits(columns: Columns, kind: str, max_rows: int) -> Columns:
     if columns.n_rows == 0:
         raise PayloadError(f"{kind}: no rows to score")
     if columns.n_rows > max_rows:
@@ -114,12 +150,12 @@ def _from_records(records: object, kind: str) -> Columns:
     return Columns(values=values, n_rows=len(records))
 
 
-def _from_columnar(columns: dict) -> Columns:
+def _from_columnar(columns: dict, kind: str) -> Columns:
     if not all(isinstance(column, list) for column in columns.values()):
-        raise PayloadError("instances: expected each column to be a list of values")
+        raise PayloadError(f"{kind}: expected each column to be a list of values")
     lengths = {len(column) for column in columns.values()}
     if len(lengths) > 1:
-        raise PayloadError("instances: columns have different lengths")
+        raise PayloadError(f"{kind}: columns have different lengths")
     return Columns(values=dict(columns), n_rows=lengths.pop() if lengths else 0)
 
 
@@ -134,6 +170,8 @@ def conform(
     if schema is None:
         names = list(feature_names) if feature_names is not None else list(columns.values)
         _require(columns, names)
+        if columns.textual:
+            return pd.DataFrame({name: _inferred(columns.values[name]) for name in names})
         return pd.DataFrame({name: columns.values[name] for name in names})
     _require(columns, [column.name for column in schema if column.required])
     frame = {}
@@ -141,8 +179,47 @@ def conform(
         values = columns.values.get(column.name)
         if values is None:
             values = [None] * columns.n_rows
+        elif columns.textual:
+            values = _read_text(column, values)
         frame[column.name] = _typed(column, values)
     return pd.DataFrame(frame)
+
+
+def _read_text(column: InputColumn, values: list) -> list:
+    """CSV text as the values a JSON body would carry for the column's type."""
+    kind = column.type
+    if kind in _NUMERIC:
+        return [None if text is None else _number(column, text) for text in values]
+    if kind == "boolean":
+        return [None if text is None else _boolean(column, text) for text in values]
+    return values
+
+
+def _number(column: InputColumn, text: str) -> int | float:
+    try:
+        return int(text) if column.type in _INTEGRAL else float(text)
+    except ValueError:
+        try:
+            return float(text)  # "3.0" in an integer column; _typed checks it is integral
+        except ValueError:
+            raise SchemaMismatch(_wrong(column, text, "a number")) from None
+
+
+def _boolean(column: InputColumn, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise SchemaMismatch(_wrong(column, text, "true or false"))
+
+
+def _inferred(values: list) -> list:
+    """A CSV column of a version without a signature: numbers when every value reads as one."""
+    try:
+        return [None if text is None else float(text) for text in values]
+    except ValueError:
+        return values
 
 
 def _require(columns: Columns, names: Sequence[str]) -> None:

@@ -50,6 +50,34 @@ def test_bad_input_gets_a_4xx_with_a_message(
     assert message in response.json()["detail"]
 
 
+def test_a_csv_body_is_answered_like_its_json_twin(client: TestClient) -> None:
+    response = client.post(
+        "/models/churn/invocations",
+        content=b"x,plan\n0.4,pro\n0.6,free\n",
+        headers={"Content-Type": "text/csv; charset=utf-8"},
+    )
+    assert response.status_code == 200
+    assert response.json()["predictions"] == [pytest.approx(0.1)] * 2
+    refused = client.post(
+        "/models/churn/invocations",
+        content=b"x,plan\nlots,pro\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert refused.status_code == 422 and "'x' (double)" in refused.json()["detail"]
+
+
+def test_the_openapi_schema_describes_every_scoring_body(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/models/{name}/invocations"]["post"]
+    content = operation["requestBody"]["content"]
+    assert set(content) == {"application/json", "text/csv"}
+    keys = {
+        next(iter(option["required"])) for option in content["application/json"]["schema"]["oneOf"]
+    }
+    assert keys == {"dataframe_split", "dataframe_records", "instances", "inputs"}
+    example = content["application/json"]["example"]
+    assert client.post("/models/churn/invocations", json=example).status_code in (200, 422)
+
+
 def test_an_unknown_model_is_a_404_naming_the_served_ones(client: TestClient) -> None:
     response = client.post("/models/fraud/invocations", json=ROW)
     assert response.status_code == 404
