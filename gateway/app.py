@@ -628,6 +628,11 @@ def _status(services: Services, name: str) -> dict:
         "canary_share": arms.canary_share if arms.canary is not None else 0.0,
         "configured_canary_share": state.served.canary_share,
         "canary_share_note": state.share_note,
+        "scoring_paths": {
+            role: loaded.scoring_path
+            for role in ("champion", "canary", "shadow")
+            if (loaded := getattr(arms, role)) is not None
+        },
         "refreshed_at": state.refreshed_at.isoformat() if state.refreshed_at else None,
         "registry_error": state.registry_error,
         "load_errors": {str(version): error for version, error in state.load_errors.items()},

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gateway.arms import CANARY_SHARE_TAG, ROLES, canary_share, changes, next_attempt
+from gateway.compiled import CompiledPipeline, compile_pipeline
 from gateway.config import ServedModel
 from gateway.payload import Columns, conform
 from registry.serving import InputColumn
@@ -71,6 +72,8 @@ class LoadedVersion:
     feature_names: tuple[str, ...] | None
     task: str = "binary"
     classes: tuple = ()
+    fast: CompiledPipeline | None = None
+    scoring_path: str = "pipeline path"
 
     def frame(self, columns: Columns) -> pd.DataFrame:
         """The request's columns as this version's input frame (raises SchemaMismatch)."""
@@ -79,7 +82,10 @@ class LoadedVersion:
     def answer(self, frame: pd.DataFrame) -> Answers:
         """Each row's answer: the positive-class probability (binary), the value (regression), or
         the predicted class with every class's probability, by class name (multiclass)."""
-        values = predictions(self.model, frame, self.task)
+        if self.fast is not None:
+            values = self.fast.predict(frame)
+        else:
+            values = predictions(self.model, frame, self.task)
         if self.task != "multiclass":
             scores = values.tolist()
             return Answers(scores, scores)
@@ -159,7 +165,19 @@ class RegistrySource:
         metadata = get_serving_metadata(model_name, version)
         loaded = loaded_version(model_name, version, model, metadata.columns, tags, task)
         warm(loaded, metadata.input_example)
-        return loaded
+        return with_fast_path(loaded, metadata.input_example)
+
+
+def with_fast_path(loaded: LoadedVersion, example: pd.DataFrame | None) -> LoadedVersion:
+    """The version with its compiled scoring path when one reproduces the pipeline's answers on
+    the input example and probe rows; else as it is, its `scoring_path` saying why."""
+    probes = loaded.frame(_warm_columns(loaded, example))
+    compilation = compile_pipeline(
+        loaded.model, loaded.task, probes, lambda rows: predictions(loaded.model, rows, loaded.task)
+    )
+    log = logger.info if compilation.compiled is not None else logger.warning
+    log("%s v%s scores through the %s", loaded.model_name, loaded.version, compilation.note)
+    return replace(loaded, fast=compilation.compiled, scoring_path=compilation.note)
 
 
 def loaded_version(
@@ -195,19 +213,21 @@ def warm(loaded: LoadedVersion, example: pd.DataFrame | None) -> None:
     """Score a few rows through the request path so a version is proven (and its lazy state
     built) before it answers; raises when it cannot score or its output does not have the shape
     of its task (two probability columns, one per class, or one value per row)."""
-    if example is not None:
-        columns = Columns(values=example.to_dict("list"), n_rows=len(example))
-    elif loaded.columns is not None:
-        columns = Columns(values={c.name: [_placeholder(c.type)] for c in loaded.columns}, n_rows=1)
-    else:
-        raise ValueError("version has neither an input example nor a signature to warm it with")
-    frame = loaded.frame(columns)
+    frame = loaded.frame(_warm_columns(loaded, example))
     for _ in range(3):
         try:
             values = predictions(loaded.model, frame, loaded.task)
         except (AttributeError, TypeError, ValueError) as error:
             raise ValueError(f"served as {loaded.task}, the model cannot answer: {error}") from None
     check_answer_shape(loaded.task, values, len(frame), loaded.classes)
+
+
+def _warm_columns(loaded: LoadedVersion, example: pd.DataFrame | None) -> Columns:
+    if example is not None:
+        return Columns(values=example.to_dict("list"), n_rows=len(example))
+    if loaded.columns is not None:
+        return Columns(values={c.name: [_placeholder(c.type)] for c in loaded.columns}, n_rows=1)
+    raise ValueError("version has neither an input example nor a signature to warm it with")
 
 
 def check_answer_shape(task: str, values: np.ndarray, rows: int, classes: Sequence) -> None:
