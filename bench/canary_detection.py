@@ -56,8 +56,8 @@ CONFIG = RolloutConfig()
 # (1080 at 5%, 10 800 at 50% with the default 6 hours); the analysis runs every ROLLOUT_BATCH
 # challenger labels.
 LABELS_PER_SECOND = 1.0
-ROLLOUT_BATCH = 50
-ROLLOUT_RUNS = 400
+ROLLOUT_BATCH = 100
+ROLLOUT_RUNS = 300
 
 
 def correctness_correlation() -> float:
