@@ -1,11 +1,11 @@
 """How the rollout's non-inferiority rule promotes, reverts and how fast it catches a worse
 challenger, with paired evidence (the champion also scores the canary's requests) and without.
 
-Simulated labeled streams: champion accuracy 0.90, challenger 0.90, 0.88 (exactly at the default
-margin of 2 points) or 0.85. Pairing assumption, the joint model of both models' correctness on
-the same request: the challenger is right where the champion is wrong on CHALLENGER_ONLY = 2% of
-requests, and wrong where the champion is right on 2% + the accuracy gap; an equal challenger
-thus disagrees with the champion on 4% of labeled requests, a 5-point-worse one on 9%. Tests:
+Simulated labeled streams: champion accuracy 0.90, challenger 0.90, 0.88 (half a point beyond
+the default margin of 1.5 points) or 0.85. Pairing assumption, the joint model of both
+models' correctness on the same request: their right/wrong indicators have the same correlation
+(0.78) at every accuracy, the one that makes an equal challenger disagree with the champion on
+EQUAL_DISAGREEMENT = 4% of labeled requests (a 0.85 challenger: 5.4%). Tests:
 
 - the rollout's rule (promotion.rollout, the default RolloutConfig): revert once the anytime-valid
   upper bound of (challenger − champion) is below −margin, promote once the lower bound is above
