@@ -1,18 +1,20 @@
-"""How fast the canary analysis reverts a worse challenger, and how often it reverts an equal one.
+"""How the rollout's non-inferiority rule promotes, reverts and how fast it catches a worse
+challenger, with paired evidence (the champion also scores the canary's requests) and without.
 
-Simulated labeled streams: champion accuracy 0.90, challenger 0.90, 0.88 or 0.85. The verdict is
-read after every batch of challenger labels. Three tests side by side:
+Simulated labeled streams: champion accuracy 0.90, challenger 0.90, 0.88 (half a point beyond
+the default margin of 1.5 points) or 0.85. Pairing assumption, the joint model of both
+models' correctness on the same request: their right/wrong indicators have the same correlation
+(0.78) at every accuracy, the one that makes an equal challenger disagree with the champion on
+EQUAL_DISAGREEMENT = 4% of labeled requests (a 0.85 challenger: 5.4%). Tests:
 
-- the rollout's one-sided mSPRT (promotion.rollout, with the default RolloutConfig);
-- Wald's SPRT for the true effect on the challenger's stream alone, the champion's accuracy known:
-  H0: p = 0.90 against H1: p = challenger accuracy, alpha = beta = 0.05. Its expected sample number
-  under H1 is Wald's [(1 - beta) log((1 - beta)/alpha) + beta log(beta/(1 - alpha))] / KL(p1 || p0);
-  it knows the effect in advance, which no rollout does: a reference point, not a rival;
+- the rollout's rule (promotion.rollout, the default RolloutConfig): revert once the anytime-valid
+  upper bound of (challenger − champion) is below −margin, promote once the lower bound is above
+  it; paired (discordant pairs of the canary's requests) and arm against arm;
 - a fixed-window check in the style of Flagger's canary analysis: every N challenger labels compare
   the window's accuracy with the champion's over the same period, a check fails when the challenger
   is more than t below, revert after K failed checks. t is tuned on separate runs so the false-revert
-  rate does not exceed the mSPRT's; the (N, K) with the fastest median detection at 0.85 is shown,
-  an after-the-fact choice that favours the baseline.
+  rate (equal challengers reverted) does not exceed the paired rule's; the (N, K) with the fastest
+  median detection at 0.85 is shown, an after-the-fact choice that favours the baseline.
 
 Run: .venv/bin/python bench/canary_detection.py
 """
@@ -28,49 +30,85 @@ import numpy as np
 
 from promotion.rollout import (
     ArmStats,
+    PairedStats,
     RolloutConfig,
     StepStats,
+    accuracy_difference,
     analyze_step,
     log_e_value,
-    pooled_difference,
+    paired_accuracy_difference,
 )
 
 CHAMPION = 0.90
 CHALLENGERS = (0.90, 0.88, 0.85)
-ALPHA = BETA = 0.05
+# An equal challenger disagrees with the champion on this share of labeled requests; the two
+# models' right/wrong indicators keep the correlation that gives (0.78) at every accuracy.
+EQUAL_DISAGREEMENT = 0.04
 BATCH = 10  # challenger labels per look
-HORIZON = 5000  # challenger labels per simulated canary
+HORIZON = 5000  # challenger labels per simulated open-ended canary step
 RUNS = 2000
-WINDOWS = (50, 100, 150, 200, 250, 300, 400, 500)
+CALIBRATION_RUNS = 8000
+WINDOWS = (50, 100, 150, 200, 250, 300, 400, 500, 750, 1000)
 FAILED_CHECKS = (1, 2, 3, 5)
 CONFIG = RolloutConfig()
+# The whole rollout: labels arrive at LABELS_PER_SECOND over all traffic, so a step at share s
+# collects s × LABELS_PER_SECOND × max_step_seconds challenger labels before it times out
+# (1080 at 5%, 10 800 at 50% with the default 6 hours); the analysis runs every ROLLOUT_BATCH
+# challenger labels.
+LABELS_PER_SECOND = 1.0
+ROLLOUT_BATCH = 100
+ROLLOUT_RUNS = 300
+
+
+def correctness_correlation() -> float:
+    """The correlation of the two models' right/wrong indicators that makes an equal challenger
+    disagree with the champion on EQUAL_DISAGREEMENT of requests."""
+    both = CHAMPION - EQUAL_DISAGREEMENT / 2
+    return (both - CHAMPION * CHAMPION) / (CHAMPION * (1 - CHAMPION))
+
+
+def joint_probabilities(challenger: float) -> np.ndarray:
+    """P(both right), P(only the challenger), P(only the champion), P(both wrong) per request."""
+    spread = math.sqrt(CHAMPION * (1 - CHAMPION) * challenger * (1 - challenger))
+    # At most the smaller accuracy: a much worse challenger is then never right alone.
+    both = min(CHAMPION * challenger + correctness_correlation() * spread, challenger, CHAMPION)
+    challenger_only, champion_only = challenger - both, CHAMPION - both
+    return np.array(
+        [both, challenger_only, champion_only, 1 - both - challenger_only - champion_only]
+    )
 
 
 @dataclass(frozen=True)
 class Streams:
-    """Cumulative labeled counts per look, one row per simulated canary."""
+    """Cumulative labeled counts per look, one row per simulated canary step."""
 
     champion_labeled: np.ndarray
     champion_correct: np.ndarray
     challenger_labeled: np.ndarray
     challenger_correct: np.ndarray
+    challenger_only: np.ndarray  # pairs: the canary's requests, also scored by the champion
+    champion_only: np.ndarray
     champion_batches: np.ndarray
     challenger_batches: np.ndarray
 
 
 def simulate(challenger: float, share: float, seed: int, runs: int = RUNS) -> Streams:
-    """Labeled outcomes of both arms, BATCH challenger labels per look at the given share."""
+    """Labeled outcomes of both arms, BATCH challenger labels per look at the given share; the
+    challenger's requests are also scored by the champion (the pairs)."""
     rng = np.random.default_rng(seed)
     looks = HORIZON // BATCH
     champion_batch = round(BATCH * (1 - share) / share)
     a = rng.binomial(champion_batch, CHAMPION, (runs, looks))
-    b = rng.binomial(BATCH, challenger, (runs, looks))
+    pairs = rng.multinomial(BATCH, joint_probabilities(challenger), (runs, looks))
+    b = pairs[..., 0] + pairs[..., 1]
     steps = np.arange(1, looks + 1)
     return Streams(
         champion_labeled=champion_batch * steps,
         champion_correct=np.cumsum(a, axis=1),
         challenger_labeled=BATCH * steps,
         challenger_correct=np.cumsum(b, axis=1),
+        challenger_only=np.cumsum(pairs[..., 1], axis=1),
+        champion_only=np.cumsum(pairs[..., 2], axis=1),
         champion_batches=a,
         challenger_batches=b,
     )
@@ -82,60 +120,59 @@ def first_hit(hits: np.ndarray, labels_per_hit: int) -> np.ndarray:
     return np.where(any_hit, (hits.argmax(axis=1) + 1) * labels_per_hit, np.inf)
 
 
-def msprt_revert_at(streams: Streams, config: RolloutConfig) -> np.ndarray:
-    """Challenger labels until the rollout's test says revert; inf if it never does."""
-    estimate, variance = pooled_difference(
-        streams.champion_labeled,
-        streams.champion_correct,
-        streams.challenger_labeled,
-        streams.challenger_correct,
+def rule_revert_at(streams: Streams, config: RolloutConfig, *, paired: bool) -> np.ndarray:
+    """Challenger labels until the rule says revert (upper bound below −margin); inf if never.
+
+    The e-value of "worse than −margin" reaching 1/alpha is the same event as the upper bound
+    falling below −margin (the bound inverts that test), and vectorises."""
+    if paired:
+        estimate, variance = paired_accuracy_difference(
+            streams.challenger_labeled, streams.challenger_only, streams.champion_only
+        )
+    else:
+        estimate, variance = accuracy_difference(
+            streams.champion_labeled,
+            streams.champion_correct,
+            streams.challenger_labeled,
+            streams.challenger_correct,
+        )
+    log_e = log_e_value(estimate + config.non_inferiority_margin, variance, config.expected_effect)
+    return first_hit(log_e >= math.log(1 / config.alpha), BATCH)
+
+
+def step_stats(streams: Streams, run: int, look: int, *, paired: bool) -> StepStats:
+    """One look of one simulated step as the rollout analysis takes it."""
+    n = int(streams.challenger_labeled[look])
+    correct = int(streams.challenger_correct[run, look])
+    only = int(streams.challenger_only[run, look])
+    pairs = PairedStats(
+        labeled=n,
+        challenger_correct=correct,
+        champion_correct=correct - only + int(streams.champion_only[run, look]),
+        both_correct=correct - only,
     )
-    hits = log_e_value(estimate, variance, config.expected_effect) >= math.log(1 / config.alpha)
-    return first_hit(hits, BATCH)
+    return StepStats(
+        champion=ArmStats(
+            int(streams.champion_labeled[look]), int(streams.champion_correct[run, look])
+        ),
+        challenger=ArmStats(n, correct),
+        paired=pairs if paired else None,
+    )
 
 
 def check_matches_analyze_step(streams: Streams, config: RolloutConfig) -> None:
     """The vectorised path must give the same verdicts as analyze_step itself."""
     endless = replace(config, min_labeled_per_step=10**9, max_step_seconds=1e12)
-    fast = msprt_revert_at(streams, config)
-    for run in range(20):
-        slow = math.inf
-        for look in range(streams.challenger_correct.shape[1]):
-            stats = StepStats(
-                champion=ArmStats(
-                    int(streams.champion_labeled[look]), int(streams.champion_correct[run, look])
-                ),
-                challenger=ArmStats(
-                    int(streams.challenger_labeled[look]),
-                    int(streams.challenger_correct[run, look]),
-                ),
-            )
-            if analyze_step(endless, 0, stats, 0.0).action == "revert":
-                slow = (look + 1) * BATCH
-                break
-        assert slow == fast[run], (run, slow, fast[run])
-
-
-def wald_expected_sample_number(p0: float, p1: float, alpha: float, beta: float) -> float:
-    """Wald's approximation of the SPRT's expected sample number under H1: p = p1."""
-    upper = math.log((1 - beta) / alpha)
-    lower = math.log(beta / (1 - alpha))
-    kl = p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
-    return ((1 - beta) * upper + beta * lower) / kl
-
-
-def wald_revert_at(streams: Streams, p0: float, p1: float) -> np.ndarray:
-    """Labels until Wald's SPRT accepts H1 (reverts), checked per batch; inf if it accepts H0."""
-    step_correct = math.log(p1 / p0)
-    step_wrong = math.log((1 - p1) / (1 - p0))
-    wrong = streams.challenger_labeled - streams.challenger_correct
-    llr = streams.challenger_correct * step_correct + wrong * step_wrong
-    upper = llr >= math.log((1 - BETA) / ALPHA)
-    lower = llr <= math.log(BETA / (1 - ALPHA))
-    first_upper = np.where(upper.any(axis=1), upper.argmax(axis=1), np.iinfo(np.int64).max)
-    first_lower = np.where(lower.any(axis=1), lower.argmax(axis=1), np.iinfo(np.int64).max)
-    reverts = first_upper < first_lower
-    return np.where(reverts, (first_upper + 1) * BATCH, np.inf)
+    for paired in (True, False):
+        fast = rule_revert_at(streams, config, paired=paired)
+        for run in range(10):
+            slow = math.inf
+            for look in range(streams.challenger_correct.shape[1]):
+                stats = step_stats(streams, run, look, paired=paired)
+                if analyze_step(endless, 0, stats, 0.0).action == "revert":
+                    slow = (look + 1) * BATCH
+                    break
+            assert slow == fast[run], (paired, run, slow, fast[run])
 
 
 def window_differences(streams: Streams, window: int) -> np.ndarray:
@@ -174,162 +211,188 @@ def fmt(labels: float) -> str:
     return f"> {HORIZON}" if math.isinf(labels) else f"{labels:.0f}"
 
 
-def compare(share: float, seed: int) -> dict[str, float]:
-    """Print the three tests side by side at one challenger traffic share."""
-    print(f"\n## Challenger share {share:.0%} (champion gets {1 - share:.0%} of labels)\n")
-    streams = {p: simulate(p, share, seed + i) for i, p in enumerate(CHALLENGERS)}
-    check_matches_analyze_step(streams[0.85], CONFIG)
-    msprt = {p: msprt_revert_at(s, CONFIG) for p, s in streams.items()}
-    target = float(np.isfinite(msprt[CHAMPION]).mean())
-
-    calibration = simulate(CHAMPION, share, seed + 100, runs=2 * RUNS)
-    best = None
-    grid_rows = []
+def best_fixed_window(share: float, seed: int, target: float, streams: dict[float, Streams]):
+    """The grid of fixed windows tuned to `target` false reverts, and the fastest at 0.85."""
+    calibration = simulate(CHAMPION, share, seed, runs=CALIBRATION_RUNS)
+    rows = []
     for window in WINDOWS:
         for checks in FAILED_CHECKS:
             if HORIZON // window < checks:
                 continue
             t = fixed_window_threshold(calibration, window, checks, target)
             at = {p: fixed_window_revert_at(s, window, checks, t) for p, s in streams.items()}
-            grid_rows.append((window, checks, t, at))
-            if best is None or median_labels(at[0.85]) < median_labels(best[3][0.85]):
-                best = (window, checks, t, at)
-    assert best is not None
-    window, checks, t, fixed = best
+            rows.append((window, checks, t, at))
+    return rows, min(rows, key=lambda row: median_labels(row[3][0.85]))
 
-    print(
-        "| challenger accuracy | mSPRT revert rate | mSPRT median labels to revert "
-        "| Wald SPRT E[N] (formula) | Wald SPRT median (simulated) "
-        f"| fixed window N={window}, K={checks}, t={t:.3f}: revert rate | fixed window median |"
+
+def compare(share: float, seed: int) -> dict[str, float]:
+    """Print the rule (paired, unpaired) and the fixed window side by side at one share."""
+    print(f"\n## Open-ended step at a {share:.0%} challenger share\n")
+    streams = {p: simulate(p, share, seed + i) for i, p in enumerate(CHALLENGERS)}
+    check_matches_analyze_step(streams[0.85], CONFIG)
+    paired = {p: rule_revert_at(s, CONFIG, paired=True) for p, s in streams.items()}
+    unpaired = {p: rule_revert_at(s, CONFIG, paired=False) for p, s in streams.items()}
+    target = float(np.isfinite(paired[CHAMPION]).mean())
+    # Tuned to 0 false reverts in the calibration runs when the rule had none: a rate below
+    # 1/CALIBRATION_RUNS, the closest the simulation can match.
+    grid, (window, checks, t, fixed) = best_fixed_window(share, seed + 100, target, streams)
+    _, (alpha_window, alpha_checks, alpha_t, fixed_at_alpha) = best_fixed_window(
+        share, seed + 200, CONFIG.alpha, streams
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| challenger accuracy | paired: reverted | paired: median labels to revert "
+        "| unpaired: reverted | unpaired: median "
+        f"| fixed window N={window}, K={checks}, t={t:.3f}: reverted | median "
+        f"| fixed window at {CONFIG.alpha:.0%} false reverts (N={alpha_window}, "
+        f"K={alpha_checks}, t={alpha_t:.3f}): reverted | median |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for p in CHALLENGERS:
-        if p == CHAMPION:
-            wald, wald_sim = "alpha = 0.05 by design", "-"
-        else:
-            wald = f"{wald_expected_sample_number(CHAMPION, p, ALPHA, BETA):.0f}"
-            wald_sim = fmt(median_labels(wald_revert_at(streams[p], CHAMPION, p)))
+        cells = [paired[p], unpaired[p], fixed[p], fixed_at_alpha[p]]
         print(
-            f"| {p:.2f} | {np.isfinite(msprt[p]).mean():.3f} | {fmt(median_labels(msprt[p]))} "
-            f"| {wald} | {wald_sim} | {np.isfinite(fixed[p]).mean():.3f} "
-            f"| {fmt(median_labels(fixed[p]))} |"
+            f"| {p:.2f} | "
+            + " | ".join(f"{np.isfinite(c).mean():.4f} | {fmt(median_labels(c))}" for c in cells)
+            + " |"
         )
-
-    print("\nFixed-window grid (t tuned to the mSPRT's false-revert rate on separate runs):\n")
+    print(
+        f"\nFixed-window grid (t tuned to {target:.4f} false reverts on {CALIBRATION_RUNS} "
+        "separate equal runs):\n"
+    )
     print("| N | K | t | false-revert rate | median at 0.88 | median at 0.85 |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for w, k, tt, at in grid_rows:
+    for w, k, tt, at in grid:
         print(
-            f"| {w} | {k} | {tt:.3f} | {np.isfinite(at[CHAMPION]).mean():.3f} "
+            f"| {w} | {k} | {tt:.3f} | {np.isfinite(at[CHAMPION]).mean():.4f} "
             f"| {fmt(median_labels(at[0.88]))} | {fmt(median_labels(at[0.85]))} |"
         )
-    sprt = wald_expected_sample_number(CHAMPION, 0.85, ALPHA, BETA)
-    ours = median_labels(msprt[0.85])
-    baseline = median_labels(fixed[0.85])
-    several = min(grid_rows, key=lambda row: (row[1] < 2, median_labels(row[3][0.85])))
-    several_median = median_labels(several[3][0.85])
-    wald_median = median_labels(wald_revert_at(streams[0.85], CHAMPION, 0.85))
+    ours, baseline = median_labels(paired[0.85]), median_labels(fixed[0.85])
     print(
-        f"\nGoals at 0.85: mSPRT median / Wald E[N] = {ours:.0f} / {sprt:.0f} = {ours / sprt:.2f} "
-        f"(goal ≤ 1.5); mSPRT / best fixed window = {ours:.0f} / {baseline:.0f} = "
-        f"{ours / baseline:.2f} (goal ≤ 0.5); false reverts {target:.3f} (goal ≤ 0.05)."
+        f"\nAt 0.85: paired rule / best fixed window at the same false-revert rate = "
+        f"{ours:.0f} / {baseline:.0f} = {ours / baseline:.2f} (goal ≤ 0.5); unpaired rule / "
+        f"it = {median_labels(unpaired[0.85]) / baseline:.2f}; paired rule / best fixed window "
+        f"at {CONFIG.alpha:.0%} false reverts = {ours / median_labels(fixed_at_alpha[0.85]):.2f}."
     )
-    print(
-        f"For scale: Wald's SPRT (simulated median) / best fixed window = {wald_median:.0f} / "
-        f"{baseline:.0f} = {wald_median / baseline:.2f}; mSPRT / best fixed window with K ≥ 2 "
-        f"(N={several[0]}, K={several[1]}) = {ours:.0f} / {several_median:.0f} = "
-        f"{ours / several_median:.2f}"
-    )
-    return {"false_revert": target, "revert_ratio_vs_fixed": ours / baseline}
+    return {
+        "false_revert": max(target, float(np.isfinite(unpaired[CHAMPION]).mean())),
+        "revert_ratio_vs_fixed": ours / baseline,
+    }
 
 
 def mixing_sensitivity(share: float, seed: int) -> None:
-    """Print how the mixture scale trades detection of small against large drops."""
-    print(f"\n## Mixture scale (expected_effect) at {share:.0%} share\n")
-    print("| expected_effect | false-revert rate | median at 0.88 | median at 0.85 |")
+    """Print how the revert test's mixture scale trades detection of small against large drops."""
+    print(f"\n## Revert test's mixture scale (expected_effect), paired, {share:.0%} share\n")
+    print("| expected_effect | false-revert rate | median at 0.85 | median at 0.80 |")
     print("| --- | --- | --- | --- |")
-    streams = {p: simulate(p, share, seed + i, runs=1000) for i, p in enumerate(CHALLENGERS)}
+    streams = {p: simulate(p, share, seed + i, runs=1000) for i, p in enumerate((0.90, 0.85, 0.80))}
     for effect in (0.01, 0.02, 0.03, 0.05, 0.08):
         config = replace(CONFIG, expected_effect=effect)
-        at = {p: msprt_revert_at(s, config) for p, s in streams.items()}
+        at = {p: rule_revert_at(s, config, paired=True) for p, s in streams.items()}
         print(
-            f"| {effect:.2f} | {np.isfinite(at[CHAMPION]).mean():.3f} "
-            f"| {fmt(median_labels(at[0.88]))} | {fmt(median_labels(at[0.85]))} |"
+            f"| {effect:.2f} | {np.isfinite(at[0.90]).mean():.4f} "
+            f"| {fmt(median_labels(at[0.85]))} | {fmt(median_labels(at[0.80]))} |"
         )
 
 
-def stepped_rollout(runs: int, seed: int) -> dict[float, float]:
-    """The whole default rollout through analyze_step: steps, minimum labels, earlier evidence."""
+def one_rollout(
+    rng: np.random.Generator, challenger: float, *, paired: bool
+) -> tuple[str, int, int, bool]:
+    """One whole default rollout through analyze_step: the verdict, challenger labels used, the
+    step it ended in, and whether it ended on the step's maximum duration."""
+    earlier: list[StepStats] = []
+    used = 0
+    probabilities = joint_probabilities(challenger)
+    for index, share in enumerate(CONFIG.traffic_steps):
+        champion_batch = round(ROLLOUT_BATCH * (1 - share) / share)
+        a, b = ArmStats(), ArmStats()
+        pairs = np.zeros(4, dtype=int)
+        while True:
+            a = ArmStats(
+                a.labeled + champion_batch,
+                a.correct + int(rng.binomial(champion_batch, CHAMPION)),
+            )
+            pairs = pairs + rng.multinomial(ROLLOUT_BATCH, probabilities)
+            b = ArmStats(b.labeled + ROLLOUT_BATCH, int(pairs[0] + pairs[1]))
+            used += ROLLOUT_BATCH
+            stats = StepStats(
+                champion=a,
+                challenger=b,
+                paired=PairedStats(
+                    labeled=b.labeled,
+                    challenger_correct=b.correct,
+                    champion_correct=int(pairs[0] + pairs[2]),
+                    both_correct=int(pairs[0]),
+                )
+                if paired
+                else None,
+            )
+            elapsed = (a.labeled + b.labeled) / LABELS_PER_SECOND
+            verdict = analyze_step(CONFIG, index, stats, elapsed, earlier_steps=earlier)
+            if verdict.action != "wait":
+                break
+        if verdict.action != "step_up":
+            return verdict.action, used, index, "maximum duration" in verdict.reasons[0]
+        earlier.append(stats)
+    raise AssertionError("the last step cannot step up")
+
+
+def stepped_rollout(runs: int, seed: int) -> dict[tuple[float, bool], tuple[float, float]]:
+    """The whole default rollout, paired and unpaired: share promoted and reverted per row."""
+    timeout_labels = [
+        round(s * LABELS_PER_SECOND * CONFIG.max_step_seconds) for s in CONFIG.traffic_steps
+    ]
     print(
         f"\n## Whole rollout through analyze_step: steps {list(CONFIG.traffic_steps)}, "
-        f"{CONFIG.min_labeled_per_step} labels per arm per step, a look every {BATCH} "
-        "challenger labels\n"
+        f"{CONFIG.min_labeled_per_step} labels per arm to step up, margin "
+        f"{CONFIG.non_inferiority_margin}, a look every {ROLLOUT_BATCH} challenger labels, "
+        f"a step times out (on_timeout {CONFIG.on_timeout!r}) after about {timeout_labels} "
+        f"challenger labels ({LABELS_PER_SECOND:g} label/s over all traffic), {runs} runs\n"
     )
     print(
-        "| challenger accuracy | reverted | promoted "
+        "| challenger accuracy | evidence | promoted | reverted | of them on timeout "
         "| median challenger labels to the verdict | reverted in step 1 / 2 / 3 |"
     )
-    print("| --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     rng = np.random.default_rng(seed)
-    promoted_share: dict[float, float] = {}
-    for p in CHALLENGERS:
-        outcomes, labels, revert_steps = [], [], [0] * len(CONFIG.traffic_steps)
-        for _ in range(runs):
-            earlier: list[StepStats] = []
-            used = 0
-            verdict = None
-            for index, share in enumerate(CONFIG.traffic_steps):
-                champion_batch = round(BATCH * (1 - share) / share)
-                a = ArmStats()
-                b = ArmStats()
-                while True:
-                    a = ArmStats(
-                        a.labeled + champion_batch,
-                        a.correct + int(rng.binomial(champion_batch, CHAMPION)),
-                    )
-                    b = ArmStats(b.labeled + BATCH, b.correct + int(rng.binomial(BATCH, p)))
-                    used += BATCH
-                    stats = StepStats(champion=a, challenger=b)
-                    verdict = analyze_step(CONFIG, index, stats, 0.0, earlier_steps=earlier)
-                    if verdict.action != "wait":
-                        break
-                if verdict.action == "revert":
-                    revert_steps[index] += 1
-                if verdict.action != "step_up":
-                    break
-                earlier.append(stats)
-            assert verdict is not None
-            outcomes.append(verdict.action)
-            labels.append(used)
-        reverted = outcomes.count("revert") / runs
-        promoted = outcomes.count("promote") / runs
-        promoted_share[p] = promoted
-        per_step = " / ".join(f"{n / runs:.3f}" for n in revert_steps)
-        print(
-            f"| {p:.2f} | {reverted:.3f} | {promoted:.3f} | {np.median(labels):.0f} | {per_step} |"
-        )
-    return promoted_share
+    shares: dict[tuple[float, bool], tuple[float, float]] = {}
+    for paired in (True, False):
+        for p in CHALLENGERS:
+            results = [one_rollout(rng, p, paired=paired) for _ in range(runs)]
+            actions = [action for action, _, _, _ in results]
+            steps = [0] * len(CONFIG.traffic_steps)
+            for action, _, index, _ in results:
+                steps[index] += action == "revert"
+            timed_out = sum(late and action == "revert" for action, _, _, late in results)
+            promoted, reverted = actions.count("promote") / runs, actions.count("revert") / runs
+            shares[(p, paired)] = (promoted, reverted)
+            print(
+                f"| {p:.2f} | {'paired' if paired else 'arm against arm'} | {promoted:.3f} "
+                f"| {reverted:.3f} | {timed_out / runs:.3f} "
+                f"| {np.median([used for _, used, _, _ in results]):.0f} "
+                f"| {' / '.join(f'{n / runs:.3f}' for n in steps)} |"
+            )
+    return shares
 
 
 def main() -> None:
-    """Run every table; a few seconds on two cores."""
+    """Run every table; about a minute on two cores."""
     started = time.perf_counter()
     print("# Canary detection benchmark")
     print(
-        f"\nchampion accuracy {CHAMPION}; {RUNS} simulated canaries per row; a look every {BATCH} "
-        f"challenger labels up to {HORIZON}; mSPRT with alpha={CONFIG.alpha}, "
-        f"expected_effect={CONFIG.expected_effect} (one-sided: challenger worse)"
+        f"\nchampion accuracy {CHAMPION}; right/wrong correlation {correctness_correlation():.2f} "
+        f"(an equal challenger disagrees on {EQUAL_DISAGREEMENT:.0%} of requests); default RolloutConfig: alpha={CONFIG.alpha}, "
+        f"margin={CONFIG.non_inferiority_margin}, expected_effect={CONFIG.expected_effect}; "
+        f"{RUNS} simulated steps per row, a look every {BATCH} challenger labels up to {HORIZON}"
     )
     small = compare(0.05, seed=1)
     large = compare(0.50, seed=2)
     mixing_sensitivity(0.05, seed=3)
-    promoted = stepped_rollout(runs=400, seed=4)
+    rollout = stepped_rollout(runs=ROLLOUT_RUNS, seed=4)
     print(f"\n(ran in {time.perf_counter() - started:.0f} s)")
     headline = {
-        "equal_promoted": promoted[0.90],
-        "worse2_promoted": promoted[0.88],
-        "worse5_promoted": promoted[0.85],
-        "false_revert": max(small["false_revert"], large["false_revert"]),
+        "equal_promoted": rollout[(0.90, True)][0],
+        "worse2_promoted": rollout[(0.88, True)][0],
+        "worse5_promoted": rollout[(0.85, True)][0],
+        "false_revert": max(small["false_revert"], large["false_revert"], rollout[(0.90, True)][1]),
         "revert_ratio_vs_fixed_5pct": small["revert_ratio_vs_fixed"],
         "revert_ratio_vs_fixed_50pct": large["revert_ratio_vs_fixed"],
     }

@@ -435,7 +435,13 @@ class Rollout(_Strict):
     mode: Literal["none", "canary", "shadow"] = "none"
     traffic_steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5])
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
-    expected_effect: float = Field(default=0.03, gt=0, lt=1)
+    expected_effect: float = Field(
+        default=0.03,
+        gt=0,
+        lt=1,
+        description="How far beyond the margin an accuracy drop lies that the revert test catches "
+        "fastest (its mixture scale); changes the speed of verdicts, never their error rates.",
+    )
     min_labeled_per_step: int = Field(default=500, gt=0)
     max_step_minutes: float = Field(default=360, gt=0)
     on_timeout: Literal["revert", "hold"] = "revert"
@@ -450,8 +456,10 @@ class Rollout(_Strict):
         gt=0,
         lt=1,
         description="Non-inferiority margin: how much worse than the champion a challenger may be "
-        "and still leave its rollout as champion. Classifiers: accuracy points (default 0.02); "
-        "regressors: relative rise of the mean squared error (default 0.10).",
+        "and still leave its rollout as champion. Promotion needs the anytime-valid lower bound "
+        "of (challenger - champion) above -margin, a revert its upper bound below -margin. "
+        "null: classifiers 0.015 accuracy points, regressors a 0.10 relative rise of the mean "
+        "squared error.",
     )
 
     @field_validator("traffic_steps")

@@ -1,24 +1,40 @@
 """Canary, shadow and guard-window verdicts: step up, promote, revert, keep or wait.
 
-Challenger and champion are compared with a one-sided mixture sequential probability ratio test
-(mSPRT; Johari et al., "Always valid inference", 2017) on labeled outcomes of the same period. Its
-verdict may be read after every batch of labels without pushing false reverts above `alpha`.
+A rollout ends with the challenger as champion only on positive evidence that it is not worse
+than the champion by more than a margin (non-inferiority), not merely for lack of evidence of
+harm. Two one-sided, anytime-valid tests read the challenger's advantage δ (challenger minus
+champion where higher is better) after every batch of labels:
+
+- revert once the upper bound of δ falls below -margin (evidence the challenger is worse than
+  the margin allows), or on a guardrail;
+- promote, after the last traffic step, once the lower bound of δ clears -margin;
+- otherwise wait; a step that reaches its maximum duration does what `on_timeout` says.
+
+Each test is the half-normal mixture likelihood ratio (mSPRT; Johari et al., "Always valid
+inference", 2017) of the estimate shifted by the margin, and each bound inverts its test. Under
+its null the ratio is a nonnegative (super)martingale, so by Ville's inequality it ever reaches
+1/alpha with probability at most alpha, however often it is read: a challenger worse than
+-margin is promoted, and one better than -margin is reverted, each with probability ≤ alpha.
 
 Each labeled row has one outcome (`row_outcomes`): for a classifier (binary or multiclass) whether
-its class was right, compared as accuracy; for a regressor its squared error, compared as the
-difference of mean squared errors with the arms' own variances (Welch), on the same test.
+its class was right, compared as accuracy; for a regressor its squared error, compared on the mean
+squared error with a margin relative to the champion's. When the champion also scored the
+canary's requests (`StepStats.paired`, and always in shadow mode) the comparison is on those
+pairs: only requests where exactly one model is right (classifiers), or the per-request
+difference of squared errors (regressors), carry information, so fewer labels decide.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import brentq
 from scipy.special import log_ndtr
 
 Mode = Literal["canary", "shadow"]
@@ -43,7 +59,7 @@ _TINY = 1e-300
 # right/wrong outcome does, so a tuning much smaller than the rises worth catching would leave a
 # clearly worse regressor serving for many more labels before its revert.
 ERROR_EFFECT_PER_EXPECTED_EFFECT = 20.0
-DEFAULT_MARGIN = 0.02
+DEFAULT_MARGIN = 0.015
 DEFAULT_REGRESSION_MARGIN = 0.10
 
 
@@ -69,17 +85,21 @@ def row_outcomes(task: str, predictions: Sequence, labels: Sequence) -> NDArray[
 class RolloutConfig:
     """How a challenger is rolled out and judged, built from the model's policy.
 
-    `expected_effect` is the accuracy drop (absolute, e.g. 0.03) the test is tuned to catch fastest;
-    `guard_margin` is how far (in the metric's units) a new champion may fall below the previous
+    `margin` (None: `non_inferiority_margin`'s default) is how much worse than the champion a
+    challenger may be and still be promoted. `expected_effect` is how far beyond the margin a drop
+    lies that the revert test is tuned to catch fastest (absolute accuracy, e.g. 0.03); the
+    promote test is tuned to a challenger as good as the champion. `guard_margin` is how far (in
+    the metric's units) a new champion may fall below the previous
     champion's recorded level before the guard window reverts it.
 
     For `task` regression the rows' outcome is the squared error and the arms are compared on
     their mean squared error (`metric` is then `squared_error`, lower is better):
-    `error_effect` is the relative rise of the champion's mean squared error the test is tuned to
-    catch fastest (0.6: 60 % higher; by default `expected_effect` × 20), and `guard_margin` is
+    `margin` is the relative rise of the champion's mean squared error still accepted (0.10: 10 %
+    higher), `error_effect` the relative rise the revert test is tuned to catch fastest (0.6: 60 %
+    higher; by default `expected_effect` × 20), and `guard_margin` is
     relative too: the guard window reverts a champion shown to have a mean squared error above
-    the previous champion's recorded one × (1 + `guard_margin`). Like the classification test's,
-    the tuning changes how fast a difference is caught, never the false-revert rate.
+    the previous champion's recorded one × (1 + `guard_margin`). The tunings change how fast a
+    verdict comes, never its error rates.
     """
 
     mode: Mode = "canary"
@@ -102,7 +122,7 @@ class RolloutConfig:
     @property
     def non_inferiority_margin(self) -> float:
         """How much worse the challenger may be and still be promoted: accuracy points for a
-        classifier (default 0.02), the relative rise of the mean squared error for a regressor
+        classifier (default 0.015), the relative rise of the mean squared error for a regressor
         (default 0.10)."""
         if self.margin is not None:
             return self.margin
@@ -138,6 +158,8 @@ class RolloutConfig:
             problems.append(
                 f"task: must be 'binary', 'multiclass' or 'regression', got {self.task!r}"
             )
+        if self.margin is not None and not 0 < self.margin < 1:
+            problems.append(f"margin: must be in (0, 1) or null, got {self.margin}")
         if self.error_effect is not None and not self.error_effect > 0:
             problems.append(f"error_effect: must be > 0 or null, got {self.error_effect}")
         if self.metric not in ("accuracy", "error_rate"):
@@ -229,6 +251,20 @@ class PairedStats:
     error_difference_sum: float = 0.0
     error_difference_sq_sum: float = 0.0
 
+    def __post_init__(self) -> None:
+        counts = (self.challenger_correct, self.champion_correct)
+        if min(self.labeled, *counts, self.both_correct) < 0 or max(counts) > self.labeled:
+            raise ValueError(f"paired stats: need 0 ≤ correct counts ≤ labeled, got {self}")
+        if not sum(counts) - self.labeled <= self.both_correct <= min(counts):
+            raise ValueError(
+                f"paired stats: both_correct {self.both_correct} is impossible with {counts} "
+                f"correct of {self.labeled} labeled"
+            )
+        if min(self.error_difference_sq_sum, self.challenger_outcome_sum) < 0 or (
+            self.champion_outcome_sum < 0
+        ):
+            raise ValueError(f"paired stats: outcome and squared sums must be ≥ 0, got {self}")
+
 
 @dataclass(frozen=True)
 class StepStats:
@@ -281,8 +317,15 @@ class Evidence:
     """The numbers behind a rollout verdict, in the policy's metric (accuracy or error rate) or,
     for a regressor, in mean squared error.
 
-    `difference` is challenger minus champion, weighted across traffic steps by information;
-    the confidence sequence `[ci_low, ci_high]` holds at level 1 - alpha at every look.
+    `difference` is challenger minus champion, weighted across traffic steps by information, and
+    `[ci_low, ci_high]` its anytime-valid interval in the same direction. The verdict itself reads
+    the challenger's advantage (challenger minus champion where higher is better, champion minus
+    challenger where lower is better) against `margin` (in the metric's units; for a regressor the
+    policy's relative margin × the champion's mean squared error): promote needs `lower_bound` >
+    -margin, revert `upper_bound` < -margin. Each bound holds at level 1 - alpha at every look;
+    `e_value` is the evidence the challenger is worse than the margin allows, `promote_e_value`
+    the evidence it is not; either decides at `threshold` = 1/alpha. `paired_labeled` counts the
+    requests both models scored that the comparison used (0: arm against arm).
     """
 
     metric: str
@@ -296,6 +339,11 @@ class Evidence:
     e_value: float
     threshold: float
     agreement_rate: float | None = None
+    margin: float | None = None
+    lower_bound: float | None = None
+    upper_bound: float | None = None
+    promote_e_value: float = 1.0
+    paired_labeled: int = 0
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         """Plain values for tags, logs and XCom."""
@@ -339,38 +387,55 @@ class GuardVerdict:
     evidence: GuardEvidence
 
 
-def pooled_difference(
+def accuracy_difference(
     champion_labeled: ArrayLike,
     champion_correct: ArrayLike,
     challenger_labeled: ArrayLike,
     challenger_correct: ArrayLike,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Challenger minus champion accuracy and its variance, elementwise; arms need ≥ 1 label."""
+    """Challenger minus champion accuracy from two separate arms and its variance, elementwise;
+    arms need ≥ 1 label."""
     n_a = np.asarray(champion_labeled, dtype=float)
     x_a = np.asarray(champion_correct, dtype=float)
     n_b = np.asarray(challenger_labeled, dtype=float)
     x_b = np.asarray(challenger_correct, dtype=float)
-    # Variance under "no difference" (pooled, as in a score test): the false-revert guarantee rests
-    # on it. One success and one failure are added so it stays positive while both arms are
-    # all-correct.
-    pooled = (x_a + x_b + 1) / (n_a + n_b + 2)
-    return x_b / n_b - x_a / n_a, pooled * (1 - pooled) * (1 / n_a + 1 / n_b)
+    # Each arm's own variance (the null is a difference of -margin, not equal accuracies), with one
+    # success and one failure added so it stays positive while an arm is all-correct.
+    p_a, p_b = (x_a + 1) / (n_a + 2), (x_b + 1) / (n_b + 2)
+    return x_b / n_b - x_a / n_a, p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b
+
+
+def paired_accuracy_difference(
+    labeled: ArrayLike, challenger_only: ArrayLike, champion_only: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Challenger minus champion accuracy on the same requests and its variance, elementwise, from
+    the discordant pairs (only one model right); needs ≥ 1 pair."""
+    n = np.asarray(labeled, dtype=float)
+    b = np.asarray(challenger_only, dtype=float)
+    c = np.asarray(champion_only, dtype=float)
+    difference = (b - c) / n
+    # Requests both models got right or both got wrong carry no information: the variance is the
+    # discordant share minus the squared difference, smoothed by one discordant pair so identical
+    # models still count as uncertain, and floored there.
+    discordant = (b + c + 1) / (n + 2)
+    return difference, np.maximum(discordant - difference * difference, 1 / (n + 2)) / n
 
 
 def log_e_value(estimate: ArrayLike, variance: ArrayLike, mixing_sd: float) -> NDArray[np.float64]:
-    """Log of the evidence that the true effect is negative, elementwise; revert at ≥ log(1/alpha).
+    """Log of the evidence that the true effect is negative, elementwise; reject at ≥ log(1/alpha).
 
-    `estimate` is an approximately normal estimate of the effect with the given variance.
+    `estimate` is an approximately normal estimate of the effect with the given variance. Shift it
+    to test another value: `estimate + margin` tests "the effect is below -margin".
     """
     est = np.asarray(estimate, dtype=float)
     var = np.asarray(variance, dtype=float)
     tau2 = mixing_sd * mixing_sd
     total = var + tau2
     # Johari et al.'s normal mixture restricted to negative effects (half-normal, scale mixing_sd):
-    # a one-sided test of "challenger worse". In the normal approximation its likelihood ratio is a
-    # martingale when the effect is 0 and a supermartingale when the challenger is better, so by
-    # Ville's inequality it crosses 1/alpha with probability at most alpha, however often it is
-    # looked at. The variance is plugged in, so the bound is asymptotic; simulations check it.
+    # a one-sided test of "effect < 0". In the normal approximation its likelihood ratio is a
+    # martingale when the effect is 0 and a supermartingale when it is positive, so by Ville's
+    # inequality it crosses 1/alpha with probability at most alpha, however often it is looked
+    # at. The variance is plugged in, so the bound is asymptotic; simulations check it.
     return (
         _LOG_2
         + 0.5 * np.log(var / total)
@@ -379,16 +444,41 @@ def log_e_value(estimate: ArrayLike, variance: ArrayLike, mixing_sd: float) -> N
     )
 
 
+def anytime_bound_width(variance: float, mixing_sd: float, alpha: float) -> float:
+    """How far above a value θ an estimate must lie for the one-sided mixture test to reject
+    "the effect is ≤ θ" at `alpha`: the anytime-valid lower bound is estimate − width, the upper
+    bound (with the mirrored test) estimate + width.
+
+    The test's log e-value falls strictly as the estimate rises, so the bound is where it equals
+    log(1/alpha), found by bisection between the two-sided mixture's widths at 2·alpha and alpha,
+    which bracket it.
+    """
+    threshold = math.log(1 / alpha)
+
+    def excess(width: float) -> float:
+        return float(log_e_value(-width, variance, mixing_sd)) - threshold
+
+    low = _two_sided_half_width(variance, mixing_sd, 2 * alpha) if alpha < 0.5 else 0.0
+    high = _two_sided_half_width(variance, mixing_sd, alpha)
+    if excess(low) >= 0:
+        return low
+    return float(brentq(excess, low, high, xtol=1e-12 * max(high, _TINY), rtol=1e-12))
+
+
+def _two_sided_half_width(variance: float, mixing_sd: float, alpha: float) -> float:
+    # Johari et al.'s always-valid confidence interval: the two-sided normal mixture inverted.
+    tau2 = mixing_sd * mixing_sd
+    total = variance + tau2
+    return math.sqrt(
+        2 * variance * total / tau2 * (math.log(1 / alpha) + 0.5 * math.log(total / variance))
+    )
+
+
 def _confidence_sequence(
     estimate: float, variance: float, mixing_sd: float, alpha: float
 ) -> tuple[float, float]:
-    # Inverts the two-sided normal mixture (Johari et al.'s always-valid confidence interval) with
-    # the test's own variance, so interval and verdict agree near "no difference", where it matters.
-    tau2 = mixing_sd * mixing_sd
-    total = variance + tau2
-    half = math.sqrt(
-        2 * variance * total / tau2 * (math.log(1 / alpha) + 0.5 * math.log(total / variance))
-    )
+    # The guard window's interval: the two-sided mixture with the test's own variance.
+    half = _two_sided_half_width(variance, mixing_sd, alpha)
     return estimate - half, estimate + half
 
 
@@ -405,45 +495,138 @@ def _arm_value(config: RolloutConfig, labeled: int, outcome_total: float) -> flo
     return _to_metric(config, _rate(outcome_total, labeled))
 
 
-def _difference_to_metric(
-    config: RolloutConfig, difference: float | None, low: float | None, high: float | None
-) -> tuple[float | None, float | None, float | None]:
-    # The tests run on "challenger better" > 0 (accuracy, or minus the squared error); a metric
-    # where lower is better reads the other way round.
-    lower_is_better = config.task == "regression" or config.metric == "error_rate"
-    if not lower_is_better or difference is None or low is None or high is None:
-        return difference, low, high
-    return -difference, -high, -low
+def _lower_is_better(config: RolloutConfig) -> bool:
+    return config.task == "regression" or config.metric == "error_rate"
 
 
-def _mixing_sd(config: RolloutConfig, champion_error: float | None) -> float:
-    """The scale of the effect the test is tuned to: the accuracy drop, or for a regressor the
-    relative rise of the champion's mean squared error in its units."""
-    if config.task != "regression":
-        return config.expected_effect
-    return max(config.relative_error_effect * (champion_error or 0.0), _MIN_SCALE)
+@dataclass(frozen=True)
+class _Stratum:
+    """One step's comparison in the "challenger better is positive" scale: the estimated advantage,
+    the margin in the same units, and the variance of advantage + margin (what the tests read)."""
+
+    advantage: float
+    margin: float
+    variance: float
+    champion_level: float
+    pairs: int
 
 
-def _evidence(
+def _stratum(
+    config: RolloutConfig, champion: ArmStats, challenger: ArmStats, paired: PairedStats | None
+) -> _Stratum | None:
+    """The comparison of one period: on the pairs when there are any, else arm against arm; None
+    while there is too little to compare."""
+    margin = config.non_inferiority_margin
+    if config.task == "regression":
+        return _regression_stratum(config, champion, challenger, paired)
+    if paired is not None and paired.labeled:
+        advantage, variance = paired_accuracy_difference(
+            paired.labeled,
+            paired.challenger_correct - paired.both_correct,
+            paired.champion_correct - paired.both_correct,
+        )
+        level = paired.champion_correct / paired.labeled
+        return _Stratum(float(advantage), margin, float(variance), level, paired.labeled)
+    if not (champion.labeled and challenger.labeled):
+        return None
+    advantage, variance = accuracy_difference(
+        champion.labeled, champion.correct, challenger.labeled, challenger.correct
+    )
+    level = champion.correct / champion.labeled
+    return _Stratum(float(advantage), margin, float(variance), level, 0)
+
+
+def _regression_stratum(
+    config: RolloutConfig, champion: ArmStats, challenger: ArmStats, paired: PairedStats | None
+) -> _Stratum | None:
+    """Champion minus challenger mean squared error (positive: the challenger is better) against
+    the margin `m` × the champion's mean squared error.
+
+    The tests read advantage + margin = (1 + m) × champion's MSE − challenger's MSE, so the
+    champion's own noise enters the margin too: arm against arm the variance is exact (the arms
+    are independent, each with its own variance, Welch); on pairs the margin's share is added
+    as if perfectly correlated with the paired difference (Cauchy–Schwarz), which can only widen
+    the bounds. The champion's squared-error variance is its own arm's."""
+    m = config.non_inferiority_margin
+    champion_spread = champion.outcome_variance()
+    if paired is not None and paired.labeled >= 2:
+        n = paired.labeled
+        advantage = paired.error_difference_sum / n
+        level = paired.champion_outcome_sum / n
+        spread = max((paired.error_difference_sq_sum - n * advantage * advantage) / (n - 1), 0.0)
+        # Without two champion labels of its own, squared normal residuals: variance 2·mean².
+        level_spread = 2 * level * level if champion_spread is None else champion_spread
+        variance = (math.sqrt(spread / n) + m * math.sqrt(level_spread / n)) ** 2
+        scale = max(level, paired.challenger_outcome_sum / n)
+        pairs = n
+    else:
+        challenger_spread = challenger.outcome_variance()
+        level, challenger_level = champion.mean_outcome(), challenger.mean_outcome()
+        if champion_spread is None or challenger_spread is None:
+            return None
+        assert level is not None and challenger_level is not None
+        advantage = level - challenger_level
+        variance = (1 + m) ** 2 * champion_spread / champion.labeled + (
+            challenger_spread / challenger.labeled
+        )
+        scale = max(level, challenger_level)
+        pairs = 0
+    # The floors scale with the errors, so the verdict does not depend on the target's units, and
+    # keep a perfect or constant arm uncertain.
+    floor = max((1e-6 * scale) ** 2, (1e-6 * _MIN_SCALE) ** 2, _TINY)
+    return _Stratum(advantage, m * level, max(variance, floor), level, pairs)
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    evidence: Evidence
+    worse: bool  # the upper bound is below -margin: revert
+    non_inferior: bool  # the lower bound is above -margin: may be promoted
+
+
+def _compare(
     config: RolloutConfig,
+    strata: Sequence[_Stratum | None],
     *,
-    estimate: float | None,
-    variance: float | None,
     champion: tuple[int, float],
     challenger: tuple[int, float],
     agreement_rate: float | None = None,
-) -> tuple[Evidence, bool]:
-    """The evidence of one comparison, and whether it says revert. `champion` and `challenger`
-    are (labeled rows, summed outcomes); `estimate` is positive when the challenger is better."""
-    mixing_sd = _mixing_sd(config, _rate(champion[1], champion[0]))
-    if estimate is None or variance is None:
-        log_e, low, high = 0.0, None, None
-    else:
-        if config.task == "regression":
-            variance = max(variance, (mixing_sd * 1e-6) ** 2)
-        log_e = float(log_e_value(estimate, variance, mixing_sd))
-        low, high = _confidence_sequence(estimate, variance, mixing_sd, config.alpha)
-    difference, low, high = _difference_to_metric(config, estimate, low, high)
+) -> _Comparison:
+    """Combine the periods' strata and decide both one-sided tests. `champion` and `challenger`
+    are (labeled rows, summed outcomes) for the record."""
+    # Each step is its own stratum: traffic shares differ between steps, so pooling raw counts
+    # would confound the comparison with drift over time. Strata are combined by inverse
+    # variance, which keeps each test's statistic a (super)martingale across step boundaries.
+    usable = [s for s in strata if s is not None]
+    information = sum(1 / s.variance for s in usable)
+
+    def weighted(value: Callable[[_Stratum], float]) -> float:
+        return sum(value(s) / s.variance for s in usable) / information
+
+    margin: float | None = None
+    advantage = lower = upper = None
+    log_e_worse = log_e_non_inferior = 0.0
+    if information:
+        advantage, margin, level = (
+            weighted(lambda s: s.advantage),
+            weighted(lambda s: s.margin),
+            weighted(lambda s: s.champion_level),
+        )
+        variance = 1 / information
+        revert_sd, promote_sd = _mixing_sds(config, level)
+        lower = advantage - anytime_bound_width(variance, promote_sd, config.alpha)
+        upper = advantage + anytime_bound_width(variance, revert_sd, config.alpha)
+        log_e_worse = float(log_e_value(advantage + margin, variance, revert_sd))
+        log_e_non_inferior = float(log_e_value(-(advantage + margin), variance, promote_sd))
+    elif config.task != "regression":
+        margin = config.non_inferiority_margin
+    worse = upper is not None and margin is not None and upper < -margin
+    non_inferior = lower is not None and margin is not None and lower > -margin
+    flip = -1.0 if _lower_is_better(config) else 1.0
+    difference = None if advantage is None else flip * advantage
+    bounds = (
+        (None, None) if lower is None or upper is None else sorted((flip * lower, flip * upper))
+    )
     evidence = Evidence(
         metric=config.measured,
         champion_labeled=champion[0],
@@ -451,13 +634,33 @@ def _evidence(
         champion_value=_arm_value(config, *champion),
         challenger_value=_arm_value(config, *challenger),
         difference=difference,
-        ci_low=low,
-        ci_high=high,
-        e_value=math.exp(min(log_e, _MAX_LOG_E)),
+        ci_low=bounds[0],
+        ci_high=bounds[1],
+        e_value=math.exp(min(log_e_worse, _MAX_LOG_E)),
         threshold=1 / config.alpha,
         agreement_rate=agreement_rate,
+        margin=margin,
+        lower_bound=lower,
+        upper_bound=upper,
+        promote_e_value=math.exp(min(log_e_non_inferior, _MAX_LOG_E)),
+        paired_labeled=sum(s.pairs for s in usable),
     )
-    return evidence, log_e >= math.log(1 / config.alpha)
+    return _Comparison(evidence, worse, non_inferior)
+
+
+def _mixing_sds(config: RolloutConfig, champion_level: float) -> tuple[float, float]:
+    """The mixture scales of the revert and the promote test, in the advantage's units.
+
+    The revert test is tuned to a drop of `expected_effect` beyond the margin (for a regressor
+    the relative rise `relative_error_effect` of the champion's mean squared error), the promote
+    test to a challenger as good as the champion, which lies one margin above the boundary."""
+    if config.task != "regression":
+        return config.expected_effect, config.non_inferiority_margin
+    level = max(champion_level, 0.0)
+    return (
+        max(config.relative_error_effect * level, _MIN_SCALE),
+        max(config.non_inferiority_margin * level, _MIN_SCALE),
+    )
 
 
 def _rate(part: float, whole: int) -> float | None:
@@ -465,18 +668,43 @@ def _rate(part: float, whole: int) -> float | None:
 
 
 def _describe(evidence: Evidence) -> str:
-    if evidence.difference is None:
+    """The numbers in words, and which bound decides."""
+    if evidence.difference is None or evidence.lower_bound is None or evidence.margin is None:
         return (
             f"{evidence.metric}: not comparable yet ({evidence.challenger_labeled} challenger and "
             f"{evidence.champion_labeled} champion labels)"
         )
+    assert evidence.upper_bound is not None
+    level = f"{1 - 1 / evidence.threshold:.0%}"
+    pairs = (
+        f", paired on {evidence.paired_labeled} requests both models scored"
+        if evidence.paired_labeled
+        else ", arm against arm"
+    )
+    floor = -evidence.margin
+    if evidence.upper_bound < floor:
+        decides = (
+            f"its upper bound {evidence.upper_bound:+.4g} is below -margin {floor:+.4g}: "
+            "worse than the margin allows"
+        )
+    elif evidence.lower_bound > floor:
+        decides = (
+            f"its lower bound {evidence.lower_bound:+.4g} clears -margin {floor:+.4g}: non-inferior"
+        )
+    else:
+        decides = (
+            f"undecided: promoting needs the lower bound {evidence.lower_bound:+.4g} above "
+            f"-margin {floor:+.4g}, reverting needs the upper bound {evidence.upper_bound:+.4g} "
+            "below it"
+        )
     return (
         f"{evidence.metric}: challenger {evidence.challenger_value:.4f} "
         f"(n={evidence.challenger_labeled}) vs champion {evidence.champion_value:.4f} "
-        f"(n={evidence.champion_labeled}), difference {evidence.difference:+.4f}, "
-        f"{1 - 1 / evidence.threshold:.0%} anytime-valid interval "
-        f"[{evidence.ci_low:+.4f}, {evidence.ci_high:+.4f}]; "
-        f"e-value {evidence.e_value:.3g} (revert at ≥ {evidence.threshold:.3g})"
+        f"(n={evidence.champion_labeled}), difference {evidence.difference:+.4f}{pairs}; "
+        f"the challenger's advantage has {level} anytime-valid one-sided bounds "
+        f"[{evidence.lower_bound:+.4g}, {evidence.upper_bound:+.4g}]; {decides} "
+        f"(e-values: worse {evidence.e_value:.3g}, non-inferior {evidence.promote_e_value:.3g}; "
+        f"either decides at ≥ {evidence.threshold:.3g})"
     )
 
 
@@ -503,61 +731,22 @@ def _guardrail_breaches(config: RolloutConfig, arm: ArmStats, who: str) -> list[
     return breaches
 
 
-def _canary_evidence(config: RolloutConfig, periods: Sequence[StepStats]) -> tuple[Evidence, bool]:
-    # Each step is its own stratum: traffic shares differ between steps, so pooling raw counts
-    # would confound the comparison with drift over time. Strata are combined by inverse
-    # variance, which keeps the statistic a (super)martingale across step boundaries.
-    information = 0.0
-    weighted = 0.0
-    regression = config.task == "regression"
-    for period in periods:
-        a, b = period.champion, period.challenger
-        if regression:
-            stratum = _error_difference(a, b)
-            if stratum is None:
-                continue
-            estimate, variance = stratum
-        elif a.labeled and b.labeled:
-            estimate, variance = pooled_difference(a.labeled, a.correct, b.labeled, b.correct)
-        else:
-            continue
-        information += 1 / float(variance)
-        weighted += float(estimate) / float(variance)
-    total = (lambda arm: arm.outcome_sum) if regression else (lambda arm: arm.correct)
-    champion = (
-        sum(p.champion.labeled for p in periods),
-        sum(total(p.champion) for p in periods),
+def _canary_comparison(config: RolloutConfig, periods: Sequence[StepStats]) -> _Comparison:
+    total = (
+        (lambda arm: arm.outcome_sum) if config.task == "regression" else (lambda arm: arm.correct)
     )
-    challenger = (
-        sum(p.challenger.labeled for p in periods),
-        sum(total(p.challenger) for p in periods),
-    )
-    if not information:
-        return _evidence(
-            config, estimate=None, variance=None, champion=champion, challenger=challenger
-        )
-    return _evidence(
+    return _compare(
         config,
-        estimate=weighted / information,
-        variance=1 / information,
-        champion=champion,
-        challenger=challenger,
+        [_stratum(config, p.champion, p.challenger, p.paired) for p in periods],
+        champion=(
+            sum(p.champion.labeled for p in periods),
+            sum(total(p.champion) for p in periods),
+        ),
+        challenger=(
+            sum(p.challenger.labeled for p in periods),
+            sum(total(p.challenger) for p in periods),
+        ),
     )
-
-
-def _error_difference(champion: ArmStats, challenger: ArmStats) -> tuple[float, float] | None:
-    """Champion minus challenger mean squared error (positive: the challenger is better) and its
-    variance; None until each arm has two labels.
-
-    Equal means do not make the arms' spreads equal, so each arm keeps its own variance (Welch),
-    floored so a constant arm still counts as uncertain."""
-    a_var, b_var = champion.outcome_variance(), challenger.outcome_variance()
-    a_mean, b_mean = champion.mean_outcome(), challenger.mean_outcome()
-    if a_var is None or b_var is None or a_mean is None or b_mean is None:
-        return None
-    variance = a_var / champion.labeled + b_var / challenger.labeled
-    # The floor scales with the errors, so the verdict does not depend on the target's units.
-    return a_mean - b_mean, max(variance, (1e-6 * max(a_mean, b_mean)) ** 2, _TINY)
 
 
 def _timeout(
@@ -575,7 +764,7 @@ def _timeout(
         )
     return StepVerdict(
         "wait",
-        (reason + "; on_timeout is 'hold': waiting for labels", _describe(evidence)),
+        (reason + "; on_timeout is 'hold': waiting for more evidence", _describe(evidence)),
         evidence,
     )
 
@@ -588,11 +777,14 @@ def analyze_step(
     *,
     earlier_steps: Sequence[StepStats] = (),
 ) -> StepVerdict:
-    """Decide a canary step: revert on a guardrail or evidence the challenger is worse, else step up
-    (promote after the last step) once both arms have enough labels, else wait or time out.
+    """Decide a canary step by non-inferiority: revert on a guardrail or once the anytime-valid
+    upper bound of the challenger's advantage is below -margin; step up once both arms have
+    `min_labeled_per_step` labels; after the last step promote only once, in addition, the lower
+    bound clears -margin; else wait, and at the step's maximum duration do what `on_timeout` says.
 
-    Pass the stats of the steps already completed as `earlier_steps`: the test then runs over the
-    whole rollout, so its false-revert rate is `alpha` for the rollout rather than per step.
+    Pass the stats of the steps already completed as `earlier_steps`: the tests then run over the
+    whole rollout, so their error rates are `alpha` for the rollout rather than per step. A step
+    whose `paired` stats are filled is judged on those pairs.
     """
     if config.mode != "canary":
         raise ValueError(f"analyze_step needs a canary config, got mode {config.mode!r}")
@@ -602,15 +794,19 @@ def analyze_step(
         )
     share = config.traffic_steps[step_index]
     where = f"step {step_index + 1}/{len(config.traffic_steps)} ({share:.0%} traffic)"
-    evidence, worse = _canary_evidence(config, [*earlier_steps, stats])
+    comparison = _canary_comparison(config, [*earlier_steps, stats])
+    evidence = comparison.evidence
 
     breaches = _guardrail_breaches(config, stats.challenger, "challenger")
     if breaches:
         return StepVerdict("revert", (*breaches, _describe(evidence)), evidence)
-    if worse:
+    if comparison.worse:
         return StepVerdict(
             "revert",
-            (f"{where}: the challenger is worse than the champion", _describe(evidence)),
+            (
+                f"{where}: the challenger is worse than the champion by more than the margin",
+                _describe(evidence),
+            ),
             evidence,
         )
 
@@ -619,59 +815,70 @@ def analyze_step(
         f"{stats.challenger.labeled} challenger and {stats.champion.labeled} champion labels "
         f"this step (need {config.min_labeled_per_step} each)"
     )
-    if labeled >= config.min_labeled_per_step:
-        last = step_index == len(config.traffic_steps) - 1
-        action: StepAction = "promote" if last else "step_up"
-        outcome = "promote" if last else f"step up to {config.traffic_steps[step_index + 1]:.0%}"
+    last = step_index == len(config.traffic_steps) - 1
+    if labeled >= config.min_labeled_per_step and not last:
         return StepVerdict(
-            action,
+            "step_up",
             (
-                f"{where}: {counts} and no evidence the challenger is worse: {outcome}",
+                f"{where}: {counts} and no evidence the challenger is worse than the margin "
+                f"allows: step up to {config.traffic_steps[step_index + 1]:.0%}",
                 _describe(evidence),
             ),
             evidence,
         )
-    if elapsed_seconds >= config.max_step_seconds:
-        return _timeout(config, where, elapsed_seconds, f"only {counts}", evidence)
-    return StepVerdict(
-        "wait", (f"{where}: waiting for labels, {counts}", _describe(evidence)), evidence
+    if labeled >= config.min_labeled_per_step and comparison.non_inferior:
+        return StepVerdict(
+            "promote",
+            (f"{where}: {counts}; the challenger is non-inferior: promote", _describe(evidence)),
+            evidence,
+        )
+    missing = (
+        f"only {counts}"
+        if labeled < config.min_labeled_per_step
+        else "no evidence yet that the challenger is non-inferior"
     )
+    if elapsed_seconds >= config.max_step_seconds:
+        return _timeout(config, where, elapsed_seconds, missing, evidence)
+    waiting = (
+        f"waiting for labels, {counts}"
+        if labeled < config.min_labeled_per_step
+        else f"{counts}; waiting until the challenger is shown non-inferior"
+    )
+    return StepVerdict("wait", (f"{where}: {waiting}", _describe(evidence)), evidence)
 
 
 def analyze_shadow(
     config: RolloutConfig, stats: ShadowStats, elapsed_seconds: float
 ) -> StepVerdict:
-    """Decide a shadow period from both models' answers to the same requests: revert on a guardrail,
-    too little agreement or labeled evidence the challenger is worse; promote once enough labels.
+    """Decide a shadow period from both models' answers to the same requests, by the same
+    non-inferiority rule on the pairs: revert on a guardrail, too little agreement or an upper
+    bound below -margin; promote once enough labels and a lower bound above -margin; else wait
+    or time out.
     """
     if config.mode != "shadow":
         raise ValueError(f"analyze_shadow needs a shadow config, got mode {config.mode!r}")
     regression = config.task == "regression"
     agreement = None if regression else _rate(stats.agreed, stats.compared)
     n = stats.champion.labeled
-    estimate = variance = None
-    if regression and n >= 2:
-        # Paired squared errors: the mean of (champion − challenger) per request, with the
-        # variance of those differences.
-        estimate = stats.difference_sum / n
-        spread = (stats.difference_sq_sum - n * estimate * estimate) / (n - 1)
-        variance = max(spread / n, 0.0)
-    elif not regression and n:
-        # Paired outcomes: only requests where exactly one model is right carry information
-        # (McNemar). The variance is again the one under "no difference", smoothed to stay > 0.
-        champion_only = stats.champion.correct - stats.both_correct
-        challenger_only = stats.challenger.correct - stats.both_correct
-        estimate = (challenger_only - champion_only) / n
-        variance = (champion_only + challenger_only + 1) / (n + 2) / n
     total = (lambda arm: arm.outcome_sum) if regression else (lambda arm: arm.correct)
-    evidence, worse = _evidence(
+    pairs = PairedStats(
+        labeled=n,
+        challenger_correct=stats.challenger.correct,
+        champion_correct=stats.champion.correct,
+        both_correct=stats.both_correct,
+        challenger_outcome_sum=stats.challenger.outcome_sum,
+        champion_outcome_sum=stats.champion.outcome_sum,
+        error_difference_sum=stats.difference_sum,
+        error_difference_sq_sum=stats.difference_sq_sum,
+    )
+    comparison = _compare(
         config,
-        estimate=estimate,
-        variance=variance,
+        [_stratum(config, stats.champion, stats.challenger, pairs) if n else None],
         champion=(n, total(stats.champion)),
         challenger=(n, total(stats.challenger)),
         agreement_rate=agreement,
     )
+    evidence = comparison.evidence
     if regression:
         agreement_text = f"{stats.compared} requests scored by both models"
     elif agreement is not None:
@@ -693,27 +900,35 @@ def analyze_shadow(
                 f"shadow: {agreement_text} is below min_agreement {floor:.2%} "
                 f"(e-value {math.exp(min(log_e, _MAX_LOG_E)):.3g})"
             )
-    if worse:
-        reasons.append("shadow: the challenger is worse than the champion on the same requests")
+    if comparison.worse:
+        reasons.append(
+            "shadow: the challenger is worse than the champion on the same requests by more "
+            "than the margin"
+        )
     if reasons:
         return StepVerdict("revert", (*reasons, _describe(evidence)), evidence)
 
     counts = f"{n} labeled requests (need {config.min_labeled_per_step})"
-    if n >= config.min_labeled_per_step:
+    enough = n >= config.min_labeled_per_step
+    if enough and comparison.non_inferior:
         return StepVerdict(
             "promote",
             (
-                f"shadow: {counts}, {agreement_text}, no evidence the challenger is worse: promote",
+                f"shadow: {counts}, {agreement_text}; the challenger is non-inferior: promote",
                 _describe(evidence),
             ),
             evidence,
         )
+    missing = f"only {counts}" if not enough else "no evidence yet that it is non-inferior"
     if elapsed_seconds >= config.max_step_seconds:
-        return _timeout(config, "shadow", elapsed_seconds, f"only {counts}", evidence)
+        return _timeout(config, "shadow", elapsed_seconds, missing, evidence)
+    waiting = (
+        f"waiting for labels, {counts}"
+        if not enough
+        else f"{counts}; waiting until the challenger is shown non-inferior"
+    )
     return StepVerdict(
-        "wait",
-        (f"shadow: waiting for labels, {counts}; {agreement_text}", _describe(evidence)),
-        evidence,
+        "wait", (f"shadow: {waiting}; {agreement_text}", _describe(evidence)), evidence
     )
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from promotion.rollout import (
     ArmStats,
+    PairedStats,
     RolloutConfig,
     ShadowStats,
     StepStats,
@@ -68,8 +69,8 @@ ENDLESS_STEP = dataclasses.replace(CANARY, min_labeled_per_step=10**9, max_step_
 
 
 def test_equal_models_are_rarely_reverted_although_checked_after_every_batch():
-    runs = 400
-    share = simulate_canary_reverts(ENDLESS_STEP, 0.90, runs=runs, looks=150, seed=7)
+    runs = 200
+    share = simulate_canary_reverts(ENDLESS_STEP, 0.90, runs=runs, looks=100, seed=7)
     # alpha plus three standard errors of the simulation
     assert share <= 0.05 + 3 * (0.05 * 0.95 / runs) ** 0.5
 
@@ -81,11 +82,22 @@ def test_clearly_worse_challenger_is_reverted_in_almost_every_simulated_canary()
 
 def test_clearly_worse_challenger_is_reverted_with_the_numbers():
     verdict = analyze_step(CANARY, 0, step((5700, 5130), (300, 240)), elapsed_seconds=HOUR)
+    evidence = verdict.evidence
     assert verdict.action == "revert"
-    assert "challenger is worse" in verdict.reasons[0]
+    assert "worse than the champion by more than the margin" in verdict.reasons[0]
     assert "0.8000" in verdict.reasons[-1] and "0.9000" in verdict.reasons[-1]
-    assert verdict.evidence.e_value >= verdict.evidence.threshold == 20
-    assert verdict.evidence.ci_high is not None and verdict.evidence.ci_high < 0
+    assert "upper bound" in verdict.reasons[-1] and "below -margin" in verdict.reasons[-1]
+    assert evidence.e_value >= evidence.threshold == 20
+    assert evidence.upper_bound is not None and evidence.upper_bound < -evidence.margin
+    assert evidence.ci_high is not None and evidence.ci_high < 0
+
+
+def test_the_default_margin_is_one_and_a_half_accuracy_points_or_a_tenth_of_the_squared_error():
+    assert CANARY.non_inferiority_margin == 0.015
+    assert dataclasses.replace(CANARY, task="regression").non_inferiority_margin == 0.10
+    assert dataclasses.replace(CANARY, margin=0.05).non_inferiority_margin == 0.05
+    with pytest.raises(ValueError, match="margin"):
+        dataclasses.replace(CANARY, margin=0.0)
 
 
 def test_equal_challenger_with_enough_labels_steps_up_to_the_next_traffic_share():
@@ -94,9 +106,68 @@ def test_equal_challenger_with_enough_labels_steps_up_to_the_next_traffic_share(
     assert "step up to 25%" in verdict.reasons[0]
 
 
-def test_last_step_with_enough_labels_promotes():
-    verdict = analyze_step(CANARY, 2, step((500, 450), (500, 452)), elapsed_seconds=HOUR)
+def paired_step(labeled: int, challenger_only: int, champion_only: int, both: int) -> StepStats:
+    """A step whose `labeled` canary requests the champion scored too: `both` right for both
+    models, the others right for one model only; the champion's own arm is as accurate."""
+    pairs = PairedStats(
+        labeled=labeled,
+        challenger_correct=both + challenger_only,
+        champion_correct=both + champion_only,
+        both_correct=both,
+    )
+    stats = step(
+        (labeled, pairs.champion_correct), (labeled, pairs.challenger_correct), requests=labeled
+    )
+    return dataclasses.replace(stats, paired=pairs)
+
+
+def test_last_step_promotes_a_challenger_shown_non_inferior_on_pairs():
+    # 2000 requests scored by both, 40 right for one model only each way: equal, and sure of it.
+    verdict = analyze_step(CANARY, 2, paired_step(2000, 20, 20, 1780), elapsed_seconds=HOUR)
     assert verdict.action == "promote"
+    assert "non-inferior" in verdict.reasons[0]
+    assert "lower bound" in verdict.reasons[-1] and "clears -margin" in verdict.reasons[-1]
+    assert verdict.evidence.paired_labeled == 2000
+    assert verdict.evidence.lower_bound > -verdict.evidence.margin
+
+
+def test_last_step_with_enough_labels_but_no_evidence_of_non_inferiority_waits():
+    # 500 labels per arm, arm against arm: equal accuracies, but far too uncertain to promote.
+    verdict = analyze_step(CANARY, 2, step((500, 450), (500, 452)), elapsed_seconds=HOUR)
+    assert verdict.action == "wait"
+    assert "waiting until the challenger is shown non-inferior" in verdict.reasons[0]
+    assert "undecided" in verdict.reasons[-1]
+    assert verdict.evidence.lower_bound <= -verdict.evidence.margin
+
+
+def test_pairs_decide_where_the_same_labels_arm_against_arm_do_not():
+    stats = paired_step(2000, 20, 20, 1780)
+    unpaired = dataclasses.replace(stats, paired=None)
+    assert analyze_step(CANARY, 2, unpaired, elapsed_seconds=HOUR).action == "wait"
+    assert analyze_step(CANARY, 2, stats, elapsed_seconds=HOUR).action == "promote"
+
+
+def test_last_step_at_maximum_duration_without_non_inferiority_does_what_the_policy_says():
+    stats = step((500, 450), (500, 452))
+    reverted = analyze_step(CANARY, 2, stats, elapsed_seconds=CANARY.max_step_seconds)
+    held = analyze_step(
+        dataclasses.replace(CANARY, on_timeout="hold"), 2, stats, CANARY.max_step_seconds
+    )
+    assert reverted.action == "revert" and "not yet" not in reverted.reasons[0]
+    assert "non-inferior" in reverted.reasons[0] and "fail closed" in reverted.reasons[0]
+    assert held.action == "wait" and "on_timeout is 'hold'" in held.reasons[0]
+
+
+def test_a_wider_margin_promotes_what_the_default_margin_waits_on():
+    stats = step((3000, 2700), (3000, 2700))
+    assert analyze_step(CANARY, 2, stats, elapsed_seconds=HOUR).action == "wait"
+    wide = dataclasses.replace(CANARY, margin=0.05)
+    assert analyze_step(wide, 2, stats, elapsed_seconds=HOUR).action == "promote"
+
+
+def test_paired_stats_with_impossible_counts_are_refused():
+    with pytest.raises(ValueError, match="both_correct"):
+        PairedStats(labeled=100, challenger_correct=90, champion_correct=20, both_correct=50)
 
 
 def test_step_waits_for_labels_before_its_maximum_duration():
@@ -153,13 +224,13 @@ def test_slow_first_requests_do_not_trip_the_latency_guardrail():
 
 
 def test_evidence_from_earlier_steps_carries_into_the_current_step():
-    # 0.87 against 0.90: not enough in any one step, enough over the three.
-    first = step((9500, 8550), (500, 435))
-    second = step((1500, 1350), (500, 435))
-    third = step((500, 450), (500, 435))
+    # 0.85 against 0.90: not enough in any one step, enough over the three.
+    first = step((9500, 8550), (500, 425))
+    second = step((1500, 1350), (500, 425))
+    third = step((500, 450), (500, 425))
     alone = analyze_step(CANARY, 2, third, elapsed_seconds=HOUR)
     together = analyze_step(CANARY, 2, third, elapsed_seconds=HOUR, earlier_steps=[first, second])
-    assert alone.action == "promote"
+    assert alone.action == "wait"
     assert together.action == "revert"
     assert together.evidence.challenger_labeled == 1500
 
@@ -272,9 +343,16 @@ def test_shadow_reverts_on_low_agreement_before_any_label_arrives():
 
 
 def test_shadow_with_a_near_copy_of_the_champion_promotes_once_enough_labels_arrive():
-    verdict = analyze_shadow(SHADOW, shadow(600, 540, 542, 530), elapsed_seconds=HOUR)
+    verdict = analyze_shadow(SHADOW, shadow(2000, 1800, 1802, 1780), elapsed_seconds=HOUR)
     assert verdict.action == "promote"
     assert "agreement 95.00%" in verdict.reasons[0]
+    assert verdict.evidence.paired_labeled == 2000
+
+
+def test_shadow_with_too_few_pairs_to_show_non_inferiority_waits():
+    verdict = analyze_shadow(SHADOW, shadow(600, 540, 542, 510), elapsed_seconds=HOUR)
+    assert verdict.action == "wait"
+    assert "waiting until the challenger is shown non-inferior" in verdict.reasons[0]
 
 
 def test_shadow_at_maximum_duration_without_enough_labels_reverts_by_default():
@@ -408,9 +486,10 @@ def simulate_regression_reverts(
     return reverted / runs
 
 
-def test_an_equally_good_regressor_is_rarely_reverted_although_checked_after_every_batch():
-    runs = 300
-    share = simulate_regression_reverts(ENDLESS_REGRESSION, 1.0, runs=runs, looks=100, seed=5)
+def test_a_regressor_exactly_at_the_margin_is_rarely_reverted_although_checked_after_every_batch():
+    runs = 150
+    at_margin = (1 + REGRESSION.non_inferiority_margin) ** 0.5  # mean squared error 1.1 × 1
+    share = simulate_regression_reverts(ENDLESS_REGRESSION, at_margin, runs=runs, looks=60, seed=5)
     assert share <= REGRESSION.alpha + 3 * (0.05 * 0.95 / runs) ** 0.5
 
 
@@ -528,10 +607,19 @@ def test_a_shadow_regressor_with_larger_errors_on_the_same_requests_is_reverted(
     assert verdict.evidence.metric == "squared_error" and verdict.evidence.agreement_rate is None
 
 
-def test_a_shadow_regressor_as_good_as_the_champion_promotes_once_enough_labels_arrive():
+def test_a_shadow_regressor_close_to_the_champion_on_each_request_promotes():
+    rng = np.random.default_rng(4)
+    residual = rng.normal(0, 1, 800)
+    stats = paired_errors(residual**2, (residual + rng.normal(0, 0.05, 800)) ** 2)
+    verdict = analyze_shadow(REGRESSION_SHADOW, stats, elapsed_seconds=HOUR)
+    assert verdict.action == "promote"
+    assert verdict.evidence.margin == pytest.approx(0.10 * float(np.mean(residual**2)))
+
+
+def test_a_shadow_regressor_with_unrelated_errors_needs_more_than_800_labels():
     rng = np.random.default_rng(4)
     stats = paired_errors(rng.normal(0, 1, 800) ** 2, rng.normal(0, 1, 800) ** 2)
-    assert analyze_shadow(REGRESSION_SHADOW, stats, elapsed_seconds=HOUR).action == "promote"
+    assert analyze_shadow(REGRESSION_SHADOW, stats, elapsed_seconds=HOUR).action == "wait"
 
 
 def test_an_identical_shadow_regressor_is_not_reverted():
