@@ -9,6 +9,7 @@ Nothing here reads the clock: every transition is given `now`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import types
 import typing
@@ -426,7 +427,7 @@ def from_legacy_tags(model: str, version: int, tags: Mapping[str, str]) -> Rollo
     try:
         return RolloutState(**data)
     except TypeError as error:
-        raise RolloutStateError(f"{where}s: {error}") from error
+        raise RolloutStateError(f"{model} v{version}: loose rollout tags: {error}") from error
 
 
 def _scalar(value: str) -> Scalar:
@@ -484,22 +485,21 @@ def _dumps(state: RolloutState) -> str:
     return json.dumps({"schema": SCHEMA, **asdict(state)}, separators=(",", ":"))
 
 
-def _decode(cls: type, data: object, where: str) -> object:
-    """A dataclass of `cls` from JSON data, every field checked against its annotation."""
+def _decode(cls: type, data: object, where: str, path: str = "") -> object:
+    """A dataclass of `cls` from JSON data, every field checked against its annotation; errors
+    name the field by its dotted path (`verdict.evidence.e_value`)."""
     if not isinstance(data, dict):
-        raise RolloutStateError(f"{where}: must be a JSON object, got {data!r}")
+        raise _malformed(where, path, f"must be a JSON object, got {data!r}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
-        raise RolloutStateError(f"{where}: unknown field {unknown[0]!r}")
+        raise _malformed(where, _join(path, unknown[0]), "unknown field")
     values = {}
     for f in fields(cls):
-        if f.name not in data:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise RolloutStateError(f"{where}: field {f.name!r} is missing")
-            continue
-        values[f.name] = _value(hints[f.name], data[f.name], f"{where}: field {f.name!r}")
+        if f.name in data:
+            values[f.name] = _value(hints[f.name], data[f.name], where, _join(path, f.name))
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise _malformed(where, _join(path, f.name), "is missing")
     try:
         return cls(**values)
     except RolloutStateError:
@@ -508,44 +508,52 @@ def _decode(cls: type, data: object, where: str) -> object:
         raise RolloutStateError(f"{where}: {error}") from error
 
 
-def _value(hint: object, value: object, where: str) -> object:
+def _value(hint: object, value: object, where: str, path: str) -> object:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        options = [a for a in args if a is not type(None)]
         if hint == Scalar:
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise RolloutStateError(f"{where}: must be a number or text, got {value!r}")
+            if not (number or isinstance(value, str)):
+                raise _malformed(where, path, f"must be a number or text, got {value!r}")
             return value
-        return _value(options[0], value, where)
+        return _value(next(a for a in args if a is not type(None)), value, where, path)
     if origin is Literal:
         if value not in args:
-            raise RolloutStateError(f"{where}: must be one of {args}, got {value!r}")
+            raise _malformed(where, path, f"must be one of {args}, got {value!r}")
         return value
     if origin is tuple:
         if not isinstance(value, list):
-            raise RolloutStateError(f"{where}: must be a list, got {value!r}")
-        return tuple(_value(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+            raise _malformed(where, path, f"must be a list, got {value!r}")
+        return tuple(_value(args[0], item, where, f"{path}[{i}]") for i, item in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise RolloutStateError(f"{where}: must be an object, got {value!r}")
-        return {str(k): _value(args[1], v, f"{where}.{k}") for k, v in value.items()}
+            raise _malformed(where, path, f"must be an object, got {value!r}")
+        return {k: _value(args[1], v, where, _join(path, k)) for k, v in value.items()}
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RolloutStateError(f"{where}: must be a number, got {value!r}")
-        return float(value)
+        if not number:
+            raise _malformed(where, path, f"must be a number, got {value!r}")
+        return float(value)  # type: ignore[arg-type]
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RolloutStateError(f"{where}: must be an integer, got {value!r}")
+        if not (number and isinstance(value, int)):
+            raise _malformed(where, path, f"must be an integer, got {value!r}")
         return value
     if hint is str:
         if not isinstance(value, str):
-            raise RolloutStateError(f"{where}: must be text, got {value!r}")
+            raise _malformed(where, path, f"must be text, got {value!r}")
         return value
-    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
-        return _decode(hint, value, where)
+    if dataclasses.is_dataclass(hint):
+        return _decode(hint, value, where, path)  # type: ignore[arg-type]
     raise TypeError(f"no decoder for {hint!r}")  # a field type this module does not know
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _malformed(where: str, path: str, problem: str) -> RolloutStateError:
+    return RolloutStateError(f"{where}: field {path!r}: {problem}")
 
 
 def _iso(moment: datetime) -> str:
