@@ -374,7 +374,7 @@ def rollout_progress(
         state = state_from_tags(policy.model_name, rolling.version, tags.get(rolling.version, {}))
     except RolloutStateError as error:
         return RolloutProgress(rolling.alias, rolling.version, None, steps, None, str(error), "")
-    if state is None or not state.running:
+    if state is None:
         return RolloutProgress(rolling.alias, rolling.version, None, steps, None, "", "")
     return RolloutProgress(
         mode=rolling.alias,

@@ -257,7 +257,8 @@ def _read_state(name: str, version: int) -> rollout_state.RolloutState | None:
         return registry.rollout_state(name, version)
     except rollout_state.RolloutStateError as error:
         raise RolloutError(
-            f"{error}; fix or delete the row of promotion_rollout_states to go on"
+            f"{error}; repair the stored state (the ledger's promotion_rollout_states row, or "
+            "the version's loose rollout.* tags of an earlier release) to go on"
         ) from error
 
 
