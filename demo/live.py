@@ -255,13 +255,17 @@ def canary(
     announce(f"{title} (v{version}) on live traffic", f"rollout_{MODEL}")
     with Traffic(gateway_url, MODEL, frame, truth, api_token=GATEWAY_TOKEN) as traffic:
         lifecycle.start_dag(f"rollout_{MODEL}").wait(ROLLOUT_TIMEOUT_S)
-    tags = registry.get_version(MODEL, version).tags
-    print(
-        f"  traffic: {traffic.sent} requests, {traffic.labeled} labels; canary accuracy "
-        f"{float(tags['rollout.challenger_value']):.3f} vs champion "
-        f"{float(tags['rollout.champion_value']):.3f}"
-    )
-    print(f"  verdict: {tags['rollout.verdict']}: {tags['rollout.reason']}")
+    state = registry.rollout_state(MODEL, version)
+    print(f"  traffic: {traffic.sent} requests, {traffic.labeled} labels")
+    if state is None or state.verdict is None:
+        print("  no verdict was recorded for the rollout")
+    else:
+        numbers = state.verdict.evidence
+        print(
+            f"  canary accuracy {float(numbers['challenger_value']):.3f} vs champion "
+            f"{float(numbers['champion_value']):.3f}"
+        )
+        print(f"  verdict: {state.phase}: {state.reason}")
     print_state(MODEL, SHOWN_ALIASES)
 
 

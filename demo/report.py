@@ -49,8 +49,9 @@ def print_timeline(model: str) -> None:
         )
         if "approval.status" in tags:
             line += f"; approval: {tags['approval.status']} by {tags.get('approval.by', '–')}"
-        if "rollout.verdict" in tags:
-            line += f"; canary: {tags['rollout.verdict']} ({tags.get('rollout.reason', '')})"
+        rolled = registry.rollout_state(model, version)
+        if rolled is not None and not rolled.running:
+            line += f"; {rolled.mode}: {rolled.phase} ({rolled.reason})"
         print(line)
         version += 1
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from promotion.rollout_state import SHARE_TAG as CANARY_SHARE_TAG
+
 ROLES = ("champion", "canary", "shadow")
-CANARY_SHARE_TAG = "rollout.canary_share"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from monitoring.settings import MonitoringSettings
 from policies.loader import load_valid_policies
 from policies.schema import Policy
 from promotion.records import CANARY, CHALLENGER, CHAMPION, SHADOW
+from promotion.rollout_state import SHARE_TAG, RolloutStateError, state_from_tags
 from registry import get_version
 from registry.alias_drift import AliasDrift, read_alias_drifts
 from registry.ledger import ledger_at
@@ -352,7 +353,7 @@ def _aliases(
         since = parse_time(arrived[-1].at) if arrived else None
         detail = ""
         if alias == CANARY:
-            share = tags[version].get("rollout.canary_share")
+            share = tags[version].get(SHARE_TAG)
             detail = f"answers {float(share):.0%} of traffic" if share else ""
         elif alias == SHADOW:
             detail = "scores a copy of traffic, never answers"
@@ -363,21 +364,26 @@ def _aliases(
 def rollout_progress(
     policy: Policy, aliases: Sequence[AliasState], tags: dict[int, dict]
 ) -> RolloutProgress | None:
-    """The canary or shadow period under way, from its version's `rollout.*` tags; None if none."""
+    """The canary or shadow period under way, from the rollout state mirrored on its version's
+    `rollout.state` tag (or the loose tags of an earlier release); None if none."""
     rolling = next((a for a in aliases if a.alias in (CANARY, SHADOW)), None)
     if rolling is None:
         return None
-    found = tags.get(rolling.version, {})
-    step = found.get("rollout.step")
-    share = found.get("rollout.canary_share")
+    steps = len(policy.rollout.traffic_steps) if rolling.alias == CANARY else 1
+    try:
+        state = state_from_tags(policy.model_name, rolling.version, tags.get(rolling.version, {}))
+    except RolloutStateError as error:
+        return RolloutProgress(rolling.alias, rolling.version, None, steps, None, str(error), "")
+    if state is None:
+        return RolloutProgress(rolling.alias, rolling.version, None, steps, None, "", "")
     return RolloutProgress(
         mode=rolling.alias,
         version=rolling.version,
-        step=int(step) if step else None,
-        steps=len(policy.rollout.traffic_steps) if rolling.alias == CANARY else 1,
-        share=float(share) if share and rolling.alias == CANARY else None,
-        status=found.get("rollout.status", ""),
-        checked_at=found.get("rollout.checked_at", ""),
+        step=state.step,
+        steps=steps,
+        share=state.share if rolling.alias == CANARY else None,
+        status=state.status,
+        checked_at=state.checked_at or "",
     )
 
 

@@ -25,6 +25,7 @@ from registry.moves import (
     state_history,
     version_state,
 )
+from registry.rollout_states import RolloutStateConflict, rollout_state, save_rollout_state
 from registry.settings import LEDGER_URL_ENV, LedgerConfigError
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "LockTimeout",
     "MoveRefused",
     "RegistryUnavailable",
+    "RolloutStateConflict",
     "VersionInfo",
     "alias_history",
     "ensure_registered_model",
@@ -48,6 +50,8 @@ __all__ = [
     "move_alias",
     "record_transition",
     "register_version",
+    "rollout_state",
+    "save_rollout_state",
     "set_version_tags",
     "state_history",
     "version_state",

@@ -135,6 +135,17 @@ def set_version_tags(model_name: str, version: int, tags: dict[str, Any]) -> Non
         )
 
 
+@retry_transient()
+def delete_version_tags(model_name: str, version: int, keys: list[str]) -> None:
+    """Remove tags from a version; a key it does not carry is skipped."""
+    for key in keys:
+        try:
+            client().delete_model_version_tag(model_name, str(version), key)
+        except MlflowException as error:
+            if not _is(error, RESOURCE_DOES_NOT_EXIST):
+                raise
+
+
 def model_uri(model_name: str, version: int) -> str:
     """The registry URI of one version, for loading it."""
     return f"models:/{model_name}/{version}"

@@ -2,16 +2,16 @@
 promote or revert it, and guard the new champion for a while.
 
 The verdicts are `promotion.rollout`'s pure functions; this module feeds them the gateway's
-prediction log, moves aliases through `registry`, and keeps the rollout's state on the version's
-`rollout.*` tags, so a rerun, a restart or a person reading the MLflow UI sees where it stands.
+prediction log, moves aliases through `registry`, and keeps the rollout's state as one record
+(`promotion.rollout_state`) in the ledger, mirrored to the version's `rollout.state` tag, so a
+rerun, a restart or a person reading the MLflow UI sees where it stands.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +21,7 @@ from approval.slack import SlackDeliveryError
 from gateway.predlog import ArmWindow, ShadowPairs, arm_windows, create_engine, log_tables
 from gateway.predlog import shadow_pairs as read_shadow_pairs
 from policies.schema import Policy
+from promotion import rollout_state
 from promotion.decisions import NothingToRollBack
 from promotion.evaluation import EvaluationResult
 from promotion.lifecycle import State
@@ -30,7 +31,6 @@ from promotion.rollout import (
     RolloutConfig,
     ShadowStats,
     StepStats,
-    StepVerdict,
     analyze_shadow,
     analyze_step,
     guard_window_verdict,
@@ -49,14 +49,6 @@ from workflow.runs import RunContext
 
 LOG_URL_ENV = "GATEWAY_LOG_URL"
 LOG_SCHEMA_ENV = "GATEWAY_LOG_SCHEMA"
-
-SHARE_TAG = "rollout.canary_share"
-STEP_TAG = "rollout.step"
-STEP_STARTS_TAG = "rollout.step_starts"
-STARTED_BY_TAG = "rollout.started_by"
-CHAMPION_TAG = "rollout.champion_version"
-STATUS_TAG = "rollout.status"
-VERDICT_TAG = "rollout.verdict"
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +187,9 @@ def rollout_config(policy: Policy) -> RolloutConfig:
 
 
 def start(policy: Policy, evaluation: dict, run: RunContext, approval: dict | None = None) -> dict:
-    """Hand the evaluated (and approved) challenger to live traffic: tag its rollout, point the
-    policy's `canary` (at the first traffic step) or `shadow` alias at it, and clear `challenger`.
+    """Hand the evaluated (and approved) challenger to live traffic: record its rollout's state,
+    point the policy's `canary` (at the first traffic step) or `shadow` alias at it, and clear
+    `challenger`.
 
     Refuses (NotPromoted) when `champion` moved since the evaluation. With no champion yet, live
     traffic has nothing to compare with, so the challenger is promoted at once.
@@ -220,13 +213,12 @@ def start(policy: Policy, evaluation: dict, run: RunContext, approval: dict | No
     )
     alias = config.mode
     before = registry.get_alias_version(name, alias)
-    tags = registry.get_version(name, version).tags
-    if not (before == version and tags.get(STARTED_BY_TAG) == run.actor):
-        # The share is tagged before the alias moves, so the gateway never routes the new canary
-        # with its configured default share first.
-        registry.set_version_tags(
-            name, version, _start_tags(config, champion, run, datetime.now(UTC))
-        )
+    existing = _read_state(name, version)
+    rerun = existing is not None and existing.running and existing.started_by == run.actor
+    if not (before == version and rerun):
+        # The state (and the share it mirrors) is saved before the alias moves, so the gateway
+        # never routes the new canary with its configured default share first.
+        _start_state(name, version, config, champion, run, datetime.now(UTC), existing)
     _move(name, alias, version, kind="promote", run=run, reason=reason, evidence=evidence)
     clear_challenger(name, version, "promote", run, f"handed to the {alias} rollout", evidence)
     return {
@@ -238,49 +230,72 @@ def start(policy: Policy, evaluation: dict, run: RunContext, approval: dict | No
     }
 
 
-def _start_tags(
-    config: RolloutConfig, champion: int, run: RunContext, now: datetime
-) -> dict[str, str]:
-    tags = {
-        "rollout.mode": config.mode,
-        "rollout.started_at": _iso(now),
-        STARTED_BY_TAG: run.actor,
-        CHAMPION_TAG: str(champion),
-        STEP_TAG: "1",
-        STEP_STARTS_TAG: json.dumps([_iso(now)]),
-        STATUS_TAG: f"{config.mode} started",
-    }
-    if config.mode == "canary":
-        tags[SHARE_TAG] = str(config.traffic_steps[0])
-    return tags
+def _start_state(
+    name: str,
+    version: int,
+    config: RolloutConfig,
+    champion: int,
+    run: RunContext,
+    now: datetime,
+    replacing: rollout_state.RolloutState | None,
+) -> rollout_state.RolloutState:
+    started = rollout_state.start(
+        name,
+        version,
+        mode=config.mode,  # type: ignore[arg-type]
+        champion=champion,
+        started_by=run.actor,
+        traffic_steps=config.traffic_steps,
+        now=now,
+        replacing=replacing,
+    )
+    return registry.save_rollout_state(started)
+
+
+def _read_state(name: str, version: int) -> rollout_state.RolloutState | None:
+    try:
+        return registry.rollout_state(name, version)
+    except rollout_state.RolloutStateError as error:
+        raise RolloutError(
+            f"{error}; repair the stored state (the ledger's promotion_rollout_states row, or "
+            "the version's loose rollout.* tags of an earlier release) to go on"
+        ) from error
+
+
+def _running_state(name: str, version: int) -> rollout_state.RolloutState:
+    state = _read_state(name, version)
+    if state is None or not state.running:
+        said = "no rollout state" if state is None else f"its rollout was {state.phase} already"
+        raise RolloutError(f"{name} v{version}: {said}; begin the rollout again")
+    return state
 
 
 def begin(policy: Policy, run: RunContext, now: datetime | None = None) -> RolloutWatch | None:
     """The rollout to watch: the version the policy's rollout alias points at and the champion it
     is compared with; None when no version holds the alias (nothing to watch).
 
-    A version aliased by hand, without the tags `start` writes, starts its rollout clock now.
+    A version aliased by hand, without the state `start` saves (or whose earlier rollout has
+    concluded), starts its rollout clock now.
     """
     name, config = policy.model_name, rollout_config(policy)
     version = registry.get_alias_version(name, config.mode)
     if version is None:
         return None
-    tags = registry.get_version(name, version).tags
-    if STEP_STARTS_TAG not in tags:
+    state = _read_state(name, version)
+    if state is None or not state.running:
         champion = registry.get_alias_version(name, CHAMPION)
         if champion is None:
             raise RolloutError(
                 f"{name} v{version} holds `{config.mode}` but there is no champion to compare it "
                 "with; promote a champion first"
             )
-        tags = _start_tags(config, champion, run, now or datetime.now(UTC))
-        registry.set_version_tags(name, version, tags)
+        state = _start_state(name, version, config, champion, run, now or datetime.now(UTC), state)
     return RolloutWatch(
         model=name,
         version=version,
         alias=config.mode,
-        champion=int(tags[CHAMPION_TAG]),
-        started_at=tags["rollout.started_at"],
+        champion=state.champion,
+        started_at=state.started_at,
     )
 
 
@@ -377,8 +392,8 @@ def check(
             f"champion moved from v{champion} to {_v(aliases.get(CHAMPION))} during the rollout, "
             "so its evidence compares against a champion that no longer serves; roll out again",
         )
-    tags = registry.get_version(name, version).tags
-    starts = [datetime.fromisoformat(s) for s in json.loads(tags[STEP_STARTS_TAG])]
+    state = _running_state(name, version)
+    starts = [datetime.fromisoformat(s) for s in state.step_starts]
     windows = step_windows(starts, now)
     elapsed = (now - starts[-1]).total_seconds()
     engine, tables = create_engine(settings.log_url), log_tables(settings.log_schema)
@@ -407,12 +422,13 @@ def check(
     finally:
         engine.dispose()
     log.info("%s v%s: %s", name, version, " | ".join(verdict.reasons))
+    evidence = verdict.evidence.as_dict()
     if verdict.action == "step_up":
-        _step_up(name, version, config, starts, verdict, run, now)
+        _step_up(state, config, verdict.reasons, evidence, run, now)
         return None
     if verdict.action == "wait":
-        registry.set_version_tags(
-            name, version, {STATUS_TAG: verdict.reasons[0], "rollout.checked_at": _iso(now)}
+        registry.save_rollout_state(
+            rollout_state.record_wait(state, verdict.reasons, evidence, now)
         )
         return None
     return Verdict(
@@ -421,39 +437,28 @@ def check(
 
 
 def _step_up(
-    name: str,
-    version: int,
+    state: rollout_state.RolloutState,
     config: RolloutConfig,
-    starts: list[datetime],
-    verdict: StepVerdict,
+    reasons: tuple[str, ...],
+    evidence: dict,
     run: RunContext,
     now: datetime,
 ) -> None:
-    step = len(starts) + 1
-    share = config.traffic_steps[step - 1]
+    stepped = rollout_state.step_up(state, config.traffic_steps, reasons, evidence, now)
+    step, share = stepped.step, stepped.share
     try:
         registry.record_transition(
-            name,
-            version,
+            state.model,
+            state.version,
             State.CANARY,
             actor=run.actor,
             reason=f"step {step}/{len(config.traffic_steps)}: {share:.0%} of traffic; "
-            + "; ".join(verdict.reasons),
+            + "; ".join(reasons),
             evidence={"step": step, "canary_share": share},
         )
     except registry.MoveRefused as refusal:
         raise RolloutError(str(refusal)) from refusal
-    registry.set_version_tags(
-        name,
-        version,
-        {
-            STEP_STARTS_TAG: json.dumps([*map(_iso, starts), _iso(now)]),
-            STEP_TAG: str(step),
-            SHARE_TAG: str(share),
-            STATUS_TAG: verdict.reasons[0],
-            "rollout.checked_at": _iso(now),
-        },
-    )
+    registry.save_rollout_state(stepped)
 
 
 def _final(action: str, reason: str) -> Verdict:
@@ -470,14 +475,22 @@ def conclude(
 ) -> RolloutOutcome:
     """Act on the final verdict. Promote: `champion` moves to the version (the previous champion is
     recorded for rollback) and the rollout alias is cleared. Revert: the rollout alias is cleared.
-    Either way the version is tagged with the verdict and its numbers, and Slack is told.
+    Either way the rollout's state records the verdict and its numbers, and Slack is told. A rerun
+    after the verdict was recorded moves nothing and returns what was recorded.
     """
     now = now or datetime.now(UTC)
     name, version, alias, champion = begun.model, begun.version, begun.alias, begun.champion
+    state = _read_state(name, version)
+    if state is None:
+        raise RolloutError(f"{name} v{version}: no rollout state to conclude; begin it again")
+    if not state.running:
+        return _outcome_of(state)
     reasons, evidence = list(verdict.reasons), verdict.evidence
     if verdict.action == "superseded":
-        registry.set_version_tags(
-            name, version, {VERDICT_TAG: "superseded", "rollout.reason": reasons[0]}
+        registry.save_rollout_state(
+            rollout_state.conclude(
+                state, "superseded", reasons, evidence, decided_by=run.actor, now=now
+            )
         )
         return RolloutOutcome(name, version, champion, "superseded", tuple(reasons))
     promoted = False
@@ -511,36 +524,39 @@ def conclude(
         if promoted:
             raise
         reasons.append(f"{alias} not cleared: {refusal}")
-    said = "promoted" if promoted else "reverted"
-    step = f" after step {verdict.step}" if verdict.step else ""
-    tags = {
-        VERDICT_TAG: said,
-        STATUS_TAG: said + step,
-        "rollout.reason": "; ".join(reasons),
-        "rollout.decided_by": run.actor,
-        "rollout.decided_at": _iso(now),
-        **{f"rollout.{key}": value for key, value in evidence.items() if value is not None},
-    }
+    minutes = policy.rollout.guard_window_minutes
+    concluded = rollout_state.conclude(
+        state,
+        "promoted" if promoted else "reverted",
+        reasons,
+        {key: value for key, value in evidence.items() if value is not None},
+        decided_by=run.actor,
+        now=now,
+        after_step=verdict.step,
+        guard_until=now + timedelta(minutes=minutes) if promoted and minutes else None,
+    )
+    saved = registry.save_rollout_state(concluded)
     if promoted:
-        minutes = policy.rollout.guard_window_minutes
-        guard_until = _iso(now + timedelta(minutes=minutes)) if minutes else None
-        level = evidence.get("champion_value")
-        outcome = RolloutOutcome(
-            name, version, champion, said, tuple(reasons), level, _iso(now), guard_until
-        )
-        tags |= {
-            "rollout.previous_champion": champion,
-            "rollout.previous_champion_level": level,
-            "rollout.promoted_at": _iso(now),
-            "rollout.guard_until": guard_until,
-        }
         headline = f":white_check_mark: *{escape(name)} v{version} promoted* to champion"
     else:
-        outcome = RolloutOutcome(name, version, champion, said, tuple(reasons))
         headline = f":no_entry: *{escape(name)} v{version} reverted*: its {alias} did not hold up"
-    registry.set_version_tags(name, version, tags)
-    _tell_slack(policy, settings, version, headline, reasons, "rollout.notice")
-    return outcome
+    told = _tell_slack(policy, settings, version, headline, reasons)
+    registry.save_rollout_state(rollout_state.with_notice(saved, told))
+    return _outcome_of(saved)
+
+
+def _outcome_of(state: rollout_state.RolloutState) -> RolloutOutcome:
+    guard = state.guard
+    return RolloutOutcome(
+        state.model,
+        state.version,
+        state.champion,
+        state.phase,
+        () if state.verdict is None else state.verdict.reasons,
+        None if guard is None else guard.previous_level,
+        None if guard is None else guard.promoted_at,
+        None if guard is None else guard.until,
+    )
 
 
 def revert_unfinished(
@@ -586,7 +602,13 @@ def guard_check(
     ended = now >= datetime.fromisoformat(str(promoted.guard_until))
     if verdict.action == "revert" or ended:
         return Verdict(verdict.action, verdict.reasons, verdict.evidence.as_dict(), None, _iso(now))
-    registry.set_version_tags(name, version, {"rollout.guard_status": verdict.reasons[-1]})
+    _save_guard(
+        name,
+        version,
+        lambda state: rollout_state.guard_wait(
+            state, verdict.reasons, verdict.evidence.as_dict(), now
+        ),
+    )
     return None
 
 
@@ -596,20 +618,22 @@ def settle_guard(
     guard: Verdict,
     run: RunContext,
     settings: RolloutSettings,
+    now: datetime | None = None,
 ) -> GuardOutcome:
     """Act on the guard window's verdict: put the previous champion back through the rollback
     (the same plan and move as rollback_<model>), or record that the new champion stays."""
+    now = now or datetime.now(UTC)
     name, version, previous = promoted.model, promoted.version, promoted.champion
     reasons = list(guard.reasons)
-    tags = {
-        f"rollout.guard_{key}": value for key, value in guard.evidence.items() if value is not None
-    }
+    evidence = {key: value for key, value in guard.evidence.items() if value is not None}
     if guard.action != "revert":
         verdict = "kept" if guard.action == "keep" else "ended"
-        registry.set_version_tags(
+        _save_guard(
             name,
             version,
-            {**tags, "rollout.guard_verdict": verdict, "rollout.guard_reason": reasons[0]},
+            lambda state: rollout_state.settle_guard(
+                state, verdict, guard.action, reasons, evidence, now
+            ),
         )
         return GuardOutcome(name, version, verdict, tuple(reasons))
     reason = f"guard window of v{version}: " + "; ".join(reasons)
@@ -620,17 +644,36 @@ def settle_guard(
         rollback.apply(policy, planned, reason, run)
     except NothingToRollBack as refusal:
         raise RolloutError(f"guard window could not revert v{version}: {refusal}") from refusal
-    registry.set_version_tags(
+    _save_guard(
         name,
         version,
-        {**tags, "rollout.guard_verdict": "reverted", "rollout.guard_reason": "; ".join(reasons)},
+        lambda state: rollout_state.settle_guard(
+            state, "reverted", guard.action, reasons, evidence, now
+        ),
     )
     headline = (
         f":rewind: *{escape(name)} v{version} reverted* in its guard window: "
         f"champion is v{previous} again"
     )
-    _tell_slack(policy, settings, version, headline, reasons, "rollout.guard_notice")
+    told = _tell_slack(policy, settings, version, headline, reasons)
+    _save_guard(name, version, lambda state: rollout_state.with_guard_notice(state, told))
     return GuardOutcome(name, previous, "reverted", tuple(reasons))
+
+
+def _save_guard(
+    name: str,
+    version: int,
+    change: Callable[[rollout_state.RolloutState], rollout_state.RolloutState],
+) -> None:
+    # A champion promoted without a rollout of this workflow has no guard window to record in;
+    # the guard's verdict still acts, only its record is skipped.
+    state = _read_state(name, version)
+    if state is None or state.guard is None:
+        log.warning(
+            "%s v%s: no rollout promoted it; the guard window is not recorded", name, version
+        )
+        return
+    registry.save_rollout_state(change(state))
 
 
 def notice(model: str, version: int, headline: str, reasons: list[str], link: str) -> Message:
@@ -655,27 +698,25 @@ def _tell_slack(
     version: int,
     headline: str,
     reasons: list[str],
-    tag: str,
-) -> None:
-    # A notice Slack refuses is recorded on the version, never undoes or blocks the moves above.
+) -> str:
+    """Where the notice went, or why it was not sent, to be recorded in the rollout's state."""
+    # A notice Slack refuses is recorded, never undoes or blocks the moves before it.
     name, channel = policy.model_name, policy.approval.channel
     if settings.slack is None or not channel:
-        result = "not sent: " + (
+        return "not sent: " + (
             "SLACK_BOT_TOKEN is not set"
             if settings.slack is None
             else "the policy names no channel"
         )
-    else:
-        link = f"{settings.slack.mlflow_ui_url}/#/models/{name}/versions/{version}"
-        try:
-            posted = settings.slack.slack().post_message(
-                channel, notice(name, version, headline, reasons, link)
-            )
-            result = f"posted to {posted.channel} at {posted.ts}"
-        except SlackDeliveryError as error:
-            log.error("%s v%s: Slack was not told: %s", name, version, error)
-            result = f"not sent: {error}"
-    registry.set_version_tags(name, version, {tag: result})
+    link = f"{settings.slack.mlflow_ui_url}/#/models/{name}/versions/{version}"
+    try:
+        posted = settings.slack.slack().post_message(
+            channel, notice(name, version, headline, reasons, link)
+        )
+    except SlackDeliveryError as error:
+        log.error("%s v%s: Slack was not told: %s", name, version, error)
+        return f"not sent: {error}"
+    return f"posted to {posted.channel} at {posted.ts}"
 
 
 def _move(

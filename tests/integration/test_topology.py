@@ -402,7 +402,7 @@ def _lifecycle(run: Topology, slack: FakeSlack, stages: Stages) -> None:
         with Traffic(gateway, MODEL, frame, truth, api_token=GATEWAY_TOKEN) as traffic:
             _new_run(rest, f"rollout_{MODEL}", rollouts, run.root).wait()
     assert registry.get_alias_version(MODEL, "champion") == 2, traffic.failed
-    assert registry.get_version(MODEL, 2).tags["rollout.verdict"] == "promoted"
+    assert registry.rollout_state(MODEL, 2).phase == "promoted"
 
     with stages.stage("rollback through REST → gateway serves v1"):
         RestRun(rest, f"rollback_{MODEL}", rest.trigger(f"rollback_{MODEL}"), run.root).wait()

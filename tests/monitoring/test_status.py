@@ -179,30 +179,75 @@ def test_without_a_floor_in_the_policy_the_newest_check_gives_it(tmp_path: Path)
     assert trigger_floor(policy, [check]) == ("roc_auc", 0.61)
 
 
-def test_a_canary_under_way_shows_its_step_share_and_last_check(tmp_path: Path) -> None:
-    from monitoring.view import AliasState, rollout_progress
+def canaried_policy(tmp_path: Path):
     from policies.loader import load_policy
     from tests.support import write_policy
 
-    policy = load_policy(
+    return load_policy(
         write_policy(
             tmp_path, "canaried", rollout={"mode": "canary", "traffic_steps": [0.05, 0.25, 0.5]}
         )
     )
+
+
+CANARIED = (
+    ("champion", 2, None),
+    ("canary", 3, None, "answers 25% of traffic"),
+)
+WAITING = (
+    "canary v3: step 2 of 3, 25% of traffic; last check: waiting for labels: 180 of 500 "
+    "at 2026-03-01T10:00:00+00:00"
+)
+
+
+def test_a_canary_under_way_shows_its_step_share_and_last_check(tmp_path: Path) -> None:
+    from monitoring.view import AliasState, rollout_progress
+    from promotion import rollout_state as rs
+
+    started = rs.start(
+        "canaried",
+        3,
+        mode="canary",
+        champion=2,
+        started_by="promote_canaried",
+        traffic_steps=(0.05, 0.25, 0.5),
+        now=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+    )
+    stepped = rs.step_up(
+        started, (0.05, 0.25, 0.5), ["step 1 passed"], {}, datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    )
+    waiting = rs.record_wait(
+        stepped, ["waiting for labels: 180 of 500"], {}, datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    )
+    tags = {3: {rs.STATE_TAG: rs.to_tag(waiting), rs.SHARE_TAG: "0.25"}}
+    aliases = tuple(AliasState(*alias) for alias in CANARIED)
+    assert rollout_progress(canaried_policy(tmp_path), aliases, tags).text == WAITING
+    assert rollout_progress(canaried_policy(tmp_path), aliases[:1], tags) is None
+
+
+def test_a_canary_started_by_the_previous_release_shows_from_its_loose_tags(
+    tmp_path: Path,
+) -> None:
+    from monitoring.view import AliasState, rollout_progress
+
     tags = {
         3: {
+            "rollout.champion_version": "2",
             "rollout.step": "2",
+            "rollout.step_starts": '["2026-03-01T09:00:00+00:00", "2026-03-01T09:30:00+00:00"]',
             "rollout.canary_share": "0.25",
             "rollout.status": "waiting for labels: 180 of 500",
             "rollout.checked_at": "2026-03-01T10:00:00+00:00",
         }
     }
-    aliases = (
-        AliasState("champion", 2, None),
-        AliasState("canary", 3, None, "answers 25% of traffic"),
-    )
-    assert rollout_progress(policy, aliases, tags).text == (
-        "canary v3: step 2 of 3, 25% of traffic; last check: waiting for labels: 180 of 500 "
-        "at 2026-03-01T10:00:00+00:00"
-    )
-    assert rollout_progress(policy, aliases[:1], tags) is None
+    aliases = tuple(AliasState(*alias) for alias in CANARIED)
+    assert rollout_progress(canaried_policy(tmp_path), aliases, tags).text == WAITING
+
+
+def test_an_unreadable_rollout_state_is_shown_with_what_is_wrong(tmp_path: Path) -> None:
+    from monitoring.view import AliasState, rollout_progress
+
+    tags = {3: {"rollout.state": '{"schema": 9}'}}
+    aliases = tuple(AliasState(*alias) for alias in CANARIED)
+    shown = rollout_progress(canaried_policy(tmp_path), aliases, tags).text
+    assert "canaried v3: tag rollout.state: rollout state has schema 9" in shown

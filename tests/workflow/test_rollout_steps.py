@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from policies import PolicyError
 from policies.schema import Policy
 from promotion.evaluation import EvaluationResult
 from promotion.lifecycle import State
+from promotion.rollout_state import STATE_TAG, RolloutState
 from tests.support import write_policy
 from workflow import rollout
 from workflow.promote import NotPromoted
@@ -153,11 +155,36 @@ def started(tmp_path: Path, name: str, **rollout_fields: object) -> tuple[Policy
     return rules, rollout.begin(rules, ROLLOUT_RUN)
 
 
+def state(name: str, version: int = 2) -> RolloutState:
+    """The version's rollout state as the ledger holds it."""
+    found = registry.rollout_state(name, version)
+    assert found is not None
+    return found
+
+
+def mirrored(name: str, version: int = 2) -> RolloutState:
+    """The version's rollout state as its `rollout.state` tag shows it."""
+    tag = registry.get_version(name, version).tags[STATE_TAG]
+    return RolloutState.from_json(tag, f"{name} v{version}")
+
+
+def set_step_starts(name: str, *starts: datetime, version: int = 2) -> None:
+    """Pretend the steps started at `starts`, so tests control the clock."""
+    current = state(name, version)
+    share = current.share if len(starts) == current.step else 0.5
+    registry.save_rollout_state(
+        dataclasses.replace(
+            current,
+            step=len(starts),
+            share=share if current.mode == "canary" else None,
+            step_starts=tuple(at.isoformat() for at in starts),
+        )
+    )
+
+
 def restart_clock(name: str, version: int = 2, at: datetime = T0) -> None:
     """Pretend the current step started at `at`, so tests control the clock."""
-    registry.set_version_tags(
-        name, version, {rollout.STEP_STARTS_TAG: json.dumps([at.isoformat()])}
-    )
+    set_step_starts(name, at, version=version)
 
 
 # Configuration and settings
@@ -232,9 +259,11 @@ def test_start_aliases_the_canary_at_the_first_step_and_clears_the_challenger(
     assert registry.get_alias_version(model, "canary") == 2
     assert registry.get_alias_version(model, "challenger") is None
     assert registry.get_alias_version(model, "champion") == 1
-    tags = registry.get_version(model, 2).tags
-    assert tags["rollout.canary_share"] == "0.2"
-    assert tags["rollout.champion_version"] == "1"
+    assert registry.get_version(model, 2).tags["rollout.canary_share"] == "0.2"
+    recorded = state(model)
+    assert (recorded.champion, recorded.step, recorded.share) == (1, 1, 0.2)
+    assert recorded.started_by == PROMOTE_RUN.actor and recorded.running
+    assert mirrored(model) == recorded
 
 
 def test_start_in_shadow_mode_aliases_the_shadow_without_a_share(
@@ -244,6 +273,7 @@ def test_start_in_shadow_mode_aliases_the_shadow_without_a_share(
     assert registry.get_alias_version(model, "shadow") == 2
     assert registry.get_alias_version(model, "canary") is None
     assert "rollout.canary_share" not in registry.get_version(model, 2).tags
+    assert (state(model).mode, state(model).share) == ("shadow", None)
 
 
 def test_start_refuses_when_the_champion_moved_since_the_evaluation(
@@ -267,9 +297,7 @@ def test_rerunning_start_keeps_the_rollout_clock(tmp_path: Path, model: str) -> 
     rollout.start(rules, evaluation(model), PROMOTE_RUN)
     restart_clock(model)
     rollout.start(rules, evaluation(model), PROMOTE_RUN)
-    assert json.loads(registry.get_version(model, 2).tags["rollout.step_starts"]) == [
-        T0.isoformat()
-    ]
+    assert state(model).step_starts == (T0.isoformat(),)
 
 
 # check: one look at a running canary or shadow
@@ -284,8 +312,11 @@ def test_canary_without_enough_labels_waits_and_says_so(
     log_outcomes(log_db[1], model, "canary", 2, labeled=40, correct=36, at=T0)
     now = T0 + timedelta(minutes=1)
     assert rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), now) is None
-    status = registry.get_version(model, 2).tags["rollout.status"]
-    assert "waiting for labels" in status and "need 100" in status
+    waiting = state(model)
+    assert "waiting for labels" in waiting.status and "need 100" in waiting.status
+    assert waiting.checked_at == now.isoformat() and waiting.verdict.action == "wait"
+    assert waiting.verdict.evidence["challenger_labeled"] == 40
+    assert mirrored(model).status == waiting.status
 
 
 def test_canary_with_enough_labels_steps_up_and_records_the_step(
@@ -297,9 +328,10 @@ def test_canary_with_enough_labels_steps_up_and_records_the_step(
     log_outcomes(log_db[1], model, "canary", 2, labeled=120, correct=108, at=T0)
     now = T0 + timedelta(minutes=1)
     assert rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), now) is None
-    tags = registry.get_version(model, 2).tags
-    assert (tags["rollout.canary_share"], tags["rollout.step"]) == ("0.5", "2")
-    assert json.loads(tags["rollout.step_starts"]) == [T0.isoformat(), now.isoformat()]
+    stepped = state(model)
+    assert (stepped.share, stepped.step) == (0.5, 2)
+    assert stepped.step_starts == (T0.isoformat(), now.isoformat())
+    assert registry.get_version(model, 2).tags["rollout.canary_share"] == "0.5"
     [step] = [c for c in registry.state_history(model, 2) if c.actor == ROLLOUT_RUN.actor]
     assert step.to_state == State.CANARY and step.evidence == {"step": 2, "canary_share": 0.5}
 
@@ -309,9 +341,7 @@ def test_labels_of_an_earlier_step_still_count_for_that_step(
 ) -> None:
     rules, begun = started(tmp_path, model)
     second = T0 + timedelta(minutes=10)
-    registry.set_version_tags(
-        model, 2, {rollout.STEP_STARTS_TAG: json.dumps([T0.isoformat(), second.isoformat()])}
-    )
+    set_step_starts(model, T0, second)
     # Step 1's requests are in the earlier window; the current step has enough of its own.
     log_outcomes(log_db[1], model, "champion", 1, labeled=400, correct=360, at=T0)
     log_outcomes(log_db[1], model, "canary", 2, labeled=100, correct=20, at=T0)
@@ -412,10 +442,11 @@ def test_promotion_moves_champion_clears_the_canary_and_records_the_previous_cha
     assert registry.get_alias_version(model, "canary") is None
     [move] = [m for m in registry.alias_history(model, "champion") if m.to_version == 2]
     assert move.from_version == 1
-    tags = registry.get_version(model, 2).tags
-    assert tags["rollout.verdict"] == "promoted"
-    assert tags["rollout.previous_champion_level"] == "0.9"
+    promoted = state(model)
+    assert (promoted.phase, promoted.status) == ("promoted", "promoted after step 2")
+    assert (promoted.guard.previous_champion, promoted.guard.previous_level) == (1, 0.9)
     assert outcome.guard_until == (T0 + timedelta(minutes=30)).isoformat()
+    assert outcome.guard_until == promoted.guard.until
 
 
 def test_revert_clears_the_canary_and_tags_the_numbers(
@@ -434,12 +465,12 @@ def test_revert_clears_the_canary_and_tags_the_numbers(
     rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
     assert registry.get_alias_version(model, "canary") is None
     assert registry.get_alias_version(model, "champion") == 1
-    tags = registry.get_version(model, 2).tags
-    assert tags["rollout.verdict"] == "reverted"
-    assert tags["rollout.challenger_value"] == "0.3"
-    assert "challenger is worse" in tags["rollout.reason"]
+    reverted = mirrored(model)
+    assert reverted.phase == "reverted" and reverted.decided_by == ROLLOUT_RUN.actor
+    assert reverted.verdict.evidence["challenger_value"] == 0.3
+    assert "challenger is worse" in reverted.reason
     assert registry.version_state(model, 2) == State.REVERTED
-    assert tags["rollout.notice"] == "not sent: SLACK_BOT_TOKEN is not set"
+    assert reverted.notice == "not sent: SLACK_BOT_TOKEN is not set"
 
 
 def test_revert_is_told_in_the_policy_channel(
@@ -514,9 +545,8 @@ def test_a_watch_that_ended_without_a_verdict_reverts_the_rollout(
     rules, _ = started(tmp_path, model)
     rollout.revert_unfinished(rules, ROLLOUT_RUN, settings(log_db[0]), T0)
     assert registry.get_alias_version(model, "canary") is None
-    tags = registry.get_version(model, 2).tags
-    assert tags["rollout.verdict"] == "reverted"
-    assert "fail closed" in tags["rollout.reason"]
+    assert state(model).phase == "reverted"
+    assert "fail closed" in state(model).reason
 
 
 def test_promotion_refused_because_the_champion_moved_reverts_instead(
@@ -537,7 +567,7 @@ def test_promotion_refused_because_the_champion_moved_reverts_instead(
     assert outcome.verdict == "reverted"
     assert registry.get_alias_version(model, "champion") == 3
     assert registry.get_alias_version(model, "canary") is None
-    assert "moved since the decision" in registry.get_version(model, 2).tags["rollout.reason"]
+    assert "moved since the decision" in state(model).reason
 
 
 # Per task: a regressor is judged on squared errors
@@ -659,3 +689,100 @@ def test_the_rollout_records_round_trip_through_xcom_as_plain_json() -> None:
     for record in (watch, verdict, outcome):
         value = json.loads(json.dumps(record.to_xcom()))
         assert type(record).from_xcom(value) == record
+
+
+# The rollout's state: one record in the ledger, mirrored to the version
+
+
+def legacy_canary_tags(at: datetime) -> dict[str, str]:
+    """The loose tags the previous release wrote for a canary at its second step."""
+    second = at + timedelta(minutes=10)
+    return {
+        "rollout.mode": "canary",
+        "rollout.started_at": at.isoformat(),
+        "rollout.started_by": PROMOTE_RUN.actor,
+        "rollout.champion_version": "1",
+        "rollout.step": "2",
+        "rollout.step_starts": json.dumps([at.isoformat(), second.isoformat()]),
+        "rollout.canary_share": "0.5",
+        "rollout.status": "step 1/2 passed",
+        "rollout.checked_at": second.isoformat(),
+    }
+
+
+def test_a_rollout_started_by_the_previous_release_goes_on_from_its_loose_tags(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules = policy(tmp_path, model)
+    registry.move_alias(model, "canary", 2, kind="promote", actor="old", reason="old release")
+    registry.set_version_tags(model, 2, legacy_canary_tags(T0))
+    begun = rollout.begin(rules, ROLLOUT_RUN, T0 + timedelta(hours=1))
+    assert begun.started_at == T0.isoformat() and begun.champion == 1
+    upgraded = state(model)
+    assert (upgraded.step, upgraded.share, upgraded.status) == (2, 0.5, "step 1/2 passed")
+    assert upgraded.step_starts[0] == T0.isoformat() and upgraded.revision == 1
+    tags = registry.get_version(model, 2).tags
+    assert sorted(k for k in tags if k.startswith("rollout.")) == [
+        "rollout.canary_share",
+        "rollout.state",
+    ]
+    # The second step's labels are judged in the second step's window, as before the upgrade.
+    second = T0 + timedelta(minutes=10)
+    log_outcomes(log_db[1], model, "champion", 1, labeled=400, correct=360, at=second)
+    log_outcomes(log_db[1], model, "canary", 2, labeled=120, correct=108, at=second)
+    verdict = rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), second + timedelta(1))
+    assert verdict is not None and verdict.action == "promote" and verdict.step == 2
+
+
+def test_a_malformed_loose_tag_of_the_previous_release_names_the_version_and_tag(
+    tmp_path: Path, model: str
+) -> None:
+    rules = policy(tmp_path, model)
+    registry.move_alias(model, "canary", 2, kind="promote", actor="old", reason="old release")
+    registry.set_version_tags(model, 2, {**legacy_canary_tags(T0), "rollout.step": "two"})
+    with pytest.raises(rollout.RolloutError, match=rf"{model} v2: tag rollout\.step='two'"):
+        rollout.begin(rules, ROLLOUT_RUN)
+
+
+def test_a_version_aliased_by_hand_after_an_earlier_rollout_starts_a_new_one(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, _ = started(tmp_path, model)
+    rollout.revert_unfinished(rules, ROLLOUT_RUN, settings(log_db[0]), T0)
+    registry.move_alias(
+        model, "canary", 2, kind="promote", actor="person", reason="try again", force=True
+    )
+    later = T0 + timedelta(days=1)
+    begun = rollout.begin(rules, ROLLOUT_RUN, later)
+    fresh = state(model)
+    assert begun.started_at == later.isoformat() == fresh.started_at
+    assert fresh.running and fresh.step == 1 and fresh.share == 0.2 and fresh.verdict is None
+
+
+def test_a_rerun_of_conclude_after_its_verdict_was_recorded_moves_nothing(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model, guard_window_minutes=30)
+    verdict = rollout.Verdict("promote", ("step 2/2: better",), {"champion_value": 0.9}, 2)
+    first = rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
+    moves = registry.alias_history(model)
+    again = rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
+    assert again == first
+    assert registry.alias_history(model) == moves
+
+
+def test_the_guard_windows_checks_and_verdict_are_recorded_in_the_rollouts_state(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
+) -> None:
+    rules, begun = started(tmp_path, model, guard_window_minutes=30)
+    verdict = rollout.Verdict("promote", ("step 2/2: better",), {"champion_value": 0.9}, 2)
+    promoted = rollout.conclude(rules, begun, verdict, ROLLOUT_RUN, settings(log_db[0]), T0)
+    log_outcomes(log_db[1], model, "champion", 2, labeled=200, correct=182, at=T0)
+    db = settings(log_db[0])
+    assert rollout.guard_check(rules, promoted, db, T0 + timedelta(minutes=10)) is None
+    assert state(model).guard.checked_at == (T0 + timedelta(minutes=10)).isoformat()
+    kept = rollout.guard_check(rules, promoted, db, T0 + timedelta(minutes=30))
+    rollout.settle_guard(rules, promoted, kept, ROLLOUT_RUN, db, T0 + timedelta(minutes=30))
+    guard = mirrored(model).guard
+    assert (guard.verdict, guard.previous_champion, guard.previous_level) == ("kept", 1, 0.9)
+    assert guard.decision.evidence["labeled"] == 200

@@ -1,13 +1,12 @@
 """rollout_<model> through Airflow (`airflow dags test`), on live traffic at a gateway under uvicorn.
 
 Each test hands a challenger over as promote_<model> does, runs the rollout DAG in the background
-and, meanwhile, sends requests and labels to the gateway; then checks aliases, tags, the recorded
-lifecycle and Slack, as a user of the registry would.
+and, meanwhile, sends requests and labels to the gateway; then checks aliases, the rollout's state
+(and its mirror on the version), the recorded lifecycle and Slack, as a user of the registry would.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import pytest
 import registry
 from gateway.predlog import arm_windows, create_engine, log_tables
 from promotion.lifecycle import State
+from promotion.rollout_state import RolloutState, state_from_tags
 from registry.serving import get_model_aliases
 from tests.integration.rollout.support import CHANNEL, Rig, traffic
 
@@ -25,8 +25,18 @@ pytestmark = pytest.mark.integration
 RUN_TIMEOUT_S = 120
 
 
-def tags(model: str, version: int) -> dict[str, str]:
-    return registry.get_version(model, version).tags
+def state(model: str, version: int) -> RolloutState:
+    """The rollout's state as the ledger holds it, checked against its mirror on the version."""
+    found = registry.rollout_state(model, version)
+    assert found is not None
+    shown = state_from_tags(model, version, registry.get_version(model, version).tags)
+    assert shown is not None and (shown.revision, shown.phase) == (found.revision, found.phase)
+    return found
+
+
+def shown(model: str, version: int) -> RolloutState | None:
+    """The rollout's state as the version's `rollout.state` tag shows it (None before it starts)."""
+    return state_from_tags(model, version, registry.get_version(model, version).tags)
 
 
 def poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -80,11 +90,12 @@ def test_label_flipped_canary_is_reverted_tagged_and_told(rig: Rig) -> None:
         rig.run_rollout(model).wait(RUN_TIMEOUT_S)
 
     assert get_model_aliases(model) == {"champion": champion}
-    found = tags(model, challenger)
-    assert found["rollout.verdict"] == "reverted"
-    assert "the challenger is worse than the champion" in found["rollout.reason"]
-    assert float(found["rollout.challenger_value"]) < float(found["rollout.champion_value"]) - 0.2
-    assert float(found["rollout.e_value"]) >= float(found["rollout.threshold"])
+    found = state(model, challenger)
+    assert found.phase == "reverted"
+    assert "the challenger is worse than the champion" in found.reason
+    numbers = found.verdict.evidence
+    assert numbers["challenger_value"] < numbers["champion_value"] - 0.2
+    assert numbers["e_value"] >= numbers["threshold"]
     assert registry.version_state(model, challenger) == State.REVERTED
     [told] = slack_texts(rig, model)
     assert f"v{challenger} reverted" in told
@@ -98,17 +109,17 @@ def test_good_canary_steps_through_every_traffic_step_and_becomes_champion(rig: 
         rig.run_rollout(model).wait(RUN_TIMEOUT_S)
 
     assert get_model_aliases(model) == {"champion": challenger}
-    found = tags(model, challenger)
-    assert found["rollout.verdict"] == "promoted"
+    found = state(model, challenger)
+    assert found.phase == "promoted"
     [step_up] = canary_steps(model, challenger)
     assert step_up.startswith("step 2/2: 50% of traffic")
-    first, second = json.loads(found["rollout.step_starts"])
+    first, second = found.step_starts
     assert served_canary_share(rig, model, first, second) < 0.35
-    assert served_canary_share(rig, model, second, found["rollout.decided_at"]) > 0.35
+    assert served_canary_share(rig, model, second, found.decided_at) > 0.35
     promotion = registry.alias_history(model, "champion")[-1]
     assert (promotion.from_version, promotion.to_version) == (champion, challenger)
-    assert found["rollout.previous_champion"] == str(champion)
-    assert found["rollout.guard_verdict"] == "kept"
+    assert found.guard.previous_champion == champion
+    assert found.guard.verdict == "kept"
 
 
 @pytest.mark.parametrize(
@@ -122,11 +133,11 @@ def test_shadow_period_promotes_or_reverts_on_the_same_requests(
     with traffic(rig.gateway_url, model):
         rig.run_rollout(model).wait(RUN_TIMEOUT_S)
 
-    found = tags(model, challenger)
-    assert found["rollout.verdict"] == verdict
+    found = state(model, challenger)
+    assert found.phase == verdict
     expected = challenger if verdict == "promoted" else champion
     assert get_model_aliases(model) == {"champion": expected}
-    agreement = float(found["rollout.agreement_rate"])
+    agreement = found.verdict.evidence["agreement_rate"]
     assert agreement > 0.8 if verdict == "promoted" else agreement < 0.2
 
 
@@ -139,7 +150,7 @@ def test_guard_window_puts_the_previous_champion_back_when_the_new_one_degrades(
     with traffic(rig.gateway_url, model) as driver:
         run = rig.run_rollout(model)
         poll(
-            lambda: tags(model, challenger).get("rollout.verdict") == "promoted",
+            lambda: getattr(shown(model, challenger), "phase", None) == "promoted",
             RUN_TIMEOUT_S,
             "promotion",
         )
@@ -147,9 +158,9 @@ def test_guard_window_puts_the_previous_champion_back_when_the_new_one_degrades(
         run.wait(RUN_TIMEOUT_S)
 
     assert get_model_aliases(model) == {"champion": champion}
-    found = tags(model, challenger)
-    assert found["rollout.guard_verdict"] == "reverted"
-    assert "below the previous champion's level" in found["rollout.guard_reason"]
+    guard = state(model, challenger).guard
+    assert guard.verdict == "reverted"
+    assert "below the previous champion's level" in guard.decision.reason
     back = registry.alias_history(model, "champion")[-1]
     assert (back.kind, back.from_version, back.to_version) == ("rollback", challenger, champion)
     assert any("guard window" in text for text in slack_texts(rig, model))
@@ -162,24 +173,25 @@ def test_late_labels_hold_each_step_until_they_arrive_and_no_step_is_skipped(rig
     with traffic(rig.gateway_url, model, labels="held", label_delay_s=2.0) as driver:
         run = rig.run_rollout(model)
         poll(
-            lambda: "waiting for labels" in tags(model, challenger).get("rollout.status", ""),
+            lambda: "waiting for labels" in getattr(shown(model, challenger), "status", ""),
             RUN_TIMEOUT_S,
             "the first check",
         )
         time.sleep(3)  # a few more checks while no label has arrived
-        waiting = tags(model, challenger)
-        assert (waiting["rollout.step"], waiting["rollout.canary_share"]) == ("1", "0.2")
+        waiting = state(model, challenger)
+        assert (waiting.step, waiting.share) == (1, 0.2)
+        assert registry.get_version(model, challenger).tags["rollout.canary_share"] == "0.2"
         assert not run.done()
         driver.release.set()
         run.wait(RUN_TIMEOUT_S)
 
-    found = tags(model, challenger)
-    assert found["rollout.verdict"] == "promoted"
+    found = state(model, challenger)
+    assert found.phase == "promoted"
     assert get_model_aliases(model) == {"champion": challenger}
     [step_up] = canary_steps(model, challenger)
     counted = re.search(r"(\d+) challenger and (\d+) champion labels this step", step_up)
     assert counted is not None and min(int(counted[1]), int(counted[2])) >= 200
-    assert len(json.loads(found["rollout.step_starts"])) == 2
+    assert len(found.step_starts) == 2
 
 
 def test_step_without_enough_labels_by_its_maximum_duration_is_reverted(rig: Rig) -> None:
@@ -190,7 +202,7 @@ def test_step_without_enough_labels_by_its_maximum_duration_is_reverted(rig: Rig
         rig.run_rollout(model).wait(RUN_TIMEOUT_S)
 
     assert get_model_aliases(model) == {"champion": champion}
-    found = tags(model, challenger)
-    assert found["rollout.verdict"] == "reverted"
-    assert "maximum duration" in found["rollout.reason"]
-    assert "fail closed" in found["rollout.reason"]
+    found = state(model, challenger)
+    assert found.phase == "reverted"
+    assert "maximum duration" in found.reason
+    assert "fail closed" in found.reason
