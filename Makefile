@@ -18,8 +18,9 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Two processes, each running whole test files (module-scoped fixtures stay in one process).
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration"
