@@ -551,6 +551,7 @@ def build_rollout_dag(policy: Policy) -> None:
     alias = rules.mode
     steps = " → ".join(f"{share:.0%}" for share in rules.traffic_steps)
     plan = f"canary at {steps} of traffic" if alias == "canary" else "shadow on every request"
+    margin = f"{rules.margin:g}" if rules.margin is not None else "the task's default"
     guard = (
         f"then the new champion is watched for {rules.guard_window_minutes:g} minutes and put back "
         f"when it falls {rules.guard_margin:g} below the previous champion's level"
@@ -569,10 +570,11 @@ def build_rollout_dag(policy: Policy) -> None:
         tags=["model-promotion", name, "rollout"],
         doc_md=f"Runs when `promote_{name}` hands an approved winner to `{name}@{alias}`: "
         f"{plan}, checked every {rules.check_interval_seconds:g} s against the champion on the "
-        f"gateway's labeled predictions (anytime-valid test, alpha {rules.alpha:g}); each step "
-        f"needs {rules.min_labeled_per_step} labels per arm within {rules.max_step_minutes:g} "
-        f"minutes (else: {rules.on_timeout}). Passed: `champion` moves; failed: `{alias}` is "
-        f"cleared, the version tagged `rollout.verdict=reverted`, Slack told; {guard}.",
+        f"gateway's labeled predictions (anytime-valid non-inferiority test, alpha "
+        f"{rules.alpha:g}, margin {margin}); each step needs {rules.min_labeled_per_step} labels "
+        f"per arm within {rules.max_step_minutes:g} minutes (else: {rules.on_timeout}). Passed: "
+        f"`champion` moves; failed: `{alias}` is cleared, the version's rollout state (its "
+        f"`rollout.state` tag) says reverted and why, Slack told; {guard}.",
     )
     def rollout():
         @task(pool=policy.alias_pool)

@@ -297,6 +297,8 @@ def running_topology(root: Path, slack: FakeSlack, stages: Stages) -> Iterator[T
                 "traffic_steps": [0.5],
                 "alpha": 0.01,
                 "min_labeled_per_step": 200,
+                # A few minutes of traffic: a 5-point margin, not the default 1.5.
+                "margin": 0.05,
                 "max_step_minutes": 3,
                 "check_interval_seconds": 2,
             },

@@ -18,6 +18,7 @@ from tests.integration.rollout.support import (
     BASE_ROLLOUT,
     CHANNEL,
     SCENARIOS,
+    WORSE2_INTERCEPT_SHIFT,
     Rig,
     log_model,
 )
@@ -57,6 +58,9 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         "champion": log_model(experiment, flip_labels=False, strength=0.01),
         "good": log_model(experiment, flip_labels=False, strength=1.0),
         "flipped": log_model(experiment, flip_labels=True, strength=1.0),
+        "worse2": log_model(
+            experiment, flip_labels=False, strength=0.01, intercept_shift=WORSE2_INTERCEPT_SHIFT
+        ),
     }
     versions = {}
     for model, scenario in SCENARIOS.items():

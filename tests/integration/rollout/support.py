@@ -18,12 +18,15 @@ CHANNEL = "#ml-rollouts"
 # sends it with its labels.
 API_TOKEN = "rollout-tests-label-token"
 # Small enough that a scenario takes seconds: few steps, 200 labels per arm and step, a check a
-# second. A strict alpha keeps a good challenger (as good as the champion) from a false revert.
+# second. A strict alpha keeps a good challenger (as good as the champion) from a false revert;
+# a 5-point margin lets a few hundred paired labels show it safe. The non-inferiority scenarios
+# (`canary_equal`, `canary_worse2`) use the policy's default margin instead.
 BASE_ROLLOUT = {
     "alpha": 0.01,
     "min_labeled_per_step": 200,
     "check_interval_seconds": 1,
     "max_step_minutes": 1,
+    "margin": 0.05,
 }
 
 
@@ -31,7 +34,7 @@ BASE_ROLLOUT = {
 class Scenario:
     """One model of the suite: which challenger it rolls out, under which rollout policy."""
 
-    challenger: Literal["good", "flipped"]
+    challenger: Literal["good", "flipped", "worse2"]
     rollout: dict = field(default_factory=dict)
 
 
@@ -49,12 +52,26 @@ SCENARIOS = {
     "no_labels": Scenario(
         "good", {"mode": "canary", "traffic_steps": [0.2, 0.5], "max_step_minutes": 0.2}
     ),
+    # The default margin (1.5 points): a challenger 1 point better than the champion, and one
+    # 2 points worse (the champion with its intercept shifted), on the same traffic.
+    "canary_equal": Scenario(
+        "good", {"mode": "canary", "traffic_steps": [0.5], "margin": None, "max_step_minutes": 3}
+    ),
+    "canary_worse2": Scenario(
+        "worse2", {"mode": "canary", "traffic_steps": [0.5], "margin": None, "max_step_minutes": 1}
+    ),
 }
+# The champion's intercept shifted by this much answers the traffic's rows about 2 points less
+# accurately (0.678 against 0.699), disagreeing with the champion on about 16 % of them.
+WORSE2_INTERCEPT_SHIFT = -0.4
 
 
-def log_model(experiment_id: str, *, flip_labels: bool, strength: float) -> tuple[str, str]:
+def log_model(
+    experiment_id: str, *, flip_labels: bool, strength: float, intercept_shift: float = 0.0
+) -> tuple[str, str]:
     """Train a logistic pipeline on the gateway tests' synthetic rows and log it as the workflow
-    does; `flip_labels` trains it on inverted labels (a broken model), `strength` is its C."""
+    does; `flip_labels` trains it on inverted labels (a broken model), `strength` is its C,
+    `intercept_shift` moves its decision boundary (a slightly worse model)."""
     import mlflow
     import skops.io
     from mlflow.models import infer_signature
@@ -64,6 +81,7 @@ def log_model(experiment_id: str, *, flip_labels: bool, strength: float) -> tupl
     pipeline = _pipeline(kind, list(frame.columns)).fit(
         frame, 1 - labels if flip_labels else labels
     )
+    pipeline[-1].intercept_ = pipeline[-1].intercept_ + intercept_shift
     with mlflow.start_run(experiment_id=experiment_id) as run:
         info = mlflow.sklearn.log_model(
             pipeline,

@@ -206,3 +206,37 @@ def test_step_without_enough_labels_by_its_maximum_duration_is_reverted(rig: Rig
     assert found.phase == "reverted"
     assert "maximum duration" in found.reason
     assert "fail closed" in found.reason
+
+
+def test_a_canary_within_the_default_margin_is_promoted_on_paired_evidence(rig: Rig) -> None:
+    model = "canary_equal"
+    champion, challenger = rig.versions[model]
+    rig.hand_off(model)
+    with traffic(rig.gateway_url, model):
+        rig.run_rollout(model).wait(RUN_TIMEOUT_S + 180)
+
+    found = state(model, challenger)
+    assert found.phase == "promoted", found.reason
+    assert get_model_aliases(model) == {"champion": challenger}
+    numbers = found.verdict.evidence
+    assert numbers["margin"] == pytest.approx(0.015)
+    assert numbers["lower_bound"] > -0.015
+    # The champion scored the canary's requests too: the verdict rests on those pairs.
+    assert numbers["paired_labeled"] >= 200
+
+
+def test_a_canary_two_points_worse_is_not_promoted(rig: Rig) -> None:
+    model = "canary_worse2"
+    champion, challenger = rig.versions[model]
+    rig.hand_off(model)
+    with traffic(rig.gateway_url, model):
+        rig.run_rollout(model).wait(RUN_TIMEOUT_S + 60)
+
+    assert get_model_aliases(model) == {"champion": champion}
+    found = state(model, challenger)
+    assert found.phase == "reverted", found.reason
+    numbers = found.verdict.evidence
+    # Never shown within 1.5 points of the champion, whichever way the rollout ended.
+    assert numbers["lower_bound"] <= -0.015
+    assert numbers["difference"] < 0 and numbers["paired_labeled"] >= 200
+    assert registry.version_state(model, challenger) == State.REVERTED
