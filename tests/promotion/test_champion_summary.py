@@ -51,7 +51,7 @@ def test_without_a_target_the_summary_says_why() -> None:
 def histories(draw: st.DrawFn) -> list[AliasMove]:
     moves, champion = [], None
     for sequence in range(1, draw(st.integers(min_value=1, max_value=8)) + 1):
-        to = draw(st.integers(min_value=1, max_value=5).filter(lambda v: v != champion))
+        to = draw(st.integers(min_value=1, max_value=5).filter(lambda v, now=champion: v != now))
         kind = draw(st.sampled_from(["promote", "rollback", "revert"])) if champion else "promote"
         moves.append(move(sequence, to, champion, kind))
         champion = to
