@@ -266,8 +266,8 @@ def recent_data_text(scores: RecentScores) -> str:
     prediction log was not used when it was not."""
     if scores.data == PREDICTION_LOG:
         return (
-            f"prediction log, {scores.rows} labeled requests logged {scores.window} "
-            "(the newest with every feature)"
+            f"prediction log, {scores.rows} labeled rows logged {scores.window} "
+            "(the newest answered rows with every feature)"
         )
     text = f"source window {scores.window or '-'}, {scores.rows} labeled rows"
     return f"{text} (not the prediction log: {scores.fallback})" if scores.fallback else text

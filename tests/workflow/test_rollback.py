@@ -362,8 +362,8 @@ def test_the_plan_scores_the_prediction_logs_newest_labeled_requests(
     with pytest.raises(rollback.RollbackRefused) as refused:
         rollback.plan(scored_policy, None, False, RUN, AS_OF, log_settings)
     assert (
-        "  recent data: prediction log, 300 labeled requests logged "
-        "[2026-03-07T06:00:00, 2026-03-13T11:30:00] (the newest with every feature)"
+        "  recent data: prediction log, 300 labeled rows logged "
+        "[2026-03-07T06:00:00, 2026-03-13T11:30:00] (the newest answered rows with every feature)"
     ) in str(refused.value).splitlines()
     forced = rollback.plan(scored_policy, None, True, RUN, AS_OF, log_settings)
     assert (forced.data, forced.rows) == ("prediction log", 300)

@@ -104,7 +104,7 @@ def test_the_rollback_preflight_shows_its_plan_and_cannot_make_things_worse(
     assert "Rollback plan for user_churn (nothing has moved yet):" in refused
     assert "current champion: v2" in refused
     assert "target: v1 (most recent former champion not rolled back from" in refused
-    assert f"recent data: prediction log, {logged} labeled requests logged [2026-06-16T" in refused
+    assert f"recent data: prediction log, {logged} labeled rows logged [2026-06-16T" in refused
     assert "refused: the target scores worse than the champion on recent data" in refused
     assert "Set force=true to roll back anyway" in refused
     assert champion_moves() == history
