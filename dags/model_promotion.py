@@ -34,7 +34,9 @@ from policies.resources import TrainingResources
 from policies.schema import cron_expression
 from promotion.outcomes import FAILING as FAILING_OUTCOMES
 from promotion.outcomes import OUTCOMES, promote_outcome
+from workflow.champion_summary import champions_dir, version_form_description
 from workflow.notify import FailureNotifier
+from workflow.run_note import RUN_NOTE_CONN_ID
 
 T = TypeVar("T")
 START_DATE = datetime(2026, 1, 1)
@@ -441,12 +443,13 @@ def build_rollback_dag(policy: Policy) -> None:
     name = policy.model_name
     margin, metric = policy.rollback.margin, policy.promotion.metric
     params = {
+        # Markdown only (no plain description): the form shows description_md when there is no
+        # description. It is the champion summary as of the last parse of this file.
         "version": Param(
             None,
             type=["null", "integer"],
             title="Version",
-            description="Version to make champion. Empty: the most recent former champion that "
-            "was never rolled back from or reverted (a second rollback never flips back).",
+            description_md=version_form_description(name, champions_dir()),
         ),
         "reason": Param(
             "manual rollback",
@@ -466,8 +469,9 @@ def build_rollback_dag(policy: Policy) -> None:
             None,
             type=["null", "string"],
             title="Recent data up to",
-            description="End of the source window both versions are scored on (ISO date). "
-            "Empty: the run's logical date.",
+            description="End of the recent data both versions are scored on (ISO date): the "
+            "prediction log's newest labeled requests, else the source's newest window. Empty: "
+            "the run's logical date.",
         ),
     }
 
@@ -485,10 +489,14 @@ def build_rollback_dag(policy: Policy) -> None:
         "most recent former champion that was never rolled back from or reverted.\n\n"
         "`plan_rollback` first shows the plan in its log and XCom, before anything moves: the "
         "current champion, the target and why, and both versions' "
-        f"`{metric}` on the source's newest {policy.source.holdout_days}-day window. A target "
-        f"worse than the champion by more than {margin} is refused unless `force`; without "
-        f"{policy.rollback.min_rows} labeled rows the rollback goes ahead unscored, with a "
-        "warning. Keys of the run's conf other than "
+        f"`{metric}` on the most recent labeled data: the gateway's prediction log (its labeled "
+        f"requests of the last {policy.source.holdout_days} days, when at least "
+        f"{policy.rollback.min_rows} logged every feature in the clear), else the source's "
+        f"newest {policy.source.holdout_days}-day window; the plan says which, its time range "
+        f"and row count, and is also the run's note when the `{RUN_NOTE_CONN_ID}` connection "
+        f"is defined. A target worse than the champion by more than {margin} is refused unless "
+        f"`force`; without {policy.rollback.min_rows} labeled rows the rollback goes ahead "
+        "unscored, with a warning. Keys of the run's conf other than "
         f"{', '.join(f'`{key}`' for key in sorted(params))} are refused.",
     )
     def rollback():
@@ -503,13 +511,18 @@ def build_rollback_dag(policy: Policy) -> None:
             fallback = context.get("logical_date") or run.run_after
 
             def planned() -> steps.PlannedRollback:
+                from workflow.run_note import RunNoteWriter, set_run_note
+
                 require_known_params(run.conf, params)
+                writer = RunNoteWriter.from_airflow_connection()
                 return steps.plan(
                     policy,
                     values.get("version"),
                     bool(values.get("force")),
                     _run(),
                     parse_as_of(values.get("as_of"), fallback),
+                    steps.RollbackSettings.from_environment(),
+                    announce=lambda text: set_run_note(writer, _run(), text),
                 )
 
             return _bad_input_fails_without_retry(planned).to_xcom()

@@ -471,7 +471,8 @@ class Rollout(_Strict):
 
 
 class RollbackRules(_Strict):
-    """The preflight of rollback_<model>: both versions scored on recent data before anything moves."""
+    """The preflight of rollback_<model>: both versions scored on the most recent labeled data
+    (the prediction log, else the source's newest window) before anything moves."""
 
     margin: float = Field(
         default=0.02,
@@ -482,8 +483,10 @@ class RollbackRules(_Strict):
     min_rows: int = Field(
         default=200,
         gt=0,
-        description="Labeled rows of recent data needed to score both versions; with fewer the "
-        "rollback goes ahead unscored, with a warning.",
+        description="Labeled rows of recent data needed to score both versions: the gateway's "
+        "prediction log is scored when this many of its labeled requests logged every feature, "
+        "else the source's newest window; with fewer there, the rollback goes ahead unscored, "
+        "with a warning.",
     )
 
 

@@ -232,3 +232,54 @@ def check_rollback_scores(
         "nothing was moved. Set force=true to roll back anyway",
         shortfall,
     )
+
+
+@dataclass(frozen=True)
+class RecentDataChoice:
+    """Which recent labeled rows the rollback preflight scores both versions on, and why:
+    the gateway's prediction log (the requests the champion really answered) or, failing that,
+    the source's newest window."""
+
+    use_log: bool
+    reason: str
+
+
+def choose_recent_data(
+    *,
+    log_configured: bool,
+    masked_features: Sequence[str],
+    usable_rows: int | None,
+    min_rows: int,
+    unreadable: str = "",
+) -> RecentDataChoice:
+    """The prediction log when it is configured, keeps every feature the models read in the clear,
+    can be read, and holds at least `min_rows` labeled answered rows with all those features
+    (`usable_rows`, None when it was not read); else the source's newest window.
+
+    A hashed or unlogged feature cannot be fed to a model, so any masked feature rules the log out
+    before it is read.
+    """
+    if not log_configured:
+        return RecentDataChoice(False, "no prediction log is configured (GATEWAY_LOG_URL)")
+    if masked_features:
+        return RecentDataChoice(
+            False,
+            "the prediction log masks features the models read ("
+            + ", ".join(sorted(masked_features))
+            + "; policy prediction_log.hashed_features/unlogged_features), so its rows "
+            "cannot be scored",
+        )
+    if unreadable or usable_rows is None:
+        return RecentDataChoice(
+            False, f"the prediction log cannot be read: {unreadable or 'not read'}"
+        )
+    if usable_rows < min_rows:
+        return RecentDataChoice(
+            False,
+            f"the prediction log holds {usable_rows} labeled rows with every feature, fewer "
+            f"than rollback.min_rows={min_rows}",
+        )
+    return RecentDataChoice(
+        True,
+        f"the prediction log's newest labeled requests ({usable_rows} rows with every feature)",
+    )

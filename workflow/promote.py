@@ -28,6 +28,7 @@ from promotion.records import CHALLENGER, CHAMPION
 from registry.evaluation import artifact_size_bytes, input_schema, record_evaluation
 from registry.retry import is_transient
 from workflow import scoring
+from workflow.champion_summary import publish_champion_summary
 from workflow.params import require_version
 from workflow.runs import RunContext
 from workflow.sources import Window, read_window, resolve_url, windows_for
@@ -563,6 +564,7 @@ def promote_evaluated(
             f"{moved_on}; promote again to evaluate it against the current champion"
         ) from moved_on
     clear_challenger(name, challenger, "promote", run, "promoted to champion", evidence)
+    publish_champion_summary(name)
     return Promoted(champion=challenger, previous=evaluation.champion, moved=moved is not None)
 
 

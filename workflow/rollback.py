@@ -2,15 +2,19 @@
 
 A rollback cannot make things worse: its default target is the most recent former champion that
 was never rolled back from; the plan scores the current champion and the target on the most
-recent labeled rows of the source and refuses a target worse by more than `rollback.margin`
-unless forced; the target must still exist and load; a running canary is cleared first; and the
-move is a compare-and-set on the champion the plan saw, so a rollback planned before another move
-changes nothing.
+recent labeled data (the gateway's prediction log when it holds enough labeled requests with
+every feature in the clear, else the source's newest window) and refuses a target worse by more
+than `rollback.margin` unless forced; the target must still exist and load; a running canary is
+cleared first; and the move is a compare-and-set on the champion the plan saw, so a rollback
+planned before another move changes nothing. After the move, the champion summary the trigger
+form shows is written again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,22 +24,54 @@ import pandas as pd
 import sqlalchemy as sa
 
 import registry
+from gateway.predlog import ANSWERING_ROLES, create_engine, log_tables
 from policies.schema import Policy
 from promotion.decisions import (
     NothingToRollBack,
     RollbackCheck,
     RollbackPlan,
     check_rollback_scores,
+    choose_recent_data,
     rollback_target,
 )
 from promotion.metrics import higher_is_better, metric_value
 from promotion.records import CANARY, CHAMPION
+from workflow.champion_summary import publish_champion_summary
 from workflow.params import require_version
 from workflow.runs import RunContext
 from workflow.scoring import class_labels, predictions
-from workflow.sources import SourceError, SourceUnavailable, read_window, resolve_url, windows_for
+from workflow.sources import (
+    SourceError,
+    SourceUnavailable,
+    Window,
+    read_window,
+    resolve_url,
+    windows_for,
+)
+
+LOG_URL_ENV = "GATEWAY_LOG_URL"
+LOG_SCHEMA_ENV = "GATEWAY_LOG_SCHEMA"
+PREDICTION_LOG = "prediction log"
+SOURCE_WINDOW = "source window"
+# The newest labeled requests read from the log at most: enough for a stable score, bounded memory.
+MAX_LOG_ROWS = 100_000
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RollbackSettings:
+    """Where the gateway's prediction log is (the preflight's first choice of recent data); read
+    once at the task edge. No URL: the source's newest window is scored."""
+
+    log_url: str | None = None
+    log_schema: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> RollbackSettings:
+        """GATEWAY_LOG_URL and GATEWAY_LOG_SCHEMA, the variables the gateway and rollout read."""
+        env = os.environ if environ is None else environ
+        return cls(env.get(LOG_URL_ENV) or None, env.get(LOG_SCHEMA_ENV) or None)
 
 
 class RollbackRefused(NothingToRollBack):
@@ -44,7 +80,11 @@ class RollbackRefused(NothingToRollBack):
 
 @dataclass(frozen=True)
 class RecentScores:
-    """Both versions' scores on the same recent labeled rows, or why they could not be scored."""
+    """Both versions' scores on the same recent labeled rows, or why they could not be scored.
+
+    `data` says which rows (PREDICTION_LOG or SOURCE_WINDOW), `window` their time range,
+    `fallback` why the prediction log was not used.
+    """
 
     metric: str
     window: str
@@ -52,6 +92,24 @@ class RecentScores:
     champion: float | None
     target: float | None
     not_scored: str = ""
+    data: str = SOURCE_WINDOW
+    fallback: str = ""
+
+
+@dataclass(frozen=True)
+class LoggedRows:
+    """The newest labeled answered requests of the prediction log with every feature the models
+    read, as a frame shaped like the source (features and the target column), and when the
+    first and last of them were logged."""
+
+    frame: pd.DataFrame
+    first: datetime | None
+    last: datetime | None
+
+    def describe(self) -> str:
+        if self.first is None or self.last is None:
+            return "-"
+        return f"[{_iso(self.first)}, {_iso(self.last)}]"
 
 
 @dataclass(frozen=True)
@@ -72,6 +130,7 @@ class PlannedRollback:
     target_score: float | None
     check: str
     plan: str
+    data: str = SOURCE_WINDOW
 
     def to_xcom(self) -> dict:
         """The JSON-able form a task returns."""
@@ -89,11 +148,14 @@ def plan(
     force: bool,
     run: RunContext | None = None,
     as_of: datetime | None = None,
+    settings: RollbackSettings | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> PlannedRollback:
-    """The rollback plan, logged before anything moves; raises ParamError when the requested
-    version does not exist, NothingToRollBack when there is no valid target, and RollbackRefused
-    when the target scores worse than the champion on recent data (before `as_of`, default now)
-    by more than `rollback.margin` and `force` is not set.
+    """The rollback plan, logged (and given to `announce`, e.g. the run's note) before anything
+    moves; raises ParamError when the requested version does not exist, NothingToRollBack when
+    there is no valid target, and RollbackRefused when the target scores worse than the champion
+    on recent data (before `as_of`, default now) by more than `rollback.margin` and `force` is not
+    set. `settings` say where the prediction log is; without them the source is scored.
 
     Given its `run`, a rerun of a run that already rolled back plans that same move again, so
     clearing the whole run cannot undo its own rollback.
@@ -126,7 +188,14 @@ def plan(
         check = RollbackCheck(True, "already done by this run; nothing is left to move", None)
     else:
         moment = as_of or datetime.now(UTC).replace(tzinfo=None)
-        scores = recent_scores(policy, target.from_version, target.to_version, target_model, moment)
+        scores = recent_scores(
+            policy,
+            target.from_version,
+            target.to_version,
+            target_model,
+            moment,
+            settings or RollbackSettings(),
+        )
         check = check_rollback_scores(
             metric=scores.metric,
             higher_is_better=higher_is_better(scores.metric),
@@ -148,7 +217,10 @@ def plan(
         target_score=scores.target,
         check=check.reason,
         plan=plan_text(name, target, canary, scores, check),
+        data=scores.data,
     )
+    if announce is not None:
+        announce(planned.plan)
     if not check.allowed:
         log.error("%s", planned.plan)
         raise RollbackRefused(planned.plan)
@@ -182,34 +254,83 @@ def plan_text(
         f"  current champion: v{target.from_version}",
         f"  target: v{target.to_version} ({target.reason})",
         f"  canary cleared first: {'none' if canary is None else f'v{canary}'}",
-        f"  recent data: source window {scores.window or '-'}, {scores.rows} labeled rows",
+        f"  recent data: {recent_data_text(scores)}",
         f"  {scores.metric} on it: {scored}",
         f"  decision: {decision}",
     ]
     return "\n".join(lines)
 
 
+def recent_data_text(scores: RecentScores) -> str:
+    """Which rows both versions were scored on, their time range and count, and why the
+    prediction log was not used when it was not."""
+    if scores.data == PREDICTION_LOG:
+        return (
+            f"prediction log, {scores.rows} labeled rows logged {scores.window} "
+            "(the newest answered rows with every feature)"
+        )
+    text = f"source window {scores.window or '-'}, {scores.rows} labeled rows"
+    return f"{text} (not the prediction log: {scores.fallback})" if scores.fallback else text
+
+
+def masked_features(policy: Policy) -> list[str]:
+    """The features the models read that the policy has the prediction log hash or leave out."""
+    masking = policy.prediction_log
+    hidden = set(masking.hashed_features) | set(masking.unlogged_features)
+    return [name for name in policy.source.features.all if name in hidden]
+
+
 def recent_scores(
-    policy: Policy, champion: int, target: int, target_model: Any, as_of: datetime
+    policy: Policy,
+    champion: int,
+    target: int,
+    target_model: Any,
+    as_of: datetime,
+    settings: RollbackSettings,
 ) -> RecentScores:
-    """Both versions scored with the promotion metric on the source's newest holdout window
-    before `as_of`: the same rows for both, labeled, and seen by neither in training if the
-    source is fresh. What cannot be read or scored is said in `not_scored`."""
+    """Both versions scored with the promotion metric on the same recent labeled rows: the
+    prediction log's newest labeled requests of the holdout-length window before `as_of` when
+    `promotion.decisions.choose_recent_data` allows, else the source's newest holdout window
+    (labeled, and seen by neither in training if the source is fresh). What cannot be read or
+    scored is said in `not_scored`."""
     source, metric = policy.source, policy.promotion.metric
     _, window = windows_for(as_of, source)
-    unscored = RecentScores(metric, window.describe(), 0, None, None)
-    try:
-        frame = read_window(resolve_url(source), source, window)
-    except (SourceError, SourceUnavailable, sa.exc.SQLAlchemyError) as error:
-        return _unscored(unscored, f"the source cannot be read: {error}")
-    if source.target in frame.columns:
-        frame = frame[frame[source.target].notna()]
-    rows = len(frame)
-    if rows < policy.rollback.min_rows:
-        return _unscored(
-            RecentScores(metric, window.describe(), rows, None, None),
-            f"too few labeled rows: {rows} < rollback.min_rows={policy.rollback.min_rows}",
+    masked = masked_features(policy)
+    logged, unreadable = None, ""
+    if settings.log_url is not None and not masked:
+        try:
+            logged = labeled_log_rows(policy, settings, window)
+        except sa.exc.SQLAlchemyError as error:
+            unreadable = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+    choice = choose_recent_data(
+        log_configured=settings.log_url is not None,
+        masked_features=masked,
+        usable_rows=None if logged is None else len(logged.frame),
+        min_rows=policy.rollback.min_rows,
+        unreadable=unreadable,
+    )
+    if choice.use_log and logged is not None:
+        frame = logged.frame
+        unscored = RecentScores(
+            metric, logged.describe(), len(frame), None, None, "", PREDICTION_LOG
         )
+    else:
+        unscored = RecentScores(
+            metric, window.describe(), 0, None, None, "", SOURCE_WINDOW, choice.reason
+        )
+        try:
+            frame = read_window(resolve_url(source), source, window)
+        except (SourceError, SourceUnavailable, sa.exc.SQLAlchemyError) as error:
+            return _unscored(unscored, f"the source cannot be read: {error}")
+        if source.target in frame.columns:
+            frame = frame[frame[source.target].notna()]
+        unscored = _with_rows(unscored, len(frame))
+        if len(frame) < policy.rollback.min_rows:
+            return _unscored(
+                unscored,
+                f"too few labeled rows: {len(frame)} < "
+                f"rollback.min_rows={policy.rollback.min_rows}",
+            )
     found: dict[int, float | None] = {}
     problems = []
     for version, model in ((champion, None), (target, target_model)):
@@ -225,19 +346,115 @@ def recent_scores(
             found[version] = None
             problems.append(f"v{version} cannot be scored: {type(error).__name__}: {error}")
     return RecentScores(
-        metric, window.describe(), rows, found[champion], found[target], "; ".join(problems)
+        metric,
+        unscored.window,
+        unscored.rows,
+        found[champion],
+        found[target],
+        "; ".join(problems),
+        unscored.data,
+        unscored.fallback,
+    )
+
+
+def labeled_log_rows(policy: Policy, settings: RollbackSettings, window: Window) -> LoggedRows:
+    """The prediction log's newest labeled rows answered by `champion` or `canary` (no error) in
+    `window`, at most MAX_LOG_ROWS, keeping only rows that logged every feature the models read.
+    Raises SQLAlchemyError when the log cannot be read."""
+    tables = log_tables(settings.log_schema)
+    predictions_table, labels = tables.predictions, tables.labels
+    joined = predictions_table.join(
+        labels,
+        sa.and_(
+            labels.c.model_name == predictions_table.c.model_name,
+            labels.c.request_id == predictions_table.c.request_id,
+            labels.c.row_index == predictions_table.c.row_index,
+        ),
+    )
+    query = (
+        sa.select(
+            predictions_table.c.created_at,
+            predictions_table.c.features,
+            labels.c.label,
+            labels.c.label_class,
+        )
+        .select_from(joined)
+        .where(
+            predictions_table.c.model_name == policy.model_name,
+            predictions_table.c.role.in_(ANSWERING_ROLES),
+            predictions_table.c.error.is_(None),
+            predictions_table.c.created_at >= window.start.replace(tzinfo=UTC),
+            predictions_table.c.created_at < window.end.replace(tzinfo=UTC),
+            sa.or_(labels.c.label.is_not(None), labels.c.label_class.is_not(None)),
+        )
+        .order_by(predictions_table.c.created_at.desc(), predictions_table.c.id.desc())
+        .limit(MAX_LOG_ROWS)
+    )
+    engine = create_engine(str(settings.log_url))
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(query).all()
+    finally:
+        engine.dispose()
+    return logged_frame(policy, rows)
+
+
+def logged_frame(policy: Policy, rows: list) -> LoggedRows:
+    """Log rows (created_at, features, label, label_class) as a source-shaped frame: rows missing
+    a feature are left out; a missing value logged as null is NaN, as in the source."""
+    features, target = policy.source.features, policy.source.target
+    usable = [row for row in rows if all(name in (row.features or {}) for name in features.all)]
+    frame = pd.DataFrame.from_records(
+        [{name: row.features[name] for name in features.all} for row in usable],
+        columns=features.all,
+    )
+    for name in features.numeric:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    frame[target] = [_logged_label(row, policy.task) for row in usable]
+    times = [_utc(row.created_at) for row in usable]
+    return LoggedRows(frame, min(times, default=None), max(times, default=None))
+
+
+def _logged_label(row: Any, task: str) -> float | str:
+    if task != "multiclass":
+        return float(row.label)
+    if row.label_class is not None:
+        return row.label_class
+    # A class loaded in bulk as a number: written as an integer class name is.
+    value = float(row.label)
+    return str(int(value)) if value.is_integer() else str(value)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _with_rows(scores: RecentScores, rows: int) -> RecentScores:
+    return RecentScores(
+        scores.metric, scores.window, rows, None, None, "", scores.data, scores.fallback
     )
 
 
 def _unscored(scores: RecentScores, why: str) -> RecentScores:
-    return RecentScores(scores.metric, scores.window, scores.rows, None, None, why)
+    return RecentScores(
+        scores.metric, scores.window, scores.rows, None, None, why, scores.data, scores.fallback
+    )
 
 
 def _score(policy: Policy, model: Any, frame: pd.DataFrame) -> float:
     labels = frame[policy.source.target].to_numpy()
     if policy.task == "multiclass":
-        index = {label: i for i, label in enumerate(class_labels(model))}
-        labels = np.asarray([index[label] for label in labels])
+        classes = class_labels(model)
+        # The log keeps class names as text; a model's classes may be numbers.
+        index = {str(label): i for i, label in enumerate(classes)}
+        index.update({label: i for i, label in enumerate(classes)})
+        labels = np.asarray(
+            [index[label] if label in index else index[str(label)] for label in labels]
+        )
     answers = predictions(model, frame[policy.source.features.all], policy.task)
     return float(metric_value(policy.promotion.metric, labels, answers))
 
@@ -290,6 +507,7 @@ def apply(policy: Policy, planned: PlannedRollback, reason: str, run: RunContext
             evidence={
                 "from_version": target.from_version,
                 "preflight_metric": planned.metric,
+                "preflight_data": planned.data,
                 "preflight_window": planned.window,
                 "preflight_rows": planned.rows,
                 "champion_score": planned.champion_score,
@@ -305,6 +523,7 @@ def apply(policy: Policy, planned: PlannedRollback, reason: str, run: RunContext
         target.from_version,
         {"promotion.rolled_back_by": run.actor, "promotion.rollback_reason": reason},
     )
+    publish_champion_summary(name)
     return {
         "champion": target.to_version,
         "previous": target.from_version,

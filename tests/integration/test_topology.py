@@ -14,6 +14,7 @@ approval → a canary on live traffic → champion v2; rollback through REST →
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -205,6 +206,7 @@ def _values(root: Path, databases: dict[str, str], ports: dict[str, int], slack:
     shared = root / "shared"
     airflow_db = databases["airflow"].replace("postgresql://", "postgresql+psycopg2://", 1)
     secret = secrets.token_hex(16)
+    api_password = secrets.token_urlsafe(12)
     return {
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -231,7 +233,7 @@ def _values(root: Path, databases: dict[str, str], ports: dict[str, int], slack:
         "AIRFLOW_ADMIN_USERNAME": "admin",
         "AIRFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "AIRFLOW_API_USERNAME": SERVICE_USER,
-        "AIRFLOW_API_PASSWORD": secrets.token_urlsafe(12),
+        "AIRFLOW_API_PASSWORD": api_password,
         "AIRFLOW_API_URL": api,
         "AIRFLOW_UI_URL": api,
         "MLFLOW_TRACKING_URI": tracking,
@@ -247,6 +249,16 @@ def _values(root: Path, databases: dict[str, str], ports: dict[str, int], slack:
         "PROMOTION_POLICIES_DIR": str(root / "policies"),
         "PROMOTION_LEDGER_URL": databases["mlflow"],
         "PROMOTION_STORAGE_URL": (shared / "runs").as_uri(),
+        "PROMOTION_CHAMPIONS_DIR": str(shared / "champions"),
+        "AIRFLOW_CONN_PROMOTION_AIRFLOW_API": json.dumps(
+            {
+                "conn_type": "http",
+                "host": "127.0.0.1",
+                "port": ports["airflow-api-server"],
+                "login": SERVICE_USER,
+                "password": api_password,
+            }
+        ),
         "PROMOTION_TRAINING_POOL": "training",
         "PROMOTION_TRAINING_POOL_SLOTS": "1",
         "PROMOTION_TRAINING_QUEUE": TRAINING_QUEUE,

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from promotion.decisions import (
     NothingToRollBack,
     check_rollback_scores,
+    choose_recent_data,
     decide_promotion,
     rollback_target,
 )
@@ -262,3 +263,57 @@ def test_the_preflight_refuses_exactly_beyond_the_margin(
     assert verdict.allowed == (force or champion - target <= 0.02)
     mirrored = check(-champion, -target, force=force, higher=False)
     assert mirrored.allowed == verdict.allowed
+
+
+def choose(**changes: object):
+    settings = {"log_configured": True, "masked_features": [], "usable_rows": 500, "min_rows": 200}
+    return choose_recent_data(**{**settings, **changes})  # type: ignore[arg-type]
+
+
+def test_the_prediction_log_is_scored_when_enough_rows_logged_every_feature() -> None:
+    choice = choose(usable_rows=200)
+    assert choice.use_log
+    assert "200 rows with every feature" in choice.reason
+
+
+def test_too_few_usable_logged_rows_fall_back_to_the_source_and_say_how_many() -> None:
+    choice = choose(usable_rows=199)
+    assert not choice.use_log
+    assert "holds 199 labeled rows with every feature, fewer than rollback.min_rows=200" in (
+        choice.reason
+    )
+
+
+def test_a_masked_feature_rules_the_log_out_and_is_named() -> None:
+    choice = choose(masked_features=["postcode", "age"], usable_rows=None)
+    assert not choice.use_log
+    assert "masks features the models read (age, postcode" in choice.reason
+
+
+def test_an_unconfigured_or_unreadable_log_falls_back_to_the_source() -> None:
+    assert "GATEWAY_LOG_URL" in choose(log_configured=False).reason
+    unreadable = choose(usable_rows=None, unreadable="OperationalError: no such table")
+    assert not unreadable.use_log
+    assert "cannot be read: OperationalError: no such table" in unreadable.reason
+
+
+@given(
+    configured=st.booleans(),
+    masked=st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
+    rows=st.none() | st.integers(min_value=0, max_value=1000),
+    min_rows=st.integers(min_value=1, max_value=1000),
+    unreadable=st.sampled_from(["", "down"]),
+)
+def test_the_log_is_used_exactly_when_configured_clear_readable_and_large_enough(
+    configured: bool, masked: list[str], rows: int | None, min_rows: int, unreadable: str
+) -> None:
+    choice = choose_recent_data(
+        log_configured=configured,
+        masked_features=masked,
+        usable_rows=rows,
+        min_rows=min_rows,
+        unreadable=unreadable,
+    )
+    usable = configured and not masked and not unreadable and rows is not None
+    assert choice.use_log == (usable and rows >= min_rows)  # type: ignore[operator]
+    assert choice.reason

@@ -291,3 +291,181 @@ def test_a_target_worse_on_recent_data_is_refused_and_nothing_moves(
     assert "forced although the target is worse" in forced.plan
     rollback.apply(scored_policy, forced, "on-call: forced", RUN)
     assert champion() == 1
+
+
+def write_log(
+    url: str,
+    frame: pd.DataFrame,
+    *,
+    labeled: int,
+    unlabeled: int = 0,
+    without_features: int = 0,
+    shadow: bool = False,
+) -> None:
+    """The gateway's log of the newest rows of `frame` answered by the champion: `labeled` of
+    them with their label, then `unlabeled` without one and `without_features` whose features
+    were not logged (labeled); with `shadow`, each labeled row also answered by a shadow."""
+    from gateway.predlog import create_engine, ensure_tables, log_tables
+
+    engine, tables = create_engine(url), log_tables()
+    ensure_tables(engine, tables)
+    newest = frame.tail(labeled + unlabeled + without_features).reset_index(drop=True)
+    rows, labels = [], []
+    for index, row in newest.iterrows():
+        kind = (
+            "labeled"
+            if index < labeled
+            else "unlabeled"
+            if index < labeled + unlabeled
+            else "without_features"
+        )
+        logged = {
+            "request_id": f"r{index}",
+            "row_index": 0,
+            "model_name": MODEL,
+            "version": 2,
+            "role": "champion",
+            "features": {} if kind == "without_features" else {"x": float(row["x"])},
+            "prediction": 0.5,
+            "latency_ms": 1.0,
+            "created_at": row["created_at"].to_pydatetime(),
+        }
+        rows.append(logged)
+        if shadow and kind == "labeled":
+            rows.append({**logged, "role": "shadow", "version": 3})
+        if kind != "unlabeled":
+            labels.append(
+                {
+                    "model_name": MODEL,
+                    "request_id": f"r{index}",
+                    "row_index": 0,
+                    "label": float(row["target"]),
+                    "labeled_at": row["created_at"].to_pydatetime(),
+                }
+            )
+    with engine.begin() as connection:
+        connection.execute(tables.predictions.insert(), rows)
+        connection.execute(tables.labels.insert(), labels)
+    engine.dispose()
+
+
+@pytest.fixture
+def log_settings(tmp_path: Path) -> rollback.RollbackSettings:
+    return rollback.RollbackSettings(log_url=f"sqlite:///{tmp_path / 'predictions.db'}")
+
+
+def test_the_plan_scores_the_prediction_logs_newest_labeled_requests(
+    scored_policy, log_settings, mlflow_store: str, tmp_path: Path
+) -> None:
+    promote_history(tmp_path, first_inverted=True)
+    write_log(str(log_settings.log_url), recent_rows(), labeled=300)
+    with pytest.raises(rollback.RollbackRefused) as refused:
+        rollback.plan(scored_policy, None, False, RUN, AS_OF, log_settings)
+    assert (
+        "  recent data: prediction log, 300 labeled rows logged "
+        "[2026-03-07T06:00:00, 2026-03-13T11:30:00] (the newest answered rows with every feature)"
+    ) in str(refused.value).splitlines()
+    forced = rollback.plan(scored_policy, None, True, RUN, AS_OF, log_settings)
+    assert (forced.data, forced.rows) == ("prediction log", 300)
+    assert forced.target_score < 0.5 < forced.champion_score
+
+
+def test_unlabeled_shadow_and_featureless_log_rows_are_not_scored(
+    scored_policy, log_settings, mlflow_store: str, tmp_path: Path
+) -> None:
+    promote_history(tmp_path, first_inverted=False)
+    write_log(
+        str(log_settings.log_url),
+        recent_rows(),
+        labeled=250,
+        unlabeled=100,
+        without_features=50,
+        shadow=True,
+    )
+    planned = rollback.plan(scored_policy, None, False, RUN, AS_OF, log_settings)
+    assert (planned.data, planned.rows) == ("prediction log", 250)
+    rollback.apply(scored_policy, planned, "bad predictions", RUN)
+    assert registry.alias_history(MODEL, "champion")[-1].evidence["preflight_data"] == (
+        "prediction log"
+    )
+
+
+def test_too_few_labeled_log_rows_fall_back_to_the_source_window_and_say_why(
+    scored_policy, log_settings, mlflow_store: str, tmp_path: Path
+) -> None:
+    promote_history(tmp_path, first_inverted=False)
+    write_log(str(log_settings.log_url), recent_rows(), labeled=150, unlabeled=100)
+    planned = rollback.plan(scored_policy, None, False, RUN, AS_OF, log_settings)
+    assert (planned.data, planned.rows) == ("source window", 600)
+    assert (
+        "source window [2026-02-28T00:00:00, 2026-03-14T00:00:00), 600 labeled rows (not the "
+        "prediction log: the prediction log holds 150 labeled rows with every feature, fewer "
+        "than rollback.min_rows=200)"
+    ) in planned.plan
+
+
+def test_a_feature_the_log_hashes_makes_the_log_unusable_and_the_plan_says_so(
+    log_settings, mlflow_store: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    write_source(url, recent_rows())
+    policy = load_policy(
+        write_policy(
+            tmp_path,
+            MODEL,
+            source__url=url,
+            source__conn_id=None,
+            source__features={"numeric": ["x"], "categorical": []},
+            promotion__slices=[],
+            prediction_log={"hashed_features": ["x"]},
+        )
+    )
+    promote_history(tmp_path, first_inverted=False)
+    write_log(str(log_settings.log_url), recent_rows(), labeled=300)
+    planned = rollback.plan(policy, None, False, RUN, AS_OF, log_settings)
+    assert planned.data == "source window"
+    assert "not the prediction log: the prediction log masks features the models read (x;" in (
+        planned.plan
+    )
+
+
+def test_an_unreadable_log_falls_back_to_the_source_window(
+    scored_policy, mlflow_store: str, tmp_path: Path
+) -> None:
+    promote_history(tmp_path, first_inverted=False)
+    empty = rollback.RollbackSettings(log_url=f"sqlite:///{tmp_path / 'no-tables.db'}")
+    planned = rollback.plan(scored_policy, None, False, RUN, AS_OF, empty)
+    assert (planned.data, planned.rows) == ("source window", 600)
+    assert "not the prediction log: the prediction log cannot be read: OperationalError" in (
+        planned.plan
+    )
+
+
+def test_the_plan_is_announced_before_a_refusal(
+    scored_policy, mlflow_store: str, tmp_path: Path
+) -> None:
+    promote_history(tmp_path, first_inverted=True)
+    announced: list[str] = []
+    with pytest.raises(rollback.RollbackRefused) as refused:
+        rollback.plan(scored_policy, None, False, RUN, AS_OF, announce=announced.append)
+    assert announced == [str(refused.value)]
+
+
+def test_a_rollback_rewrites_the_champion_summary_the_form_shows(
+    policy, versions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workflow.champion_summary import read_summary
+
+    monkeypatch.setenv("PROMOTION_CHAMPIONS_DIR", str(tmp_path / "champions"))
+    rollback.apply(policy, rollback.plan(policy, None, False), "bad predictions", RUN)
+    summary = read_summary(tmp_path / "champions", MODEL)
+    assert (summary.champion, summary.target) == (1, None)
+    assert "every former champion (v2) was rolled back from" in summary.target_reason
+
+
+def test_settings_come_from_the_gateways_variables() -> None:
+    settings = rollback.RollbackSettings.from_environment(
+        {"GATEWAY_LOG_URL": "sqlite:///log.db", "GATEWAY_LOG_SCHEMA": ""}
+    )
+    assert settings == rollback.RollbackSettings("sqlite:///log.db", None)
+    assert rollback.RollbackSettings.from_environment({}).log_url is None
