@@ -63,6 +63,8 @@ class Workspace:
                 "MLFLOW_TRACKING_URI": self.tracking_uri,
                 "PROMOTION_ARTIFACT_ROOT": (self.root / "artifacts").as_uri(),
                 "PROMOTION_WORK_DIR": str(self.root / "work"),
+                # Read by the DAG file: rollback_<model>'s form shows the champion and target.
+                "PROMOTION_CHAMPIONS_DIR": str(self.root / "champions"),
                 "GIT_PYTHON_REFRESH": "quiet",
             }
         )

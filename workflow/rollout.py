@@ -38,6 +38,7 @@ from promotion.rollout import (
 from registry.serving import get_model_aliases
 from workflow import rollback
 from workflow.approve import ApprovalSettings
+from workflow.champion_summary import publish_champion_summary
 from workflow.promote import (
     NotPromoted,
     clear_challenger,
@@ -507,6 +508,7 @@ def conclude(
                 expected_from=champion,
             )
             promoted = True
+            publish_champion_summary(name)
         except RolloutError as refusal:
             reasons.insert(0, f"not promoted: {refusal}")
     try:
@@ -639,8 +641,14 @@ def settle_guard(
     reason = f"guard window of v{version}: " + "; ".join(reasons)
     try:
         # Forced: the guard's live evidence on the champion's own traffic is what decides here;
-        # the preflight's score on the source's window is shown in the plan but cannot veto it.
-        planned = rollback.plan(policy, previous, True, run)
+        # the preflight's scores on recent data are shown in the plan but cannot veto it.
+        planned = rollback.plan(
+            policy,
+            previous,
+            True,
+            run,
+            settings=rollback.RollbackSettings(settings.log_url, settings.log_schema),
+        )
         rollback.apply(policy, planned, reason, run)
     except NothingToRollBack as refusal:
         raise RolloutError(f"guard window could not revert v{version}: {refusal}") from refusal
