@@ -19,19 +19,22 @@ from typing import Literal
 import numpy as np
 
 from policies.schema import TASK_METRICS, Task
-from promotion.bootstrap import paired_bootstrap
+from promotion.intervals import IntervalMethod, improvement_interval
 from promotion.metrics import (
     METRICS,
     TASKS,
+    AucComponents,
     Metric,
+    auc_components,
+    auc_of_rows,
     brier_score,
     delong_test,
     expected_calibration_error,
-    higher_is_better,
     mcnemar_exact,
     metric_value,
     paired_t_test,
     row_outcomes,
+    signed_improvement,
 )
 
 Verdict = Literal["promote", "reject", "cannot_evaluate"]
@@ -253,7 +256,9 @@ class EvaluationResult:
 
     `improvement`, `ci_low` and `ci_high` are signed so that positive means "challenger better",
     also for metrics where lower is better (log_loss, rmse, mae). `task` and `classes` are the
-    config's, so the report can show the result the way the task needs.
+    config's, so the report can show the result the way the task needs. `interval` says how the
+    interval was computed (`promotion.intervals`): "bootstrap" (then `resamples` were drawn),
+    or analytically on a large holdout, "delong" for AUC and "normal" for the other metrics.
     """
 
     verdict: Verdict
@@ -272,6 +277,7 @@ class EvaluationResult:
     test: str | None = None
     resamples: int = 0
     seed: int = 0
+    interval: IntervalMethod | None = None
     guardrails: tuple[GuardrailResult, ...] = ()
     champion_metrics: dict[str, float] = field(default_factory=dict)
     challenger_metrics: dict[str, float] = field(default_factory=dict)
@@ -341,29 +347,37 @@ def evaluate_challenger(
         return EvaluationResult("cannot_evaluate", tuple(problems), guardrails=(signature,), **base)
     labels_int = _typed_labels(config.task, labels_array)
 
-    champion_metrics = _all_metrics(config.task, labels_int, champion)
-    challenger_metrics = _all_metrics(config.task, labels_int, challenger)
+    # Binary tasks report AUC whatever the metric, and DeLong's test and interval use the same
+    # structural components: each model's scores are sorted once for all three.
+    aucs = (
+        (auc_components(labels_int, champion), auc_components(labels_int, challenger))
+        if config.task == "binary"
+        else None
+    )
+    champion_metrics = _all_metrics(config.task, labels_int, champion, aucs and aucs[0])
+    challenger_metrics = _all_metrics(config.task, labels_int, challenger, aucs and aucs[1])
     champion_score = champion_metrics[config.metric]
     challenger_score = challenger_metrics[config.metric]
-    draws = paired_bootstrap(
+    improvement = signed_improvement(config.metric, champion_score, challenger_score)
+    interval = improvement_interval(
+        config.task,
         config.metric,
         labels_int,
         champion,
         challenger,
+        improvement=improvement,
+        confidence=config.confidence,
         resamples=config.resamples,
         seed=config.seed,
+        aucs=aucs,
     )
-    improvement = _signed_improvement(config.metric, champion_score, challenger_score)
-    differences = _signed_improvement(config.metric, draws.champion, draws.challenger)
-    alpha = 1 - config.confidence
-    ci_low, ci_high = (float(q) for q in np.quantile(differences, [alpha / 2, 1 - alpha / 2]))
-    # A skewed bootstrap distribution on few rows can leave the point estimate outside the
-    # percentile interval; widening to include it only ever makes promotion harder.
-    ci_low, ci_high = min(ci_low, improvement), max(ci_high, improvement)
-    test, p_value = _significance(config.task, config.metric, labels_int, champion, challenger)
+    ci_low, ci_high = interval.low, interval.high
+    test, p_value = _significance(
+        config.task, config.metric, labels_int, champion, challenger, aucs
+    )
 
     guardrails = [signature]
-    guardrails += _slice_guardrails(config, labels_int, champion, challenger, slices)
+    guardrails += _slice_guardrails(config, labels_int, champion, challenger, slices, aucs)
     if config.calibration is not None:
         guardrails.append(
             _calibration_guardrail(config.calibration, labels_int, champion, challenger)
@@ -398,8 +412,9 @@ def evaluate_challenger(
         ci_high=ci_high,
         p_value=p_value,
         test=test,
-        resamples=config.resamples,
+        resamples=interval.resamples,
         seed=config.seed,
+        interval=interval.method,
         guardrails=tuple(guardrails),
         champion_metrics=champion_metrics,
         challenger_metrics=challenger_metrics,
@@ -477,12 +492,6 @@ def _strict(mode: str, bound: float) -> bool:
 
 def _requirement(mode: str, bound: float) -> str:
     return f"{'>' if _strict(mode, bound) else '≥'} {bound:+.4f}"
-
-
-def _signed_improvement(
-    metric: str, champion: np.ndarray | float, challenger: np.ndarray | float
-) -> np.ndarray | float:
-    return challenger - champion if higher_is_better(metric) else champion - challenger
 
 
 def _result_base(config: EvaluationConfig, labels: np.ndarray) -> dict:
@@ -696,7 +705,12 @@ def _class_size_problems(config: EvaluationConfig, labels: np.ndarray, k: int) -
 
 
 def _significance(
-    task: str, metric: str, labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray
+    task: str,
+    metric: str,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    aucs: tuple[AucComponents, AucComponents] | None = None,
 ) -> tuple[str | None, float | None]:
     """The standard paired test of the task's metric, where there is one.
 
@@ -712,7 +726,7 @@ def _significance(
         return "mcnemar_exact", mcnemar_exact(champion_only, challenger_only)
     if task == "binary" and metric == "roc_auc":
         if min(np.count_nonzero(labels), np.count_nonzero(labels == 0)) >= 2:
-            return "delong", delong_test(labels, champion, challenger).p_value
+            return "delong", delong_test(labels, champion, challenger, aucs).p_value
     if task == "regression":
         if metric == "mae":
             differences = np.abs(champion - labels) - np.abs(challenger - labels)
@@ -724,8 +738,16 @@ def _significance(
     return None, None
 
 
-def _all_metrics(task: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    values = {metric: metric_value(metric, labels, predictions) for metric in TASK_METRICS[task]}
+def _all_metrics(
+    task: str, labels: np.ndarray, predictions: np.ndarray, aucs: AucComponents | None = None
+) -> dict[str, float]:
+    values = {
+        metric: metric_value(metric, labels, predictions)
+        for metric in TASK_METRICS[task]
+        if not (metric == "roc_auc" and aucs)
+    }
+    if aucs is not None:
+        values = {metric: values.get(metric, aucs.auc) for metric in TASK_METRICS[task]}
     if task != "regression":
         values["brier"] = brier_score(labels, predictions)
         values["ece"] = expected_calibration_error(labels, predictions)
@@ -750,7 +772,9 @@ def _slice_values(guardrail: SliceGuardrail, values: np.ndarray) -> tuple[np.nda
         missing = np.equal(values, None) | np.not_equal(values, values)
     else:
         missing = np.zeros(values.size, dtype=bool)
-    texts = np.where(missing, "(missing)", values.astype(str))
+    texts = values if values.dtype.kind == "U" else values.astype(str)
+    if missing.any():
+        texts = np.where(missing, "(missing)", texts)
     names, index = np.unique(texts, return_inverse=True)
     return index, [str(name) for name in names]
 
@@ -761,6 +785,7 @@ def _slice_guardrails(
     champion: np.ndarray,
     challenger: np.ndarray,
     slices: Mapping[str, np.ndarray],
+    aucs: tuple[AucComponents, AucComponents] | None = None,
 ) -> list[GuardrailResult]:
     results = []
     for guardrail in config.slices:
@@ -779,6 +804,10 @@ def _slice_guardrails(
             rows = index == position
             if not rows.any():
                 continue
+            scores = None
+            if config.metric == "roc_auc" and aucs is not None:
+                # The holdout's sort orders hold for every subset of its rows.
+                scores = _sorted_slice_aucs(labels, champion, challenger, rows, aucs)
             results.append(
                 _one_slice(
                     config.task,
@@ -788,9 +817,27 @@ def _slice_guardrails(
                     labels[rows],
                     champion[rows],
                     challenger[rows],
+                    scores,
                 )
             )
     return results
+
+
+def _sorted_slice_aucs(
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    rows: np.ndarray,
+    aucs: tuple[AucComponents, AucComponents],
+) -> tuple[float, float] | None:
+    """Both models' AUC on `rows` from the holdout's sort orders; None without both classes."""
+    positives = int(np.count_nonzero(labels[rows]))
+    if positives in (0, int(np.count_nonzero(rows))):
+        return None
+    return (
+        auc_of_rows(labels, champion, aucs[0].order, rows),
+        auc_of_rows(labels, challenger, aucs[1].order, rows),
+    )
 
 
 def _one_slice(
@@ -801,7 +848,9 @@ def _one_slice(
     labels: np.ndarray,
     champion: np.ndarray,
     challenger: np.ndarray,
+    scores: tuple[float, float] | None = None,
 ) -> GuardrailResult:
+    """One slice's guardrail; `scores` are both models' metric on it when already computed."""
     rows = int(labels.size)
     numbers: dict[str, float | int | None] = {"rows": rows}
     lacking = None
@@ -838,9 +887,11 @@ def _one_slice(
         )
     # Slices are judged on the observed regression. A confidence bound would fail even identical
     # models on slices of a few hundred rows; min_rows is what keeps slice noise in check.
-    champion_score = metric_value(metric, labels, champion)
-    challenger_score = metric_value(metric, labels, challenger)
-    regression = -_signed_improvement(metric, champion_score, challenger_score)
+    champion_score, challenger_score = scores or (
+        metric_value(metric, labels, champion),
+        metric_value(metric, labels, challenger),
+    )
+    regression = -signed_improvement(metric, champion_score, challenger_score)
     numbers |= {
         "champion": champion_score,
         "challenger": challenger_score,
