@@ -139,7 +139,9 @@ class EvaluationConfig:
     negatives; multiclass: each of the k classes) and, for regression, of the whole holdout;
     fewer cannot be evaluated, as the class-stratified bootstrap would treat those few rows as
     certain. `classes` optionally names the multiclass classes in column order, for messages and
-    the report.
+    the report. `resamples` and `seed` drive the paired bootstrap; on a large holdout the AUC,
+    log-loss and regression intervals are analytic instead (`promotion.intervals`), and then
+    draw none.
     """
 
     metric: Metric
@@ -320,9 +322,10 @@ def evaluate_challenger(
     """Decide whether the challenger replaces the champion, from both models' predictions on
     the same holdout rows (shaped per `config.task`, see the module docstring).
 
-    Promote only when the improvement's lower confidence bound (paired bootstrap) reaches the
-    configured bound and no guardrail blocks. Problems with the inputs give `cannot_evaluate`
-    rather than a guess. Guardrails whose inputs were not given are reported as "skipped" and
+    Promote only when the improvement's lower confidence bound (`improvement_interval`: the
+    paired bootstrap, or its analytic equivalent on a large holdout) reaches the configured
+    bound and no guardrail blocks. Problems with the inputs give `cannot_evaluate` rather than
+    a guess. Guardrails whose inputs were not given are reported as "skipped" and
     listed in the reasons; they do not block.
     """
     champion_facts = champion_facts or ModelFacts()

@@ -92,18 +92,20 @@ def improvement_interval(
     models' `auc_components`, when the caller already has them. Inputs must be validated.
     """
     z = float(stats.norm.ppf(0.5 + confidence / 2))
-    influence = None
-    if choice != "bootstrap" and metric in ANALYTIC_METRICS.get(task, frozenset()):
+    analytic = metric in ANALYTIC_METRICS.get(task, frozenset())
+    if choice == "analytic" and not analytic:
+        raise ValueError(f"no analytic interval for {task} {metric}")
+    large = _smallest_group(task, labels) >= ANALYTIC_MIN_ROWS
+    if analytic and (choice == "analytic" or (choice == "auto" and large)):
         influence = _influences(task, metric, labels, champion, challenger, aucs)
-    if choice == "analytic" and influence is None:
-        raise ValueError(f"no analytic interval for {task} {metric} on these predictions")
-    if influence is not None:
-        variance, shift = _variance_and_skew_shift(influence, z)
-        smallest = min(part.size for part in influence)
-        if choice == "analytic" or (smallest >= ANALYTIC_MIN_ROWS and shift <= MAX_SKEW_SHIFT):
-            half = z * float(np.sqrt(variance))
-            method: IntervalMethod = "delong" if metric == "roc_auc" else "normal"
-            return PairedInterval(improvement - half, improvement + half, method, 0)
+        if influence is None and choice == "analytic":
+            raise ValueError(f"no analytic interval for {task} {metric} on these predictions")
+        if influence is not None:
+            variance, shift = _variance_and_skew_shift(influence, z)
+            if choice == "analytic" or shift <= MAX_SKEW_SHIFT:
+                half = z * float(np.sqrt(variance))
+                method: IntervalMethod = "delong" if metric == "roc_auc" else "normal"
+                return PairedInterval(improvement - half, improvement + half, method, 0)
     draws = paired_bootstrap(metric, labels, champion, challenger, resamples=resamples, seed=seed)
     differences = signed_improvement(metric, draws.champion, draws.challenger)
     alpha = 1 - confidence
@@ -111,6 +113,14 @@ def improvement_interval(
     # A skewed bootstrap distribution on few rows can leave the point estimate outside the
     # percentile interval; widening to include it only ever makes promotion harder.
     return PairedInterval(min(low, improvement), max(high, improvement), "bootstrap", resamples)
+
+
+def _smallest_group(task: str, labels: np.ndarray) -> int:
+    """Rows of the smallest class the bootstrap holds fixed (regression: all rows)."""
+    if task == "regression":
+        return int(np.size(labels))
+    counts = np.bincount(np.asarray(labels, dtype=np.intp))
+    return int(counts[counts > 0].min())
 
 
 def _influences(
