@@ -10,9 +10,15 @@ from hypothesis.extra import numpy as hnp
 from scipy import stats
 
 import promotion.intervals as intervals
-from promotion.evaluation import EvaluationConfig, SliceGuardrail, evaluate_challenger
+from promotion.evaluation import (
+    EvaluationConfig,
+    EvaluationResult,
+    SliceGuardrail,
+    evaluate_challenger,
+)
 from promotion.intervals import ANALYTIC_MIN_ROWS, improvement_interval
 from promotion.metrics import delong_test, metric_value, signed_improvement
+from promotion.report import evaluation_tags
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Endpoints may differ by this share of the interval's half-width. A 2,000-resample percentile
@@ -195,6 +201,9 @@ def test_evaluation_on_a_large_holdout_decides_as_the_bootstrap_would(monkeypatc
     assert fast.guardrails == slow.guardrails
     half_width = (fast.ci_high - fast.ci_low) / 2
     assert slow.ci_low == pytest.approx(fast.ci_low, abs=2 * ENDPOINT_TOLERANCE * half_width)
+    assert EvaluationResult.from_json_dict(fast.to_json_dict()) == fast
+    assert evaluation_tags(fast)["eval.interval"] == "delong"
+    assert evaluation_tags(slow)["eval.interval"] == "bootstrap"
 
 
 # --- properties of the analytic path ---------------------------------------------------------
