@@ -778,8 +778,40 @@ def _slice_values(guardrail: SliceGuardrail, values: np.ndarray) -> tuple[np.nda
     texts = values if values.dtype.kind == "U" else values.astype(str)
     if missing.any():
         texts = np.where(missing, "(missing)", texts)
-    names, index = np.unique(texts, return_inverse=True)
+    names, index = _distinct_texts(texts)
     return index, [str(name) for name in names]
+
+
+# A slice column with at most this many values is grouped by comparisons, not by sorting.
+_FEW_VALUES = 16
+
+
+def _distinct_texts(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(texts, return_inverse=True)`: the sorted distinct values and each row's index.
+
+    A slice column usually holds a few values (regions, plans), and sorting a million strings
+    costs far more than one vectorised comparison per value; a column whose first rows already
+    show many values, or that turns out to have more than `_FEW_VALUES`, is sorted instead.
+    """
+    if np.unique(texts[:2000]).size > _FEW_VALUES // 2:
+        return np.unique(texts, return_inverse=True)
+    index = np.empty(texts.size, dtype=np.intp)
+    unassigned = np.ones(texts.size, dtype=bool)
+    found = []
+    first = 0
+    while unassigned[first:].any():
+        if len(found) == _FEW_VALUES:
+            return np.unique(texts, return_inverse=True)
+        first += int(np.argmax(unassigned[first:]))
+        matches = texts == texts[first]
+        index[matches] = len(found)
+        unassigned &= ~matches
+        found.append(texts[first])
+    names = np.array(found, dtype=texts.dtype)
+    order = np.argsort(names)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return names[order], rank[index]
 
 
 def _slice_guardrails(
