@@ -325,8 +325,8 @@ def evaluate_challenger(
     Promote only when the improvement's lower confidence bound (`improvement_interval`: the
     paired bootstrap, or its analytic equivalent on a large holdout) reaches the configured
     bound and no guardrail blocks. Problems with the inputs give `cannot_evaluate` rather than
-    a guess. Guardrails whose inputs were not given are reported as "skipped" and
-    listed in the reasons; they do not block.
+    a guess. Guardrails whose inputs were not given are reported as "skipped" and listed in the
+    reasons; they do not block.
     """
     champion_facts = champion_facts or ModelFacts()
     challenger_facts = challenger_facts or ModelFacts()
@@ -744,13 +744,15 @@ def _significance(
 def _all_metrics(
     task: str, labels: np.ndarray, predictions: np.ndarray, aucs: AucComponents | None = None
 ) -> dict[str, float]:
-    values = {
-        metric: metric_value(metric, labels, predictions)
-        for metric in TASK_METRICS[task]
-        if not (metric == "roc_auc" and aucs)
-    }
-    if aucs is not None:
-        values = {metric: values.get(metric, aucs.auc) for metric in TASK_METRICS[task]}
+    """Every metric of the task, then Brier and ECE for classification; `aucs` are the model's
+    AUC components when already computed, so its scores are not sorted again."""
+
+    def value(metric: str) -> float:
+        if metric == "roc_auc" and aucs is not None:
+            return aucs.auc
+        return metric_value(metric, labels, predictions)
+
+    values = {metric: value(metric) for metric in TASK_METRICS[task]}
     if task != "regression":
         values["brier"] = brier_score(labels, predictions)
         values["ece"] = expected_calibration_error(labels, predictions)
