@@ -7,6 +7,9 @@ Classification resamples are stratified by label: each class is resampled separa
 the holdout's class counts fixed. The holdout's class balance is a property of the time window,
 not of the models, and stratifying keeps every resample's AUC and macro-F1 defined. Regression
 resamples the rows plainly: there are no classes to hold fixed.
+
+`promotion.intervals` decides when an analytic interval replaces this bootstrap (large holdouts,
+for the metrics whose resamples cost O(rows) each).
 """
 
 from __future__ import annotations

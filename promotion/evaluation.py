@@ -19,19 +19,22 @@ from typing import Literal
 import numpy as np
 
 from policies.schema import TASK_METRICS, Task
-from promotion.bootstrap import paired_bootstrap
+from promotion.intervals import IntervalMethod, improvement_interval
 from promotion.metrics import (
     METRICS,
     TASKS,
+    AucComponents,
     Metric,
+    auc_components,
+    auc_of_rows,
     brier_score,
     delong_test,
     expected_calibration_error,
-    higher_is_better,
     mcnemar_exact,
     metric_value,
     paired_t_test,
     row_outcomes,
+    signed_improvement,
 )
 
 Verdict = Literal["promote", "reject", "cannot_evaluate"]
@@ -136,7 +139,9 @@ class EvaluationConfig:
     negatives; multiclass: each of the k classes) and, for regression, of the whole holdout;
     fewer cannot be evaluated, as the class-stratified bootstrap would treat those few rows as
     certain. `classes` optionally names the multiclass classes in column order, for messages and
-    the report.
+    the report. `resamples` and `seed` drive the paired bootstrap; on a large holdout the AUC,
+    log-loss and regression intervals are analytic instead (`promotion.intervals`), and then
+    draw none.
     """
 
     metric: Metric
@@ -253,7 +258,9 @@ class EvaluationResult:
 
     `improvement`, `ci_low` and `ci_high` are signed so that positive means "challenger better",
     also for metrics where lower is better (log_loss, rmse, mae). `task` and `classes` are the
-    config's, so the report can show the result the way the task needs.
+    config's, so the report can show the result the way the task needs. `interval` says how the
+    interval was computed (`promotion.intervals`): "bootstrap" (then `resamples` were drawn),
+    or analytically on a large holdout, "delong" for AUC and "normal" for the other metrics.
     """
 
     verdict: Verdict
@@ -272,6 +279,7 @@ class EvaluationResult:
     test: str | None = None
     resamples: int = 0
     seed: int = 0
+    interval: IntervalMethod | None = None
     guardrails: tuple[GuardrailResult, ...] = ()
     champion_metrics: dict[str, float] = field(default_factory=dict)
     challenger_metrics: dict[str, float] = field(default_factory=dict)
@@ -314,10 +322,11 @@ def evaluate_challenger(
     """Decide whether the challenger replaces the champion, from both models' predictions on
     the same holdout rows (shaped per `config.task`, see the module docstring).
 
-    Promote only when the improvement's lower confidence bound (paired bootstrap) reaches the
-    configured bound and no guardrail blocks. Problems with the inputs give `cannot_evaluate`
-    rather than a guess. Guardrails whose inputs were not given are reported as "skipped" and
-    listed in the reasons; they do not block.
+    Promote only when the improvement's lower confidence bound (`improvement_interval`: the
+    paired bootstrap, or its analytic equivalent on a large holdout) reaches the configured
+    bound and no guardrail blocks. Problems with the inputs give `cannot_evaluate` rather than
+    a guess. Guardrails whose inputs were not given are reported as "skipped" and listed in the
+    reasons; they do not block.
     """
     champion_facts = champion_facts or ModelFacts()
     challenger_facts = challenger_facts or ModelFacts()
@@ -341,29 +350,37 @@ def evaluate_challenger(
         return EvaluationResult("cannot_evaluate", tuple(problems), guardrails=(signature,), **base)
     labels_int = _typed_labels(config.task, labels_array)
 
-    champion_metrics = _all_metrics(config.task, labels_int, champion)
-    challenger_metrics = _all_metrics(config.task, labels_int, challenger)
+    # Binary tasks report AUC whatever the metric, and DeLong's test and interval use the same
+    # structural components: each model's scores are sorted once for all three.
+    aucs = (
+        (auc_components(labels_int, champion), auc_components(labels_int, challenger))
+        if config.task == "binary"
+        else None
+    )
+    champion_metrics = _all_metrics(config.task, labels_int, champion, aucs and aucs[0])
+    challenger_metrics = _all_metrics(config.task, labels_int, challenger, aucs and aucs[1])
     champion_score = champion_metrics[config.metric]
     challenger_score = challenger_metrics[config.metric]
-    draws = paired_bootstrap(
+    improvement = signed_improvement(config.metric, champion_score, challenger_score)
+    interval = improvement_interval(
+        config.task,
         config.metric,
         labels_int,
         champion,
         challenger,
+        improvement=improvement,
+        confidence=config.confidence,
         resamples=config.resamples,
         seed=config.seed,
+        aucs=aucs,
     )
-    improvement = _signed_improvement(config.metric, champion_score, challenger_score)
-    differences = _signed_improvement(config.metric, draws.champion, draws.challenger)
-    alpha = 1 - config.confidence
-    ci_low, ci_high = (float(q) for q in np.quantile(differences, [alpha / 2, 1 - alpha / 2]))
-    # A skewed bootstrap distribution on few rows can leave the point estimate outside the
-    # percentile interval; widening to include it only ever makes promotion harder.
-    ci_low, ci_high = min(ci_low, improvement), max(ci_high, improvement)
-    test, p_value = _significance(config.task, config.metric, labels_int, champion, challenger)
+    ci_low, ci_high = interval.low, interval.high
+    test, p_value = _significance(
+        config.task, config.metric, labels_int, champion, challenger, aucs
+    )
 
     guardrails = [signature]
-    guardrails += _slice_guardrails(config, labels_int, champion, challenger, slices)
+    guardrails += _slice_guardrails(config, labels_int, champion, challenger, slices, aucs)
     if config.calibration is not None:
         guardrails.append(
             _calibration_guardrail(config.calibration, labels_int, champion, challenger)
@@ -398,8 +415,9 @@ def evaluate_challenger(
         ci_high=ci_high,
         p_value=p_value,
         test=test,
-        resamples=config.resamples,
+        resamples=interval.resamples,
         seed=config.seed,
+        interval=interval.method,
         guardrails=tuple(guardrails),
         champion_metrics=champion_metrics,
         challenger_metrics=challenger_metrics,
@@ -477,12 +495,6 @@ def _strict(mode: str, bound: float) -> bool:
 
 def _requirement(mode: str, bound: float) -> str:
     return f"{'>' if _strict(mode, bound) else '≥'} {bound:+.4f}"
-
-
-def _signed_improvement(
-    metric: str, champion: np.ndarray | float, challenger: np.ndarray | float
-) -> np.ndarray | float:
-    return challenger - champion if higher_is_better(metric) else champion - challenger
 
 
 def _result_base(config: EvaluationConfig, labels: np.ndarray) -> dict:
@@ -696,7 +708,12 @@ def _class_size_problems(config: EvaluationConfig, labels: np.ndarray, k: int) -
 
 
 def _significance(
-    task: str, metric: str, labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray
+    task: str,
+    metric: str,
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    aucs: tuple[AucComponents, AucComponents] | None = None,
 ) -> tuple[str | None, float | None]:
     """The standard paired test of the task's metric, where there is one.
 
@@ -712,7 +729,7 @@ def _significance(
         return "mcnemar_exact", mcnemar_exact(champion_only, challenger_only)
     if task == "binary" and metric == "roc_auc":
         if min(np.count_nonzero(labels), np.count_nonzero(labels == 0)) >= 2:
-            return "delong", delong_test(labels, champion, challenger).p_value
+            return "delong", delong_test(labels, champion, challenger, aucs).p_value
     if task == "regression":
         if metric == "mae":
             differences = np.abs(champion - labels) - np.abs(challenger - labels)
@@ -724,8 +741,18 @@ def _significance(
     return None, None
 
 
-def _all_metrics(task: str, labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    values = {metric: metric_value(metric, labels, predictions) for metric in TASK_METRICS[task]}
+def _all_metrics(
+    task: str, labels: np.ndarray, predictions: np.ndarray, aucs: AucComponents | None = None
+) -> dict[str, float]:
+    """Every metric of the task, then Brier and ECE for classification; `aucs` are the model's
+    AUC components when already computed, so its scores are not sorted again."""
+
+    def value(metric: str) -> float:
+        if metric == "roc_auc" and aucs is not None:
+            return aucs.auc
+        return metric_value(metric, labels, predictions)
+
+    values = {metric: value(metric) for metric in TASK_METRICS[task]}
     if task != "regression":
         values["brier"] = brier_score(labels, predictions)
         values["ece"] = expected_calibration_error(labels, predictions)
@@ -750,9 +777,43 @@ def _slice_values(guardrail: SliceGuardrail, values: np.ndarray) -> tuple[np.nda
         missing = np.equal(values, None) | np.not_equal(values, values)
     else:
         missing = np.zeros(values.size, dtype=bool)
-    texts = np.where(missing, "(missing)", values.astype(str))
-    names, index = np.unique(texts, return_inverse=True)
+    texts = values if values.dtype.kind == "U" else values.astype(str)
+    if missing.any():
+        texts = np.where(missing, "(missing)", texts)
+    names, index = _distinct_texts(texts)
     return index, [str(name) for name in names]
+
+
+# A slice column with at most this many values is grouped by comparisons, not by sorting.
+_FEW_VALUES = 16
+
+
+def _distinct_texts(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(texts, return_inverse=True)`: the sorted distinct values and each row's index.
+
+    A slice column usually holds a few values (regions, plans), and sorting a million strings
+    costs far more than one vectorised comparison per value; a column whose first rows already
+    show many values, or that turns out to have more than `_FEW_VALUES`, is sorted instead.
+    """
+    if np.unique(texts[:2000]).size > _FEW_VALUES // 2:
+        return np.unique(texts, return_inverse=True)
+    index = np.empty(texts.size, dtype=np.intp)
+    unassigned = np.ones(texts.size, dtype=bool)
+    found = []
+    first = 0
+    while unassigned[first:].any():
+        if len(found) == _FEW_VALUES:
+            return np.unique(texts, return_inverse=True)
+        first += int(np.argmax(unassigned[first:]))
+        matches = texts == texts[first]
+        index[matches] = len(found)
+        unassigned &= ~matches
+        found.append(texts[first])
+    names = np.array(found, dtype=texts.dtype)
+    order = np.argsort(names)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return names[order], rank[index]
 
 
 def _slice_guardrails(
@@ -761,6 +822,7 @@ def _slice_guardrails(
     champion: np.ndarray,
     challenger: np.ndarray,
     slices: Mapping[str, np.ndarray],
+    aucs: tuple[AucComponents, AucComponents] | None = None,
 ) -> list[GuardrailResult]:
     results = []
     for guardrail in config.slices:
@@ -779,6 +841,10 @@ def _slice_guardrails(
             rows = index == position
             if not rows.any():
                 continue
+            scores = None
+            if config.metric == "roc_auc" and aucs is not None:
+                # The holdout's sort orders hold for every subset of its rows.
+                scores = _sorted_slice_aucs(labels, champion, challenger, rows, aucs)
             results.append(
                 _one_slice(
                     config.task,
@@ -788,9 +854,27 @@ def _slice_guardrails(
                     labels[rows],
                     champion[rows],
                     challenger[rows],
+                    scores,
                 )
             )
     return results
+
+
+def _sorted_slice_aucs(
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    rows: np.ndarray,
+    aucs: tuple[AucComponents, AucComponents],
+) -> tuple[float, float] | None:
+    """Both models' AUC on `rows` from the holdout's sort orders; None without both classes."""
+    positives = int(np.count_nonzero(labels[rows]))
+    if positives in (0, int(np.count_nonzero(rows))):
+        return None
+    return (
+        auc_of_rows(labels, champion, aucs[0].order, rows),
+        auc_of_rows(labels, challenger, aucs[1].order, rows),
+    )
 
 
 def _one_slice(
@@ -801,7 +885,9 @@ def _one_slice(
     labels: np.ndarray,
     champion: np.ndarray,
     challenger: np.ndarray,
+    scores: tuple[float, float] | None = None,
 ) -> GuardrailResult:
+    """One slice's guardrail; `scores` are both models' metric on it when already computed."""
     rows = int(labels.size)
     numbers: dict[str, float | int | None] = {"rows": rows}
     lacking = None
@@ -838,9 +924,11 @@ def _one_slice(
         )
     # Slices are judged on the observed regression. A confidence bound would fail even identical
     # models on slices of a few hundred rows; min_rows is what keeps slice noise in check.
-    champion_score = metric_value(metric, labels, champion)
-    challenger_score = metric_value(metric, labels, challenger)
-    regression = -_signed_improvement(metric, champion_score, challenger_score)
+    champion_score, challenger_score = scores or (
+        metric_value(metric, labels, champion),
+        metric_value(metric, labels, challenger),
+    )
+    regression = -signed_improvement(metric, champion_score, challenger_score)
     numbers |= {
         "champion": champion_score,
         "challenger": challenger_score,

@@ -33,6 +33,14 @@ def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
 
 
+def signed_improvement(
+    metric: str, champion: np.ndarray | float, challenger: np.ndarray | float
+) -> np.ndarray | float:
+    """How much better the challenger scores than the champion, positive when it is better,
+    also for metrics where lower is better."""
+    return challenger - champion if higher_is_better(metric) else champion - challenger
+
+
 def predicted_positive(probs: np.ndarray) -> np.ndarray:
     """The label each row gets at the 0.5 threshold, as booleans."""
     return np.asarray(probs) > THRESHOLD
@@ -73,16 +81,93 @@ def confusion_counts(labels: np.ndarray, probs: np.ndarray) -> tuple[int, int, i
     return tp, fp, fn, actual.size - tp - fp - fn
 
 
-def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Area under the ROC curve from midranks (Mann–Whitney), ties counted as one half."""
-    labels = np.asarray(labels)
-    n_pos = int(np.count_nonzero(labels == 1))
-    n_neg = labels.size - n_pos
+@dataclass(frozen=True)
+class AucComponents:
+    """DeLong's structural components of one model's AUC: for each positive, the share of
+    negatives it outscores (`positives`), and for each negative, the share of positives that
+    outscore it (`negatives`); a tie counts one half. Both average to the AUC; each array keeps
+    its class's rows in holdout order, so two models' components pair up row by row. `order`
+    sorts the scores, so the AUC of any subset of rows needs no sort of its own
+    (`auc_of_rows`)."""
+
+    positives: np.ndarray
+    negatives: np.ndarray
+    order: np.ndarray
+    auc: float
+
+
+def auc_components(labels: np.ndarray, probs: np.ndarray) -> AucComponents:
+    """DeLong's structural components from one sort of the scores, in O(n log n).
+
+    One sort serves both classes, which is cheaper than ranking all rows and each class apart
+    (the midrank formulation).
+    """
+    positive = np.asarray(labels) == 1
+    n_pos = int(np.count_nonzero(positive))
+    n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError("roc_auc needs both classes in the labels")
-    ranks = stats.rankdata(probs)
-    rank_sum = float(ranks[labels == 1].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    probs = np.asarray(probs, dtype=np.float64)
+    order = np.argsort(probs, kind="stable")
+    positive_sorted = positive[order]
+    groups = _TieGroups(positive_sorted, probs[order])
+    share = np.empty(positive.size)
+    below = np.where(
+        positive_sorted,
+        groups.negatives_below_twice[groups.of_row] / (2 * n_neg),
+        1 - groups.positives_below_twice[groups.of_row] / (2 * n_pos),
+    )
+    share[order] = below
+    return AucComponents(share[positive], share[~positive], order, groups.auc())
+
+
+def auc_of_rows(
+    labels: np.ndarray, probs: np.ndarray, order: np.ndarray, rows: np.ndarray
+) -> float:
+    """The AUC of the rows where `rows` is true, from `order`, the sorting permutation of all of
+    `probs` (`AucComponents.order`): the subset keeps that order, so it is not sorted again."""
+    return _sorted_auc(np.asarray(labels), np.asarray(probs), order[np.asarray(rows)[order]])
+
+
+def _sorted_auc(labels: np.ndarray, probs: np.ndarray, order: np.ndarray) -> float:
+    positive = labels[order] == 1
+    if positive.all() or not positive.any():
+        raise ValueError("roc_auc needs both classes in the labels")
+    return _TieGroups(positive, np.asarray(probs, dtype=np.float64)[order]).auc()
+
+
+class _TieGroups:
+    """Class counts per group of equal scores, for rows in increasing score order."""
+
+    def __init__(self, positive_sorted: np.ndarray, scores_sorted: np.ndarray) -> None:
+        last = np.r_[scores_sorted[1:] != scores_sorted[:-1], True]
+        ends = np.flatnonzero(last)
+        positives_through = np.cumsum(positive_sorted, dtype=np.int64)[ends]
+        negatives_through = ends + 1 - positives_through
+        self.positives_in = np.diff(positives_through, prepend=0)
+        self.negatives_in = np.diff(negatives_through, prepend=0)
+        # Twice the count below a row of the group plus half of the group itself: integers.
+        self.positives_below_twice = 2 * positives_through - self.positives_in
+        self.negatives_below_twice = 2 * negatives_through - self.negatives_in
+        self.ends = ends
+
+    @property
+    def of_row(self) -> np.ndarray:
+        """Each sorted row's group index."""
+        return np.repeat(np.arange(self.ends.size), np.diff(self.ends, prepend=-1))
+
+    def auc(self) -> float:
+        """Mann–Whitney AUC; the pair count is summed in integers, so it is exact."""
+        n_pos = int(self.positives_in.sum())
+        n_neg = int(self.negatives_in.sum())
+        pairs_twice = int(np.dot(self.positives_in, self.negatives_below_twice))
+        return pairs_twice / (2 * n_pos * n_neg)
+
+
+def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Area under the ROC curve (Mann–Whitney), ties counted as one half."""
+    labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
+    return _sorted_auc(labels, probs, np.argsort(probs, kind="stable"))
 
 
 def row_log_loss(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -329,33 +414,38 @@ class DeLongResult:
     p_value: float
 
 
-def delong_test(labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray) -> DeLongResult:
+def delong_test(
+    labels: np.ndarray,
+    champion: np.ndarray,
+    challenger: np.ndarray,
+    components: tuple[AucComponents, AucComponents] | None = None,
+) -> DeLongResult:
     """DeLong's test for two correlated ROC AUCs on the same rows, in O(n log n).
 
-    Uses the midrank formulation of Sun & Xu (2014): each row's structural component is read off
-    its rank among all rows and among its own class, so no pairwise comparison is materialised.
+    The variance of the AUC difference is that of the paired structural components of each
+    class over its own size (DeLong, DeLong & Clarke-Pearson 1988); `components`, when given,
+    are both models' `auc_components` on these labels, so a caller that has them does not sort
+    again.
     """
     labels = np.asarray(labels)
-    positive = labels == 1
-    n_pos = int(np.count_nonzero(positive))
-    n_neg = labels.size - n_pos
-    if n_pos < 2 or n_neg < 2:
+    n_pos = int(np.count_nonzero(labels == 1))
+    if n_pos < 2 or labels.size - n_pos < 2:
         raise ValueError("DeLong's test needs at least two rows of each class")
-    v10, v01 = [], []
-    for probs in (champion, challenger):
-        all_ranks = stats.rankdata(probs)
-        pos_ranks = stats.rankdata(np.asarray(probs)[positive])
-        neg_ranks = stats.rankdata(np.asarray(probs)[~positive])
-        v10.append((all_ranks[positive] - pos_ranks) / n_neg)
-        v01.append(1.0 - (all_ranks[~positive] - neg_ranks) / n_pos)
-    aucs = [float(np.mean(component)) for component in v10]
-    s10 = np.cov(np.vstack(v10))
-    s01 = np.cov(np.vstack(v01))
-    contrast = np.array([-1.0, 1.0])
-    variance = float(contrast @ s10 @ contrast / n_pos + contrast @ s01 @ contrast / n_neg)
-    difference = aucs[1] - aucs[0]
+    if components is None:
+        components = (auc_components(labels, champion), auc_components(labels, challenger))
+    first, second = components
+    variance = float(
+        sum(
+            np.var(b - a, ddof=1) / a.size
+            for a, b in (
+                (first.positives, second.positives),
+                (first.negatives, second.negatives),
+            )
+        )
+    )
+    difference = second.auc - first.auc
     if variance <= 0:
         p_value = 1.0 if difference == 0 else 0.0
     else:
         p_value = float(2 * stats.norm.sf(abs(difference) / np.sqrt(variance)))
-    return DeLongResult(aucs[0], aucs[1], variance, p_value)
+    return DeLongResult(first.auc, second.auc, variance, p_value)

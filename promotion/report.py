@@ -157,11 +157,20 @@ def evaluation_tags(result: EvaluationResult) -> dict[str, str]:
         "eval.test": result.test or "",
         "eval.rows": str(result.rows),
         "eval.resamples": str(result.resamples),
+        "eval.interval": result.interval or "",
         "eval.seed": str(result.seed),
         "eval.failed_guardrails": ",".join(result.guardrails_with("fail")),
         "eval.insufficient_guardrails": ",".join(result.guardrails_with("insufficient")),
         "eval.skipped_guardrails": ",".join(result.guardrails_with("skipped")),
     }
+
+
+def _interval_text(result: EvaluationResult) -> str:
+    if result.interval == "delong":
+        return "DeLong's paired variance, normal interval (large holdout, no resampling)"
+    if result.interval == "normal":
+        return "paired per-row variance, normal interval (large holdout, no resampling)"
+    return f"paired bootstrap, {result.resamples} resamples, seed {result.seed}"
 
 
 def _number(value: float | None) -> str:
@@ -408,7 +417,7 @@ def _html(
             ("lower bound required", result.requirement),
             ("significance", _p_value_text(result) or "not computed for this metric"),
             ("holdout rows", f"{result.rows:,}"),
-            ("bootstrap", f"{result.resamples} paired resamples, seed {result.seed}"),
+            ("interval", _interval_text(result)),
         ]
         parts += ["<h2>Comparison</h2><table>"]
         parts += [f"<tr><th>{e(name)}</th><td>{e(value)}</td></tr>" for name, value in rows]

@@ -21,6 +21,7 @@ from promotion.evaluation import (
     EvaluationResult,
     ModelFacts,
     SliceGuardrail,
+    _slice_values,
     evaluate_challenger,
     signature_problems,
 )
@@ -424,6 +425,40 @@ def test_numeric_slices_follow_the_bin_edges():
         "slice tenure=[30, 90)": 1000,
         "slice tenure=[90, inf)": 1000,
     }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    picks=hnp.arrays(np.intp, st.integers(1, 3000), elements=st.integers(0, 39)),
+    values=st.integers(1, 40),
+    kind=st.sampled_from(["str", "object", "int"]),
+)
+def test_categorical_slices_group_rows_as_sorting_their_values_would(picks, values, kind):
+    # Few values are grouped by comparison, many by sorting: both must give np.unique's answer.
+    alphabet = [f"v{i}" for i in range(values)]
+    column = np.array(alphabet, dtype=object)[picks % values]
+    if kind == "object":
+        column[::7] = None
+    elif kind == "int":
+        column = (picks % values).astype(np.int64)
+    else:
+        column = column.astype(str)
+    guardrail = SliceGuardrail("c", "categorical", max_regression=0.1)
+    index, names = _slice_values(guardrail, column)
+    missing = np.array([value is None for value in column], dtype=bool)
+    texts = np.where(missing, "(missing)", np.asarray(column).astype(str))
+    expected_names, expected_index = np.unique(texts, return_inverse=True)
+    assert names == [str(name) for name in expected_names]
+    assert np.array_equal(index, expected_index)
+
+
+def test_categorical_slice_with_many_values_after_few_is_grouped_completely():
+    column = np.array(["a"] * 2500 + [f"late{i % 20}" for i in range(500)])
+    guardrail = SliceGuardrail("c", "categorical", max_regression=0.1)
+    index, names = _slice_values(guardrail, column)
+    expected_names, expected_index = np.unique(column, return_inverse=True)
+    assert names == list(expected_names) and len(names) == 21
+    assert np.array_equal(index, expected_index)
 
 
 def test_missing_slice_column_is_skipped_and_said_so():

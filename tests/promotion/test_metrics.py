@@ -2,11 +2,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy import stats
 from sklearn import metrics as sk
 
 from promotion.bootstrap import paired_bootstrap
 from promotion.metrics import (
+    auc_components,
+    auc_of_rows,
     brier_score,
     expected_calibration_error,
     metric_value,
@@ -188,3 +193,37 @@ def test_regression_bootstrap_values_are_the_metric_of_some_resample():
     draws = paired_bootstrap("r2", labels, champion, challenger, resamples=100, seed=0)
     assert np.all(draws.champion <= 1) and np.all(draws.challenger <= 1)
     assert draws.champion.std() > 0
+
+
+# --- AUC from one sort ----------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.integers(4, 60).flatmap(
+        lambda rows: st.tuples(
+            hnp.arrays(np.int64, rows, elements=st.integers(0, 1)),
+            hnp.arrays(np.float64, rows, elements=st.sampled_from([0.0, 0.2, 0.5, 0.7, 1.0])),
+            hnp.arrays(np.bool_, rows),
+        )
+    )
+)
+def test_auc_of_a_subset_from_the_holdouts_sort_is_the_subsets_own_auc(data):
+    labels, probs, rows = data
+    assume(len(set(labels[rows])) == 2)
+    order = auc_components(labels, probs).order
+    expected = sk.roc_auc_score(labels[rows], probs[rows])
+    assert auc_of_rows(labels, probs, order, rows) == pytest.approx(expected, abs=1e-12)
+    assert metric_value("roc_auc", labels[rows], probs[rows]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_auc_components_average_to_the_auc_in_both_classes():
+    rng = np.random.default_rng(4)
+    labels = (rng.random(500) < 0.3).astype(int)
+    probs = np.round(rng.random(500), 1)  # many ties
+    components = auc_components(labels, probs)
+    expected = sk.roc_auc_score(labels, probs)
+    assert components.auc == pytest.approx(expected, abs=1e-12)
+    assert components.positives.mean() == pytest.approx(expected, abs=1e-12)
+    assert components.negatives.mean() == pytest.approx(expected, abs=1e-12)
+    assert components.positives.size == labels.sum()
