@@ -83,7 +83,13 @@ def test_requests_the_champion_answers_are_not_scored_twice(
 
 def test_a_slow_champion_does_not_slow_the_canarys_answers(tmp_path: Path) -> None:
     champion = SlowModel(0.1)
-    config = gateway_config(tmp_path, shadow_queue_size=2, shutdown_timeout_s=1)
+    config = gateway_config(
+        tmp_path,
+        shadow_queue_size=2,
+        shadow_batch_rows=2,
+        shadow_max_wait_s=0.001,
+        shutdown_timeout_s=1,
+    )
     with TestClient(create_app(config, canary_source(champion))) as client:
         wait_until(lambda: client.get("/models/churn").json()["canary"] == 2)
         champion.delay_s = 1.0
