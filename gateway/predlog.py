@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 ANSWERING_ROLES = ("champion", "canary")
 # The champion's scores of the canary's requests, never returned: the canary's paired evidence.
 CHAMPION_PAIRED = "champion_paired"
-# Roles that score a copy of an answered row off the request path, paired with it by request id.
-PAIRED_ROLES = ("shadow", CHAMPION_PAIRED)
+# Rows scored off the request path and the answered rows they pair with (same request and row):
+# (answered role, paired role).
+PAIRINGS = (("champion", "shadow"), ("canary", "shadow"), ("canary", CHAMPION_PAIRED))
 TASKS = ("binary", "multiclass", "regression")
 # The longest class name a multiclass label or answer may have (the log's column).
 CLASS_LENGTH = 256
@@ -85,6 +86,8 @@ def log_tables(db_schema: str | None = None) -> LogTables:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("model_name", "request_id", "row_index", "role"),
         sa.Index("ix_prediction_log_model_time", "model_name", "created_at"),
+        # One role's rows of a window (the pairs, an arm's latencies) without the other roles'.
+        sa.Index("ix_prediction_log_model_role_time", "model_name", "role", "created_at"),
     )
     labels = sa.Table(
         "prediction_labels",
@@ -763,11 +766,14 @@ def window_totals(
     windows: Sequence[tuple[datetime, datetime]],
     *,
     task: str = "binary",
-    pairs: bool = True,
+    pairs: Sequence[tuple[str, str]] = PAIRINGS,
 ) -> list[WindowTotals]:
     """Per window (e.g. one per rollout step, in order and not overlapping), each arm's totals and
     (with `pairs`) each pair's, computed by GROUP BY queries in the database: no logged row is
     brought into Python, so a check costs the same memory whatever the traffic.
+
+    `pairs` names the (answered role, paired role) pairs to add up, e.g. only
+    `[("canary", "champion_paired")]` for a canary; none for `()`.
 
     Outcomes are CASE expressions per task, as `promotion.rollout.row_outcomes` computes them.
     The p99 latency is exact (numpy's default, linear interpolation between the two closest
@@ -784,7 +790,9 @@ def window_totals(
             connection.exec_driver_sql("SET LOCAL jit = off")
         for window in windows:
             arms = _arm_totals(connection, tables, model_name, window, task)
-            paired = _pair_totals(connection, tables, model_name, window, task) if pairs else ()
+            paired = (
+                _pair_totals(connection, tables, model_name, window, task, pairs) if pairs else ()
+            )
             totals.append(WindowTotals(window[0], window[1], arms, paired))
     return totals
 
@@ -935,6 +943,7 @@ def _pair_totals(
     model_name: str,
     window: tuple[datetime, datetime],
     task: str,
+    pairings: Sequence[tuple[str, str]],
 ) -> tuple[PairTotals, ...]:
     log, labels = tables.predictions, tables.labels
     answered, paired = log.alias("answered"), log.alias("paired")
@@ -968,16 +977,22 @@ def _pair_totals(
                     paired.c.model_name == answered.c.model_name,
                     paired.c.request_id == answered.c.request_id,
                     paired.c.row_index == answered.c.row_index,
-                    paired.c.role.in_(PAIRED_ROLES),
                 ),
             ).outerjoin(labels, _labels_of(answered, labels))
         )
         .where(
             answered.c.model_name == model_name,
-            answered.c.role.in_(ANSWERING_ROLES),
+            sa.or_(
+                *[
+                    sa.and_(answered.c.role == mine, paired.c.role == theirs)
+                    for mine, theirs in pairings
+                ]
+            ),
             answered.c.error.is_(None),
             paired.c.error.is_(None),
+            # A copy carries its request's arrival time: both rows are in the window.
             _in_window(answered, window),
+            _in_window(paired, window),
         )
         .group_by(*group)
         .order_by(*group)

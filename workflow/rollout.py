@@ -410,13 +410,22 @@ def check(
         if config.mode == "canary":
             periods = [
                 step_stats(totals, champion, version)
-                for totals in window_totals(engine, tables, name, windows, task=config.task)
+                for totals in window_totals(
+                    engine,
+                    tables,
+                    name,
+                    windows,
+                    task=config.task,
+                    pairs=[("canary", CHAMPION_PAIRED)],
+                )
             ]
             verdict = analyze_step(
                 config, len(starts) - 1, periods[-1], elapsed, earlier_steps=periods[:-1]
             )
         else:
-            (totals,) = window_totals(engine, tables, name, windows[:1], task=config.task)
+            (totals,) = window_totals(
+                engine, tables, name, windows[:1], task=config.task, pairs=[("champion", "shadow")]
+            )
             verdict = analyze_shadow(config, shadow_stats(totals, champion, version), elapsed)
     finally:
         engine.dispose()
@@ -592,9 +601,7 @@ def guard_check(
     try:
         since = datetime.fromisoformat(str(promoted.promoted_at))
         config = rollout_config(policy)
-        (totals,) = window_totals(
-            engine, tables, name, [(since, now)], task=config.task, pairs=False
-        )
+        (totals,) = window_totals(engine, tables, name, [(since, now)], task=config.task, pairs=())
     finally:
         engine.dispose()
     verdict = guard_window_verdict(config, arm_stats(totals, "champion", version), level)

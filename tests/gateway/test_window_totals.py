@@ -240,7 +240,9 @@ def random_log(draw: st.DrawFn, task: str) -> tuple[list[dict], list[dict]]:
         if draw(st.integers(0, 9)) == 0:
             rows.append(logged(request_id, role, version, error="boom", at=at, latency_ms=0.0))
             continue
-        paired = draw(st.sampled_from([None, ("shadow", 3), (CHAMPION_PAIRED, 1)]))
+        # The champion scores a copy of the canary's requests only.
+        copies = [None, ("shadow", 3)] + ([(CHAMPION_PAIRED, 1)] if role == "canary" else [])
+        paired = draw(st.sampled_from(copies))
         if paired is not None and draw(st.integers(0, 9)) == 0:
             # A copy that failed off the request path is one row with the error, as the gateway
             # logs it.
@@ -402,3 +404,22 @@ def test_sql_totals_equal_the_row_by_row_computation(
         assert found_pairs.keys() == expected_pairs.keys()
         for key, found in found_pairs.items():
             assert close(found, expected_pairs[key]), (key, found, expected_pairs[key])
+
+
+def test_only_the_pairs_asked_for_are_added_up(any_engine: sa.Engine) -> None:
+    write(
+        any_engine,
+        [
+            logged("a", "canary", 2),
+            logged("a", CHAMPION_PAIRED, 1),
+            logged("a", "shadow", 3),
+        ],
+    )
+    (canary_only,) = window_totals(
+        any_engine, TABLES, "churn", WHOLE, pairs=[("canary", CHAMPION_PAIRED)]
+    )
+    assert [(p.answered_role, p.paired_role) for p in canary_only.pairs] == [
+        ("canary", CHAMPION_PAIRED)
+    ]
+    (none,) = window_totals(any_engine, TABLES, "churn", WHOLE, pairs=())
+    assert none.pairs == () and len(none.arms) == 3
