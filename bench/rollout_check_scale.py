@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import tracemalloc
 import uuid
@@ -24,7 +25,14 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from gateway.predlog import arm_windows, create_engine, ensure_tables, log_tables, window_totals
+from gateway.predlog import (
+    CHAMPION_PAIRED,
+    arm_windows,
+    create_engine,
+    ensure_tables,
+    log_tables,
+    window_totals,
+)
 
 BIG, SMALL = 10_000_000, 100_000
 CANARY_EVERY = 5  # one request in five goes to the canary and is scored again by the champion
@@ -112,7 +120,10 @@ def main() -> None:
             ]
 
         def new(model: str, span: list) -> Callable[[], object]:
-            return lambda: window_totals(engine, tables, model, span)
+            # What a canary check reads: both arms and the canary's pairs, per step.
+            return lambda: window_totals(
+                engine, tables, model, span, pairs=[("canary", CHAMPION_PAIRED)]
+            )
 
         old_small = measured(old("small"))
         new_small = measured(new("small", windows))
@@ -127,6 +138,7 @@ def main() -> None:
         admin.dispose()
 
     print()
+    print(f"load average while measured: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'reader':52} {'rows':>12} {'seconds':>9} {'peak MB':>9}")
     table = [
         ("arm_windows (rows into Python), 3 steps", SMALL, old_small),

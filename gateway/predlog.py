@@ -1,9 +1,13 @@
-"""The prediction log and its labels in SQL: the batch writer, feedback, and the per-arm reader.
+"""The prediction log and its labels in SQL: the schema, the batch writer, feedback, and the
+readers the gateway and the workflow's workers share (`window_totals`: per-window totals added
+up by the database, which the rollout reads; `arm_windows`: an arm's labeled rows, for metrics a
+count cannot give).
 
 Tables (names fixed, schema configurable):
 
-- `prediction_log`: one row per scored row, answered (`champion`, `canary`) or not (`shadow`);
-  a request that failed on its arm is one row with `error` set and no prediction.
+- `prediction_log`: one row per scored row, answered (`champion`, `canary`) or not (`shadow`,
+  and `champion_paired`: the champion's score of a canary's request, the canary's paired
+  evidence); a request that failed on its arm is one row with `error` set and no prediction.
 - `prediction_labels`: ground truth by (model_name, request_id, row_index); written by the feedback
   endpoint or loaded in bulk by any job, and joined to the log by request id. The first label of a
   row stands; `prediction_label_corrections` records each deliberate overwrite.

@@ -321,6 +321,48 @@ def test_canary_with_enough_labels_steps_up_and_records_the_step(
     assert step.to_state == State.CANARY and step.evidence == {"step": 2, "canary_share": 0.5}
 
 
+def test_a_canary_check_reads_the_champions_scores_of_the_canarys_requests_as_pairs(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules, begun = started(tmp_path, model)
+    restart_clock(model)
+    log_outcomes(log_db[1], model, "canary", 2, labeled=10, correct=10, at=T0)
+    with log_db[1].begin() as connection:
+        canary = connection.execute(
+            sa.text("SELECT request_id FROM prediction_log WHERE role = 'canary'")
+        ).scalars()
+        # The champion scored the same requests with 0.2: wrong where the label is 1.
+        connection.execute(
+            log_tables().predictions.insert(),
+            [
+                {
+                    "request_id": request_id,
+                    "row_index": 0,
+                    "model_name": model,
+                    "version": 1,
+                    "role": CHAMPION_PAIRED,
+                    "features": {},
+                    "prediction": 0.2,
+                    "latency_ms": 5.0,
+                    "created_at": T0,
+                }
+                for request_id in canary.all()
+            ],
+        )
+    analyzed, analyze = [], rollout.analyze_step
+
+    def recording(config, step, stats, *args, **kwargs):
+        analyzed.append(stats)
+        return analyze(config, step, stats, *args, **kwargs)
+
+    monkeypatch.setattr(rollout, "analyze_step", recording)
+    rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0 + timedelta(minutes=1))
+    (stats,) = analyzed
+    assert stats.paired is not None
+    assert (stats.paired.labeled, stats.paired.challenger_correct) == (10, 10)
+    assert (stats.paired.champion_correct, stats.paired.both_correct) == (0, 0)
+
+
 def test_labels_of_an_earlier_step_still_count_for_that_step(
     tmp_path: Path, model: str, log_db: tuple[str, sa.Engine]
 ) -> None:
