@@ -3,9 +3,9 @@ while a canary answers, the canary's requests with the champion (role `champion_
 canary's paired evidence). Neither is ever returned.
 
 The request thread only puts a job on a bounded queue (dropping it, counted per role, when the
-queue is full), so the copy can neither slow nor fail an answer. One worker thread collects jobs for up to
-`max_wait_s` (or `batch_rows` rows) and scores them in one call per version: batching keeps the
-shadow's CPU cost, and so its pull on the champion's latency, small.
+queue is full), so the copy can neither slow nor fail an answer. One worker thread collects jobs
+for up to `max_wait_s` (or `batch_rows` rows) and scores them in one call per version and role:
+batching keeps the copies' CPU cost, and so their pull on the answers' latency, small.
 """
 
 from __future__ import annotations
