@@ -9,7 +9,7 @@ Traffic: a canary answering 20 % of requests, the champion scoring each of them 
 (champion_paired), a fifth of requests labeled, spread over 24 hours that the rollout's three
 steps cover.
 
-Run: python bench/rollout_check_scale.py [--url postgresql://postgres@127.0.0.1:5432/test]
+Run: .venv/bin/python bench/rollout_check_scale.py [--url postgresql://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
@@ -17,15 +17,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import tracemalloc
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 
-from gateway.predlog import (
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.predlog import (  # noqa: E402  (the project, from the checkout above)
     CHAMPION_PAIRED,
     arm_windows,
     create_engine,
