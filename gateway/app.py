@@ -44,6 +44,7 @@ from gateway.payload import (
     shown,
 )
 from gateway.predlog import (
+    CHAMPION_PAIRED,
     CLASS_LENGTH,
     Label,
     LabelConflict,
@@ -343,16 +344,15 @@ def _routes(app: FastAPI, services: Services) -> None:
             )
         )
         services.answered.settle(name, request_id, len(predictions))
+        # Copies scored off the request path, never awaited: the shadow's, and during a canary
+        # the champion's of the canary's request (paired evidence for the rollout).
+        copy = partial(
+            ShadowJob, request_id=request_id, routing_key=routing_key, columns=columns, at=at
+        )
         if arms.shadow is not None:
-            services.shadow.submit(
-                ShadowJob(
-                    request_id=request_id,
-                    routing_key=routing_key,
-                    columns=columns,
-                    shadow=arms.shadow,
-                    at=at,
-                )
-            )
+            services.shadow.submit(copy(shadow=arms.shadow))
+        if role == "canary":
+            services.shadow.submit(copy(shadow=arms.champion, role=CHAMPION_PAIRED))
         body = {
             "predictions": predictions,
             "request_id": request_id,
@@ -620,6 +620,7 @@ def _status(services: Services, name: str) -> dict:
     state = services.follower.state(name)
     arms = state.arms
     shadow = services.shadow.stats(name)
+    paired = services.shadow.stats(name, CHAMPION_PAIRED)
     return {
         "model": name,
         "champion": arms.version_of("champion"),
@@ -640,6 +641,10 @@ def _status(services: Services, name: str) -> dict:
         "shadow_failed": shadow.failed,
         "shadow_dropped": shadow.dropped,
         "shadow_last_error": shadow.last_error,
+        "paired_scored": paired.scored,
+        "paired_failed": paired.failed,
+        "paired_dropped": paired.dropped,
+        "paired_last_error": paired.last_error,
         "log_pending_rows": services.log.pending_rows,
         "log_rows_written": services.log.rows_written,
         "log_rows_dropped": services.log.rows_dropped,

@@ -1,9 +1,13 @@
-"""The prediction log and its labels in SQL: the batch writer, feedback, and the per-arm reader.
+"""The prediction log and its labels in SQL: the schema, the batch writer, feedback, and the
+readers the gateway and the workflow's workers share (`window_totals`: per-window totals added
+up by the database, which the rollout reads; `arm_windows`: an arm's labeled rows, for metrics a
+count cannot give).
 
 Tables (names fixed, schema configurable):
 
-- `prediction_log`: one row per scored row, answered (`champion`, `canary`) or not (`shadow`);
-  a request that failed on its arm is one row with `error` set and no prediction.
+- `prediction_log`: one row per scored row, answered (`champion`, `canary`) or not (`shadow`,
+  and `champion_paired`: the champion's score of a canary's request, the canary's paired
+  evidence); a request that failed on its arm is one row with `error` set and no prediction.
 - `prediction_labels`: ground truth by (model_name, request_id, row_index); written by the feedback
   endpoint or loaded in bulk by any job, and joined to the log by request id. The first label of a
   row stands; `prediction_label_corrections` records each deliberate overwrite.
@@ -21,7 +25,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -44,6 +48,12 @@ from promotion.rollout import row_outcomes
 logger = logging.getLogger(__name__)
 
 ANSWERING_ROLES = ("champion", "canary")
+# The champion's scores of the canary's requests, never returned: the canary's paired evidence.
+CHAMPION_PAIRED = "champion_paired"
+# Rows scored off the request path and the answered rows they pair with (same request and row):
+# (answered role, paired role).
+PAIRINGS = (("champion", "shadow"), ("canary", "shadow"), ("canary", CHAMPION_PAIRED))
+TASKS = ("binary", "multiclass", "regression")
 # The longest class name a multiclass label or answer may have (the log's column).
 CLASS_LENGTH = 256
 
@@ -80,6 +90,15 @@ def log_tables(db_schema: str | None = None) -> LogTables:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("model_name", "request_id", "row_index", "role"),
         sa.Index("ix_prediction_log_model_time", "model_name", "created_at"),
+        # One role's rows of a window (the pairs, an arm's latencies) without the other roles';
+        # on PostgreSQL an arm's p99 is read from this index alone (index-only scan).
+        sa.Index(
+            "ix_prediction_log_model_role_time",
+            "model_name",
+            "role",
+            "created_at",
+            postgresql_include=["version", "latency_ms", "error"],
+        ),
     )
     labels = sa.Table(
         "prediction_labels",
@@ -152,6 +171,23 @@ def ensure_tables(engine: sa.Engine, tables: LogTables) -> None:
             ", ".join(c.name for c in missing) or "nothing",
             ", ".join(relaxed) or "nothing",
         )
+    _ensure_indexes(engine, tables)
+
+
+def _ensure_indexes(engine: sa.Engine, tables: LogTables) -> None:
+    """Create the indexes the readers need that a table created by an older gateway lacks."""
+    for table in tables.metadata.sorted_tables:
+        with engine.connect() as connection:
+            found = {
+                index["name"]
+                for index in sa.inspect(connection).get_indexes(table.name, schema=table.schema)
+            }
+        for index in table.indexes:
+            if index.name in found:
+                continue
+            with engine.begin() as connection:
+                index.create(connection)
+            logger.info("prediction log: created index %s on %s", index.name, table.name)
 
 
 def _rebuild_sqlite_table(engine: sa.Engine, table: sa.Table, existing: list[str]) -> None:
@@ -557,28 +593,6 @@ class ArmWindow:
     probabilities: tuple[dict[str, float] | None, ...] = ()
 
 
-@dataclass(frozen=True)
-class ShadowPairs:
-    """The shadow against the answering arm on the same rows (joined by request id).
-
-    `agreed` counts rows answered with the same class (classification only); for regression the
-    labeled pairs give `outcome_difference_sum` (answered minus shadow squared error, added) and
-    the sum of its squares, the paired test's numbers.
-    """
-
-    shadow_version: int
-    compared: int
-    agreed: int
-    labeled: int
-    answered_correct: int
-    shadow_correct: int
-    both_correct: int
-    answered_outcome_sum: float = 0.0
-    shadow_outcome_sum: float = 0.0
-    outcome_difference_sum: float = 0.0
-    outcome_difference_sq_sum: float = 0.0
-
-
 def _window_rows(
     engine: sa.Engine,
     tables: LogTables,
@@ -681,51 +695,395 @@ def arm_windows(
     return windows
 
 
-def shadow_pairs(
+@dataclass(frozen=True)
+class ArmTotals:
+    """One arm (role and version) of a model over one window, added up by the database.
+
+    The fields carry the names of `promotion.rollout.ArmStats`: `requests` and `errors` count
+    requests (a request is counted by its first row), `labeled` the answered rows with a label,
+    `correct` those a classifier got right, `outcome_sum` and `outcome_sq_sum` add the labeled
+    rows' outcomes (`promotion.rollout.row_outcomes`) and their squares; `p99_latency_ms` is over
+    the rows answered without an error.
+    """
+
+    role: str
+    version: int
+    requests: int
+    errors: int
+    labeled: int
+    correct: int
+    outcome_sum: float
+    outcome_sq_sum: float
+    p99_latency_ms: float | None
+
+
+@dataclass(frozen=True)
+class PairTotals:
+    """Rows scored off the request path (`paired_role`: shadow or champion_paired) joined to the
+    answered rows of the same request and row, over one window.
+
+    `compared` pairs, `agreed` of them with the same class (classification); over the `labeled`
+    pairs, each side's right classes and outcome sums, `both_correct`, and `difference_sum`:
+    the answered row's outcome minus the paired one's, added (for regression: squared errors),
+    with `difference_sq_sum` the sum of its squares.
+    """
+
+    answered_role: str
+    answered_version: int
+    paired_role: str
+    paired_version: int
+    compared: int
+    agreed: int
+    labeled: int
+    answered_correct: int
+    paired_correct: int
+    both_correct: int
+    answered_outcome_sum: float
+    paired_outcome_sum: float
+    difference_sum: float
+    difference_sq_sum: float
+
+
+@dataclass(frozen=True)
+class WindowTotals:
+    """Every arm and every pair of a model in one window [since, until)."""
+
+    since: datetime
+    until: datetime
+    arms: tuple[ArmTotals, ...] = ()
+    pairs: tuple[PairTotals, ...] = ()
+
+    def arm(self, role: str, version: int) -> ArmTotals | None:
+        """The arm of that role and version, None when it logged nothing in the window."""
+        return next((a for a in self.arms if (a.role, a.version) == (role, version)), None)
+
+    def pair(self, answered: tuple[str, int], paired: tuple[str, int]) -> PairTotals | None:
+        """The pairs of the answered (role, version) with the paired (role, version), if any."""
+        return next(
+            (
+                p
+                for p in self.pairs
+                if (p.answered_role, p.answered_version) == answered
+                and (p.paired_role, p.paired_version) == paired
+            ),
+            None,
+        )
+
+
+def window_totals(
     engine: sa.Engine,
     tables: LogTables,
     model_name: str,
+    windows: Sequence[tuple[datetime, datetime]],
     *,
-    since: datetime | None = None,
-    until: datetime | None = None,
     task: str = "binary",
-) -> list[ShadowPairs]:
-    """Per shadow version, its answers paired with the answered ones of the same rows."""
-    answered: dict[tuple[str, int], float | str] = {}
-    shadows: dict[int, list[tuple[tuple[str, int], float | str, float | str | None]]] = {}
-    for row in _window_rows(engine, tables, model_name, since, until):
-        if row.error is not None:
+    pairs: Sequence[tuple[str, str]] = PAIRINGS,
+) -> list[WindowTotals]:
+    """Per window (e.g. one per rollout step, in order and not overlapping), each arm's totals and
+    (with `pairs`) each pair's, computed by GROUP BY queries in the database: no logged row is
+    brought into Python, so a check costs the same memory whatever the traffic.
+
+    `pairs` names the (answered role, paired role) pairs to add up, e.g. only
+    `[("canary", "champion_paired")]` for a canary; none for `()`.
+
+    Outcomes are CASE expressions per task, as `promotion.rollout.row_outcomes` computes them.
+    Every window is added up in one pass (grouped by which window bounds a row is past), so the
+    labels are joined once, not once per window. The p99 latency is exact (numpy's default,
+    linear between the two closest ranks), from the two rows ranked around it: ORDER BY
+    latency DESC LIMIT 2 OFFSET k per arm and window, a sort that keeps only the top 1 %.
+    """
+    _check_windows(windows)
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; use {', '.join(TASKS)}")
+    if not windows:
+        return []
+    with engine.connect() as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            # Compiling these short aggregate queries (JIT) costs seconds and saves nothing.
+            connection.exec_driver_sql("SET LOCAL jit = off")
+        arms = _arm_totals(connection, tables, model_name, windows, task)
+        paired = _pair_totals(connection, tables, model_name, windows, task, pairs) if pairs else {}
+    return [
+        WindowTotals(since, until, tuple(arms.get(step, ())), tuple(paired.get(step, ())))
+        for step, (since, until) in enumerate(windows)
+    ]
+
+
+def _check_windows(windows: Sequence[tuple[datetime, datetime]]) -> None:
+    for step, (since, until) in enumerate(windows):
+        if since > until:
+            raise ValueError(f"window {step}: starts at {since} after it ends at {until}")
+        if step and since < windows[step - 1][1]:
+            raise ValueError(f"window {step}: starts at {since}, before window {step - 1} ends")
+
+
+def _in_window(log: sa.Table | sa.sql.Alias, window: tuple[datetime, datetime]) -> sa.ColumnElement:
+    return sa.and_(log.c.created_at >= window[0], log.c.created_at < window[1])
+
+
+def _window_flags(
+    log: sa.Table | sa.sql.Alias, windows: Sequence[tuple[datetime, datetime]]
+) -> list[sa.ColumnElement]:
+    """Per window, whether a row is past its start and before its end: grouped by, these put
+    each row in its window in one pass. (Booleans, so the planner knows they have two values and
+    groups by hashing.)"""
+    return [
+        flag.label(f"w{step}_{side}")
+        for step, (since, until) in enumerate(windows)
+        for side, flag in (
+            ("since", log.c.created_at >= since),
+            ("until", log.c.created_at < until),
+        )
+    ]
+
+
+def _step_of(row: sa.Row, count: int) -> int | None:
+    """The window a grouped row falls in, from its flags; None between windows."""
+    return next(
+        (
+            step
+            for step in range(count)
+            if getattr(row, f"w{step}_since") and getattr(row, f"w{step}_until")
+        ),
+        None,
+    )
+
+
+def _in_windows(
+    log: sa.Table | sa.sql.Alias, windows: Sequence[tuple[datetime, datetime]]
+) -> sa.ColumnElement:
+    return _in_window(log, (windows[0][0], windows[-1][1]))
+
+
+def _sql_truth(labels: sa.Table, task: str) -> sa.ColumnElement:
+    """The label as its task compares it (as `_truth` reads it): a class name for multiclass
+    (a class loaded in bulk as a number reads as that number written as an answer is), else the
+    number."""
+    if task != "multiclass":
+        return labels.c.label
+    whole = sa.cast(sa.cast(labels.c.label, sa.BigInteger), sa.Float) == labels.c.label
+    written = sa.case(
+        (whole, sa.cast(sa.cast(labels.c.label, sa.BigInteger), sa.String)),
+        else_=sa.cast(labels.c.label, sa.String),
+    )
+    return sa.func.coalesce(labels.c.label_class, written)
+
+
+def _sql_answer(log: sa.Table | sa.sql.Alias, task: str) -> sa.ColumnElement:
+    return log.c.predicted_class if task == "multiclass" else log.c.prediction
+
+
+def _sql_outcome(task: str, answer: sa.ColumnElement, truth: sa.ColumnElement) -> sa.ColumnElement:
+    """`promotion.rollout.row_outcomes` of one row, in SQL."""
+    if task == "regression":
+        return (answer - truth) * (answer - truth)
+    if task == "binary":
+        same_side = sa.or_(sa.and_(answer >= 0.5, truth >= 0.5), sa.and_(answer < 0.5, truth < 0.5))
+        return sa.case((same_side, 1.0), else_=0.0)
+    return sa.case((answer == truth, 1.0), else_=0.0)
+
+
+def _labels_of(log: sa.Table | sa.sql.Alias, labels: sa.Table) -> sa.ColumnElement:
+    return sa.and_(
+        labels.c.model_name == log.c.model_name,
+        labels.c.request_id == log.c.request_id,
+        labels.c.row_index == log.c.row_index,
+    )
+
+
+def _sum(value: sa.ColumnElement) -> sa.ColumnElement:
+    return sa.func.coalesce(sa.func.sum(value), 0)
+
+
+def _arm_totals(
+    connection: sa.Connection,
+    tables: LogTables,
+    model_name: str,
+    windows: Sequence[tuple[datetime, datetime]],
+    task: str,
+) -> dict[int, list[ArmTotals]]:
+    log, labels = tables.predictions, tables.labels
+    truth = _sql_truth(labels, task)
+    answered = log.c.error.is_(None)
+    labeled = sa.and_(answered, truth.is_not(None))
+    outcome = sa.case((labeled, _sql_outcome(task, _sql_answer(log, task), truth)))
+    first_row = log.c.row_index == 0
+    flags = _window_flags(log, windows)
+    query = (
+        sa.select(
+            *flags,
+            log.c.role,
+            log.c.version,
+            # The writer logs every request, failed or not, with a row 0: counting those counts
+            # requests without the cost of COUNT(DISTINCT request_id).
+            _sum(sa.case((first_row, 1), else_=0)).label("requests"),
+            _sum(sa.case((sa.and_(first_row, log.c.error.is_not(None)), 1), else_=0)).label(
+                "errors"
+            ),
+            _sum(sa.case((labeled, 1), else_=0)).label("labeled"),
+            _sum(outcome).label("outcome_sum"),
+            _sum(outcome * outcome).label("outcome_sq_sum"),
+            _sum(sa.case((answered, 1), else_=0)).label("answered_rows"),
+        )
+        .select_from(log.outerjoin(labels, _labels_of(log, labels)))
+        .where(log.c.model_name == model_name, _in_windows(log, windows))
+        .group_by(*flags, log.c.role, log.c.version)
+    )
+    totals: dict[int, list[ArmTotals]] = {}
+    for row in connection.execute(query).all():
+        step = _step_of(row, len(windows))
+        if step is None:
             continue
-        key = (row.request_id, row.row_index)
-        if row.role == "shadow":
-            shadows.setdefault(row.version, []).append((key, _answer(row, task), _truth(row, task)))
-        else:
-            answered[key] = _answer(row, task)
-    pairs = []
-    for version, rows in sorted(shadows.items()):
-        matched = [(answered[key], mine, label) for key, mine, label in rows if key in answered]
-        theirs = [a for a, _, _ in matched]
-        mine = [m for _, m, _ in matched]
-        agreed = 0 if task == "regression" else int(row_outcomes(task, mine, theirs).sum())
-        labeled = [(a, m, label) for a, m, label in matched if label is not None]
-        truth = [label for _, _, label in labeled]
-        answered_outcomes = row_outcomes(task, [a for a, _, _ in labeled], truth)
-        shadow_outcomes = row_outcomes(task, [m for _, m, _ in labeled], truth)
-        difference = answered_outcomes - shadow_outcomes
-        classified = task != "regression"
-        pairs.append(
-            ShadowPairs(
-                shadow_version=version,
-                compared=len(matched),
-                agreed=agreed,
-                labeled=len(labeled),
-                answered_correct=int(answered_outcomes.sum()) if classified else 0,
-                shadow_correct=int(shadow_outcomes.sum()) if classified else 0,
-                both_correct=int((answered_outcomes * shadow_outcomes).sum()) if classified else 0,
-                answered_outcome_sum=float(answered_outcomes.sum()),
-                shadow_outcome_sum=float(shadow_outcomes.sum()),
-                outcome_difference_sum=float(difference.sum()),
-                outcome_difference_sq_sum=float((difference * difference).sum()),
+        totals.setdefault(step, []).append(
+            ArmTotals(
+                role=row.role,
+                version=row.version,
+                requests=int(row.requests),
+                errors=int(row.errors),
+                labeled=int(row.labeled),
+                correct=0 if task == "regression" else int(round(row.outcome_sum)),
+                outcome_sum=float(row.outcome_sum),
+                outcome_sq_sum=float(row.outcome_sq_sum),
+                p99_latency_ms=_p99_by_rank(
+                    connection,
+                    log,
+                    model_name,
+                    row.role,
+                    row.version,
+                    windows[step],
+                    int(row.answered_rows),
+                ),
             )
         )
-    return pairs
+    for found in totals.values():
+        found.sort(key=lambda arm: (arm.role, arm.version))
+    return totals
+
+
+def _p99_by_rank(
+    connection: sa.Connection,
+    log: sa.Table,
+    model_name: str,
+    role: str,
+    version: int,
+    window: tuple[datetime, datetime],
+    count: int,
+) -> float | None:
+    """The p99 of an arm's answered latencies as numpy's default computes it (linear between
+    the two closest ranks), from those two rows; ranked from the top, so the database keeps
+    only the top 1 % of the rows in its sort, not all of them."""
+    if not count:
+        return None
+    position = 0.99 * (count - 1)
+    below = int(position)
+    from_top = count - 1 - below
+    query = (
+        sa.select(log.c.latency_ms)
+        .where(
+            log.c.model_name == model_name,
+            log.c.role == role,
+            log.c.version == version,
+            log.c.error.is_(None),
+            _in_window(log, window),
+        )
+        .order_by(log.c.latency_ms.desc())
+        .offset(max(0, from_top - 1))
+        .limit(2 if from_top else 1)
+    )
+    ranked = [value for (value,) in connection.execute(query)]
+    if len(ranked) == 1:
+        return float(ranked[0])
+    high, low = ranked
+    return float(low + (position - below) * (high - low))
+
+
+def _pair_totals(
+    connection: sa.Connection,
+    tables: LogTables,
+    model_name: str,
+    windows: Sequence[tuple[datetime, datetime]],
+    task: str,
+    pairings: Sequence[tuple[str, str]],
+) -> dict[int, list[PairTotals]]:
+    log, labels = tables.predictions, tables.labels
+    answered, paired = log.alias("answered"), log.alias("paired")
+    truth = _sql_truth(labels, task)
+    labeled = truth.is_not(None)
+    mine, theirs = _sql_answer(answered, task), _sql_answer(paired, task)
+    answered_outcome = sa.case((labeled, _sql_outcome(task, mine, truth)))
+    paired_outcome = sa.case((labeled, _sql_outcome(task, theirs, truth)))
+    difference = answered_outcome - paired_outcome
+    agreed = sa.literal(0) if task == "regression" else _sql_outcome(task, theirs, mine)
+    flags = _window_flags(answered, windows)
+    group = (*flags, answered.c.role, answered.c.version, paired.c.role, paired.c.version)
+    query = (
+        sa.select(
+            *flags,
+            answered.c.role.label("answered_role"),
+            answered.c.version.label("answered_version"),
+            paired.c.role.label("paired_role"),
+            paired.c.version.label("paired_version"),
+            sa.func.count().label("compared"),
+            _sum(agreed).label("agreed"),
+            _sum(sa.case((labeled, 1), else_=0)).label("labeled"),
+            _sum(answered_outcome).label("answered_outcome_sum"),
+            _sum(paired_outcome).label("paired_outcome_sum"),
+            _sum(answered_outcome * paired_outcome).label("both_outcome_sum"),
+            _sum(difference).label("difference_sum"),
+            _sum(difference * difference).label("difference_sq_sum"),
+        )
+        .select_from(
+            answered.join(
+                paired,
+                sa.and_(
+                    paired.c.model_name == answered.c.model_name,
+                    paired.c.request_id == answered.c.request_id,
+                    paired.c.row_index == answered.c.row_index,
+                ),
+            ).outerjoin(labels, _labels_of(answered, labels))
+        )
+        .where(
+            answered.c.model_name == model_name,
+            sa.or_(
+                *[
+                    sa.and_(answered.c.role == mine, paired.c.role == theirs)
+                    for mine, theirs in pairings
+                ]
+            ),
+            answered.c.error.is_(None),
+            paired.c.error.is_(None),
+            # A copy carries its request's arrival time: both rows are in the window.
+            _in_windows(answered, windows),
+            _in_windows(paired, windows),
+        )
+        .group_by(*group)
+    )
+    classified = task != "regression"
+    totals: dict[int, list[PairTotals]] = {}
+    for row in connection.execute(query).all():
+        step = _step_of(row, len(windows))
+        if step is None:
+            continue
+        totals.setdefault(step, []).append(
+            PairTotals(
+                answered_role=row.answered_role,
+                answered_version=row.answered_version,
+                paired_role=row.paired_role,
+                paired_version=row.paired_version,
+                compared=int(row.compared),
+                agreed=int(round(row.agreed)),
+                labeled=int(row.labeled),
+                answered_correct=int(round(row.answered_outcome_sum)) if classified else 0,
+                paired_correct=int(round(row.paired_outcome_sum)) if classified else 0,
+                both_correct=int(round(row.both_outcome_sum)) if classified else 0,
+                answered_outcome_sum=float(row.answered_outcome_sum),
+                paired_outcome_sum=float(row.paired_outcome_sum),
+                difference_sum=float(row.difference_sum),
+                difference_sq_sum=float(row.difference_sq_sum),
+            )
+        )
+    for found in totals.values():
+        found.sort(
+            key=lambda p: (p.answered_role, p.answered_version, p.paired_role, p.paired_version)
+        )
+    return totals

@@ -1,9 +1,11 @@
-"""Score a copy of each request with the shadow version, off the request path.
+"""Score a copy of a request off the request path: with the shadow version (role `shadow`), or,
+while a canary answers, the canary's requests with the champion (role `champion_paired`, the
+canary's paired evidence). Neither is ever returned.
 
-The request thread only puts a job on a bounded queue (dropping it, counted, when the queue is
-full), so the shadow can neither slow nor fail an answer. One worker thread collects jobs for up to
-`max_wait_s` (or `batch_rows` rows) and scores them in one call per version: batching keeps the
-shadow's CPU cost, and so its pull on the champion's latency, small.
+The request thread only puts a job on a bounded queue (dropping it, counted per role, when the
+queue is full), so the copy can neither slow nor fail an answer. One worker thread collects jobs
+for up to `max_wait_s` (or `batch_rows` rows) and scores them in one call per version and role:
+batching keeps the copies' CPU cost, and so their pull on the answers' latency, small.
 """
 
 from __future__ import annotations
@@ -27,18 +29,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ShadowJob:
-    """One answered request to be scored again by the shadow version it had when it arrived."""
+    """One answered request to be scored again, off the request path, by a version it had when
+    it arrived (`shadow`: the shadow, or for `role` champion_paired the champion)."""
 
     request_id: str
     routing_key: str | None
     columns: Columns
     shadow: LoadedVersion
     at: datetime
+    role: str = "shadow"
 
 
 @dataclass
 class ShadowStats:
-    """Counts per model, shown on the status endpoint."""
+    """Counts per model and role, shown on the status endpoint."""
 
     scored: int = 0
     failed: int = 0
@@ -47,7 +51,8 @@ class ShadowStats:
 
 
 class ShadowRunner:
-    """The queue and the worker that scores shadow copies and hands them to the log."""
+    """The queue and the worker that scores copies (shadow and champion_paired) and hands them
+    to the log."""
 
     def __init__(
         self,
@@ -61,12 +66,12 @@ class ShadowRunner:
         self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=queue_size)
         self._batch_rows = batch_rows
         self._max_wait_s = max_wait_s
-        self._stats: dict[str, ShadowStats] = {}
+        self._stats: dict[tuple[str, str], ShadowStats] = {}
         self._thread: threading.Thread | None = None
 
-    def stats(self, model_name: str) -> ShadowStats:
-        """The counts of one model (zeros before its first shadow job)."""
-        return self._stats.setdefault(model_name, ShadowStats())
+    def stats(self, model_name: str, role: str = "shadow") -> ShadowStats:
+        """The counts of one model's copies of a role (zeros before its first job)."""
+        return self._stats.setdefault((model_name, role), ShadowStats())
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -78,7 +83,7 @@ class ShadowRunner:
         try:
             self._queue.put_nowait(job)
         except queue.Full:
-            self.stats(job.shadow.model_name).dropped += 1
+            self.stats(job.shadow.model_name, job.role).dropped += 1
 
     def close(self, timeout_s: float) -> None:
         """Score what is queued (for at most `timeout_s`) and stop the worker."""
@@ -119,9 +124,10 @@ class ShadowRunner:
                 return
 
     def _score(self, jobs: list[ShadowJob]) -> None:
-        by_version: dict[tuple[str, int], list[ShadowJob]] = {}
+        by_version: dict[tuple[str, int, str], list[ShadowJob]] = {}
         for job in jobs:
-            by_version.setdefault((job.shadow.model_name, job.shadow.version), []).append(job)
+            key = (job.shadow.model_name, job.shadow.version, job.role)
+            by_version.setdefault(key, []).append(job)
         for group in by_version.values():
             try:
                 self._score_group(group)
@@ -129,7 +135,7 @@ class ShadowRunner:
                 self._failed(group, error)
 
     def _score_group(self, group: list[ShadowJob]) -> None:
-        shadow = group[0].shadow
+        shadow, role = group[0].shadow, group[0].role
         frames, accepted = [], []
         for job in group:
             try:
@@ -152,7 +158,7 @@ class ShadowRunner:
                     request_id=job.request_id,
                     model_name=shadow.model_name,
                     version=shadow.version,
-                    role="shadow",
+                    role=role,
                     routing_key=job.routing_key,
                     features=job_frame,
                     scores=rows.scores,
@@ -163,17 +169,17 @@ class ShadowRunner:
                 )
             )
             start = end
-        self.stats(shadow.model_name).scored += len(accepted)
+        self.stats(shadow.model_name, role).scored += len(accepted)
 
     def _failed(self, jobs: list[ShadowJob], error: Exception) -> None:
-        model_name, count = jobs[0].shadow.model_name, len(jobs)
+        model_name, role, count = jobs[0].shadow.model_name, jobs[0].role, len(jobs)
         for job in jobs:
             self._log(
                 LogEntry(
                     request_id=job.request_id,
                     model_name=model_name,
                     version=job.shadow.version,
-                    role="shadow",
+                    role=role,
                     routing_key=job.routing_key,
                     features=None,
                     scores=None,
@@ -182,11 +188,15 @@ class ShadowRunner:
                     error=f"{type(error).__name__}: {error}",
                 )
             )
-        stats = self.stats(model_name)
+        stats = self.stats(model_name, role)
         stats.failed += count
         stats.last_error = f"{type(error).__name__}: {error}"
         # Log the first failure and then every hundredth, so a broken shadow cannot flood the log.
         if stats.failed - count < 1 or stats.failed // 100 != (stats.failed - count) // 100:
             logger.warning(
-                "%s shadow: %d failed so far; last: %s", model_name, stats.failed, stats.last_error
+                "%s %s: %d failed so far; last: %s",
+                model_name,
+                role,
+                stats.failed,
+                stats.last_error,
             )

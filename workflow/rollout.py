@@ -18,8 +18,13 @@ from datetime import UTC, datetime, timedelta
 import registry
 from approval.messages import Message, escape
 from approval.slack import SlackDeliveryError
-from gateway.predlog import ArmWindow, ShadowPairs, arm_windows, create_engine, log_tables
-from gateway.predlog import shadow_pairs as read_shadow_pairs
+from gateway.predlog import (
+    CHAMPION_PAIRED,
+    WindowTotals,
+    create_engine,
+    log_tables,
+    window_totals,
+)
 from policies.schema import Policy
 from promotion import rollout_state
 from promotion.decisions import NothingToRollBack
@@ -28,6 +33,7 @@ from promotion.lifecycle import State
 from promotion.records import CHAMPION
 from promotion.rollout import (
     ArmStats,
+    PairedStats,
     RolloutConfig,
     ShadowStats,
     StepStats,
@@ -305,9 +311,10 @@ def step_windows(starts: list[datetime], now: datetime) -> list[tuple[datetime, 
     return list(zip(starts, [*starts[1:], now], strict=True))
 
 
-def arm_stats(windows: list[ArmWindow], role: str, version: int) -> ArmStats:
-    """One arm's counts from the prediction log's windows (empty when it served nothing)."""
-    found = next((w for w in windows if (w.role, w.version) == (role, version)), None)
+def arm_stats(window: WindowTotals, role: str, version: int) -> ArmStats:
+    """One arm's counts from the prediction log's totals of a window (empty when it served
+    nothing)."""
+    found = window.arm(role, version)
     if found is None:
         return ArmStats()
     return ArmStats(
@@ -321,27 +328,44 @@ def arm_stats(windows: list[ArmWindow], role: str, version: int) -> ArmStats:
     )
 
 
-def step_stats(windows: list[ArmWindow], champion: int, canary: int) -> StepStats:
-    """Champion and canary over one step, as the canary analysis takes them."""
+def step_stats(window: WindowTotals, champion: int, canary: int) -> StepStats:
+    """Champion and canary over one step, as the canary analysis takes them, with the canary's
+    requests the champion also scored off the request path (`paired`, None when it scored none)."""
+    pair = window.pair(("canary", canary), (CHAMPION_PAIRED, champion))
+    paired = None
+    if pair is not None:
+        paired = PairedStats(
+            labeled=pair.labeled,
+            challenger_correct=pair.answered_correct,
+            champion_correct=pair.paired_correct,
+            both_correct=pair.both_correct,
+            challenger_outcome_sum=pair.answered_outcome_sum,
+            champion_outcome_sum=pair.paired_outcome_sum,
+            # The pairs add the canary's outcome minus the champion's; the contract the other way.
+            error_difference_sum=-pair.difference_sum,
+            error_difference_sq_sum=pair.difference_sq_sum,
+        )
     return StepStats(
-        champion=arm_stats(windows, "champion", champion),
-        challenger=arm_stats(windows, "canary", canary),
+        champion=arm_stats(window, "champion", champion),
+        challenger=arm_stats(window, "canary", canary),
+        paired=paired,
     )
 
 
-def shadow_stats(
-    windows: list[ArmWindow], pairs: list[ShadowPairs], champion: int, shadow: int
-) -> ShadowStats:
+def shadow_stats(window: WindowTotals, champion: int, shadow: int) -> ShadowStats:
     """Champion and shadow on the same requests, as the shadow analysis takes them.
 
     Labeled counts and outcomes come from the pairs, so both arms are judged on the same labeled
-    requests; request health (errors, latency) from each arm's own window.
+    requests; request health (errors, latency) from each arm's own totals.
     """
-    pair = next((p for p in pairs if p.shadow_version == shadow), None)
+    pair = window.pair(("champion", champion), ("shadow", shadow))
+    answered = arm_stats(window, "champion", champion)
+    scored = arm_stats(window, "shadow", shadow)
     if pair is None:
-        pair = ShadowPairs(shadow, 0, 0, 0, 0, 0, 0)
-    answered = arm_stats(windows, "champion", champion)
-    scored = arm_stats(windows, "shadow", shadow)
+        return ShadowStats(
+            champion=ArmStats(0, 0, answered.requests, answered.errors, answered.p99_latency_ms),
+            challenger=ArmStats(0, 0, scored.requests, scored.errors, scored.p99_latency_ms),
+        )
     return ShadowStats(
         champion=ArmStats(
             pair.labeled,
@@ -353,17 +377,17 @@ def shadow_stats(
         ),
         challenger=ArmStats(
             pair.labeled,
-            pair.shadow_correct,
+            pair.paired_correct,
             scored.requests,
             scored.errors,
             scored.p99_latency_ms,
-            outcome_sum=pair.shadow_outcome_sum,
+            outcome_sum=pair.paired_outcome_sum,
         ),
         compared=pair.compared,
         agreed=pair.agreed,
         both_correct=pair.both_correct,
-        difference_sum=pair.outcome_difference_sum,
-        difference_sq_sum=pair.outcome_difference_sq_sum,
+        difference_sum=pair.difference_sum,
+        difference_sq_sum=pair.difference_sq_sum,
     )
 
 
@@ -401,25 +425,24 @@ def check(
     try:
         if config.mode == "canary":
             periods = [
-                step_stats(
-                    arm_windows(engine, tables, name, since=a, until=b, task=config.task),
-                    champion,
-                    version,
+                step_stats(totals, champion, version)
+                for totals in window_totals(
+                    engine,
+                    tables,
+                    name,
+                    windows,
+                    task=config.task,
+                    pairs=[("canary", CHAMPION_PAIRED)],
                 )
-                for a, b in windows
             ]
             verdict = analyze_step(
                 config, len(starts) - 1, periods[-1], elapsed, earlier_steps=periods[:-1]
             )
         else:
-            since, until = windows[0]
-            stats = shadow_stats(
-                arm_windows(engine, tables, name, since=since, until=until, task=config.task),
-                read_shadow_pairs(engine, tables, name, since=since, until=until, task=config.task),
-                champion,
-                version,
+            (totals,) = window_totals(
+                engine, tables, name, windows[:1], task=config.task, pairs=[("champion", "shadow")]
             )
-            verdict = analyze_shadow(config, stats, elapsed)
+            verdict = analyze_shadow(config, shadow_stats(totals, champion, version), elapsed)
     finally:
         engine.dispose()
     log.info("%s v%s: %s", name, version, " | ".join(verdict.reasons))
@@ -596,10 +619,10 @@ def guard_check(
     try:
         since = datetime.fromisoformat(str(promoted.promoted_at))
         config = rollout_config(policy)
-        windows = arm_windows(engine, tables, name, since=since, until=now, task=config.task)
+        (totals,) = window_totals(engine, tables, name, [(since, now)], task=config.task, pairs=())
     finally:
         engine.dispose()
-    verdict = guard_window_verdict(config, arm_stats(windows, "champion", version), level)
+    verdict = guard_window_verdict(config, arm_stats(totals, "champion", version), level)
     log.info("%s v%s guard window: %s", name, version, " | ".join(verdict.reasons))
     ended = now >= datetime.fromisoformat(str(promoted.guard_until))
     if verdict.action == "revert" or ended:

@@ -18,7 +18,7 @@ from gateway.predlog import (
     ensure_tables,
     log_tables,
     record_labels,
-    shadow_pairs,
+    window_totals,
 )
 from tests.gateway.fakes import wait_until
 
@@ -45,6 +45,13 @@ def _entry(request_id: str, role: str = "champion", version: int = 1, score: flo
 def _writer(engine: sa.Engine, **overrides) -> PredictionLogWriter:
     settings = {"batch_size": 1000, "flush_interval_s": 60.0, "max_pending_rows": 10_000}
     return PredictionLogWriter(engine, log_tables(), **(settings | overrides))
+
+
+def _shadow_pairs(engine: sa.Engine, task: str = "binary"):
+    """The pairs of the shadow with the answered rows over the whole log, read by the SQL totals."""
+    ever = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    (window,) = window_totals(engine, log_tables(), "churn", [ever], task=task)
+    return window.pairs
 
 
 def _count(engine: sa.Engine) -> int:
@@ -134,9 +141,9 @@ def test_shadow_pairs_compare_the_shadow_with_the_answer_on_the_same_rows(
         writer.submit(_entry(request_id, role="shadow", version=3, score=shadowed))
     writer.close()
     record_labels(engine, tables, "churn", [Label("a", 1.0), Label("b", 0.0)])
-    (pairs,) = shadow_pairs(engine, tables, "churn")
+    (pairs,) = _shadow_pairs(engine)
     assert (pairs.compared, pairs.agreed, pairs.labeled) == (3, 2, 2)
-    assert (pairs.answered_correct, pairs.shadow_correct, pairs.both_correct) == (1, 2, 1)
+    assert (pairs.answered_correct, pairs.paired_correct, pairs.both_correct) == (1, 2, 1)
 
 
 def test_labels_of_another_model_are_not_joined(engine: sa.Engine) -> None:
@@ -304,8 +311,8 @@ def test_multiclass_arms_count_a_row_right_when_the_class_is_the_label(engine: s
     assert (arms["champion"].labeled, arms["champion"].correct) == (2, 1)
     assert arms["champion"].classes.tolist() == ["cow", "cat"]
     assert arms["champion"].probabilities[0] == {"cat": 0.1, "dog": 0.1, "cow": 0.8}
-    (pairs,) = shadow_pairs(engine, tables, "churn", task="multiclass")
-    assert (pairs.compared, pairs.agreed, pairs.answered_correct, pairs.shadow_correct) == (
+    (pairs,) = _shadow_pairs(engine, "multiclass")
+    assert (pairs.compared, pairs.agreed, pairs.answered_correct, pairs.paired_correct) == (
         2,
         1,
         1,
@@ -329,9 +336,9 @@ def test_regression_arms_add_squared_errors_and_pair_them_with_the_shadow(
     assert (champion.labeled, champion.correct) == (2, 0)
     assert (champion.outcome_sum, champion.outcome_sq_sum) == (1.0, 1.0)
     assert arms["shadow"].outcome_sum == 9.25
-    (pairs,) = shadow_pairs(engine, tables, "churn", task="regression")
-    assert (pairs.labeled, pairs.outcome_difference_sum) == (2, -8.25)
-    assert pairs.outcome_difference_sq_sum == pytest.approx(64 + 0.0625)
+    (pairs,) = _shadow_pairs(engine, "regression")
+    assert (pairs.labeled, pairs.difference_sum) == (2, -8.25)
+    assert pairs.difference_sq_sum == pytest.approx(64 + 0.0625)
 
 
 def test_a_label_keeps_its_kind_a_number_or_a_class_name(engine: sa.Engine) -> None:

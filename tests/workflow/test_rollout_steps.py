@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 import registry
 from approval.testing.slack_fake import FakeSlack
-from gateway.predlog import ArmWindow, ShadowPairs, log_tables
+from gateway.predlog import CHAMPION_PAIRED, ArmTotals, PairTotals, WindowTotals, log_tables
 from policies import PolicyError
 from policies.schema import Policy
 from promotion.evaluation import EvaluationResult
@@ -216,8 +216,12 @@ def test_slack_is_optional_and_read_from_the_approval_settings() -> None:
 # Reading the prediction log
 
 
-def window(role: str, version: int, labeled: int, correct: int) -> ArmWindow:
-    return ArmWindow(role, version, labeled, 0, labeled, correct, 12.0, np.empty(0), np.empty(0))
+def arm(role: str, version: int, labeled: int, correct: int) -> ArmTotals:
+    return ArmTotals(role, version, labeled, 0, labeled, correct, float(correct), 0.0, 12.0)
+
+
+def totals(*arms: ArmTotals, pairs: tuple[PairTotals, ...] = ()) -> WindowTotals:
+    return WindowTotals(T0, T0 + timedelta(minutes=5), arms, pairs)
 
 
 def test_step_windows_follow_each_other_and_the_last_ends_now() -> None:
@@ -229,20 +233,33 @@ def test_step_windows_follow_each_other_and_the_last_ends_now() -> None:
 
 
 def test_step_stats_take_the_champion_and_canary_of_the_rollout_only() -> None:
-    windows = [
-        window("champion", 1, 300, 270),
-        window("canary", 2, 60, 50),
-        window("canary", 9, 40, 10),  # an earlier canary's leftovers
-    ]
-    stats = rollout.step_stats(windows, champion=1, canary=2)
+    window = totals(
+        arm("champion", 1, 300, 270),
+        arm("canary", 2, 60, 50),
+        arm("canary", 9, 40, 10),  # an earlier canary's leftovers
+    )
+    stats = rollout.step_stats(window, champion=1, canary=2)
     assert (stats.champion.labeled, stats.champion.correct) == (300, 270)
     assert (stats.challenger.labeled, stats.challenger.correct) == (60, 50)
+    assert stats.paired is None
+
+
+def test_step_stats_pair_the_canary_with_the_champions_scores_of_its_requests() -> None:
+    pair = PairTotals("canary", 2, CHAMPION_PAIRED, 1, 60, 55, 50, 45, 40, 38, 45.0, 40.0, 5.0, 9.0)
+    other = PairTotals("canary", 2, CHAMPION_PAIRED, 7, 60, 0, 50, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)
+    window = totals(arm("champion", 1, 300, 270), arm("canary", 2, 60, 50), pairs=(other, pair))
+    paired = rollout.step_stats(window, champion=1, canary=2).paired
+    assert (paired.labeled, paired.challenger_correct, paired.champion_correct) == (50, 45, 40)
+    assert paired.both_correct == 38
+    assert (paired.challenger_outcome_sum, paired.champion_outcome_sum) == (45.0, 40.0)
+    # Champion minus canary: the pairs' canary-minus-champion sum, turned around.
+    assert (paired.error_difference_sum, paired.error_difference_sq_sum) == (-5.0, 9.0)
 
 
 def test_shadow_stats_judge_both_arms_on_the_same_labeled_requests() -> None:
-    windows = [window("champion", 1, 500, 450), window("shadow", 2, 480, 400)]
-    pairs = [ShadowPairs(2, 480, 470, 400, 360, 350, 340)]
-    stats = rollout.shadow_stats(windows, pairs, champion=1, shadow=2)
+    pair = PairTotals("champion", 1, "shadow", 2, 480, 470, 400, 360, 350, 340, 360, 350, 10, 30)
+    window = totals(arm("champion", 1, 500, 450), arm("shadow", 2, 480, 400), pairs=(pair,))
+    stats = rollout.shadow_stats(window, champion=1, shadow=2)
     assert stats.champion.labeled == stats.challenger.labeled == 400
     assert (stats.champion.correct, stats.challenger.correct) == (360, 350)
     assert (stats.compared, stats.agreed, stats.both_correct) == (480, 470, 340)
@@ -334,6 +351,48 @@ def test_canary_with_enough_labels_steps_up_and_records_the_step(
     assert registry.get_version(model, 2).tags["rollout.canary_share"] == "0.5"
     [step] = [c for c in registry.state_history(model, 2) if c.actor == ROLLOUT_RUN.actor]
     assert step.to_state == State.CANARY and step.evidence == {"step": 2, "canary_share": 0.5}
+
+
+def test_a_canary_check_reads_the_champions_scores_of_the_canarys_requests_as_pairs(
+    tmp_path: Path, model: str, log_db: tuple[str, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules, begun = started(tmp_path, model)
+    restart_clock(model)
+    log_outcomes(log_db[1], model, "canary", 2, labeled=10, correct=10, at=T0)
+    with log_db[1].begin() as connection:
+        canary = connection.execute(
+            sa.text("SELECT request_id FROM prediction_log WHERE role = 'canary'")
+        ).scalars()
+        # The champion scored the same requests with 0.2: wrong where the label is 1.
+        connection.execute(
+            log_tables().predictions.insert(),
+            [
+                {
+                    "request_id": request_id,
+                    "row_index": 0,
+                    "model_name": model,
+                    "version": 1,
+                    "role": CHAMPION_PAIRED,
+                    "features": {},
+                    "prediction": 0.2,
+                    "latency_ms": 5.0,
+                    "created_at": T0,
+                }
+                for request_id in canary.all()
+            ],
+        )
+    analyzed, analyze = [], rollout.analyze_step
+
+    def recording(config, step, stats, *args, **kwargs):
+        analyzed.append(stats)
+        return analyze(config, step, stats, *args, **kwargs)
+
+    monkeypatch.setattr(rollout, "analyze_step", recording)
+    rollout.check(rules, begun, ROLLOUT_RUN, settings(log_db[0]), T0 + timedelta(minutes=1))
+    (stats,) = analyzed
+    assert stats.paired is not None
+    assert (stats.paired.labeled, stats.paired.challenger_correct) == (10, 10)
+    assert (stats.paired.champion_correct, stats.paired.both_correct) == (0, 0)
 
 
 def test_labels_of_an_earlier_step_still_count_for_that_step(
@@ -675,9 +734,11 @@ def test_a_regression_guard_window_reverts_a_champion_whose_errors_grew(
 
 
 def test_shadow_stats_of_a_regressor_carry_the_paired_differences() -> None:
-    windows = [window("champion", 1, 500, 0), window("shadow", 2, 480, 0)]
-    pairs = [ShadowPairs(2, 480, 0, 400, 0, 0, 0, 800.0, 1000.0, -200.0, 900.0)]
-    stats = rollout.shadow_stats(windows, pairs, champion=1, shadow=2)
+    pair = PairTotals(
+        "champion", 1, "shadow", 2, 480, 0, 400, 0, 0, 0, 800.0, 1000.0, -200.0, 900.0
+    )
+    window = totals(arm("champion", 1, 500, 0), arm("shadow", 2, 480, 0), pairs=(pair,))
+    stats = rollout.shadow_stats(window, champion=1, shadow=2)
     assert (stats.champion.outcome_sum, stats.challenger.outcome_sum) == (800.0, 1000.0)
     assert (stats.difference_sum, stats.difference_sq_sum) == (-200.0, 900.0)
 

@@ -1,0 +1,107 @@
+"""During a canary the champion also scores the canary's requests, off the request path: logged
+as champion_paired, never returned, never slowing the answer."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from gateway.predlog import CHAMPION_PAIRED, create_engine
+from tests.gateway.conftest import gateway_config
+from tests.gateway.fakes import ConstantModel, FakeSource, wait_until
+
+ROWS = {"dataframe_records": [{"x": 0.2, "plan": "pro"}, {"x": 0.4, "plan": "team"}]}
+
+
+class SlowModel(ConstantModel):
+    """A constant classifier that takes `delay_s` per call once the test sets it."""
+
+    delay_s = 0.0
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return super().predict_proba(frame)
+
+
+def canary_source(champion: ConstantModel) -> FakeSource:
+    source = FakeSource()
+    source.add("churn", 1, champion)
+    source.add("churn", 2, ConstantModel(0.7))
+    source.aliases_by_model["churn"] = {"champion": 1, "canary": 2}
+    source.tags[("churn", 2)] = {"rollout.canary_share": "1.0"}
+    return source
+
+
+def logged_rows(tmp_path: Path) -> list[sa.Row]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT request_id, row_index, role, version, prediction FROM prediction_log "
+                "ORDER BY request_id, role, row_index"
+            )
+        ).all()
+    engine.dispose()
+    return rows
+
+
+def test_the_champion_scores_each_canary_request_and_the_answer_is_the_canarys_alone(
+    tmp_path: Path,
+) -> None:
+    app = create_app(gateway_config(tmp_path), canary_source(ConstantModel(0.1)))
+    with TestClient(app) as client:
+        wait_until(lambda: client.get("/models/churn").json()["canary"] == 2)
+        answers = [client.post("/models/churn/invocations", json=ROWS).json() for _ in range(3)]
+        wait_until(lambda: client.get("/models/churn").json()["paired_scored"] == 3)
+    assert all(a["role"] == "canary" and a["predictions"] == [0.7, 0.7] for a in answers)
+    rows = logged_rows(tmp_path)
+    paired = [r for r in rows if r.role == CHAMPION_PAIRED]
+    canary = [r for r in rows if r.role == "canary"]
+    assert {(r.request_id, r.row_index) for r in paired} == {
+        (r.request_id, r.row_index) for r in canary
+    }
+    assert {(r.version, r.prediction) for r in paired} == {(1, 0.1)}
+    assert {r.request_id for r in canary} == {a["request_id"] for a in answers}
+
+
+def test_requests_the_champion_answers_are_not_scored_twice(
+    source: FakeSource, tmp_path: Path
+) -> None:
+    with TestClient(create_app(gateway_config(tmp_path), source)) as client:
+        wait_until(lambda: client.get("/ready").status_code == 200)
+        for _ in range(3):
+            answer = client.post("/models/churn/invocations", json=ROWS).json()
+            assert answer["role"] == "champion"
+    assert {r.role for r in logged_rows(tmp_path)} == {"champion"}
+
+
+def test_a_slow_champion_does_not_slow_the_canarys_answers(tmp_path: Path) -> None:
+    champion = SlowModel(0.1)
+    config = gateway_config(
+        tmp_path,
+        shadow_queue_size=2,
+        shadow_batch_rows=2,
+        shadow_max_wait_s=0.001,
+        shutdown_timeout_s=1,
+    )
+    with TestClient(create_app(config, canary_source(champion))) as client:
+        wait_until(lambda: client.get("/models/churn").json()["canary"] == 2)
+        champion.delay_s = 1.0
+        latencies = []
+        for _ in range(8):
+            started = time.perf_counter()
+            answer = client.post("/models/churn/invocations", json=ROWS).json()
+            latencies.append(time.perf_counter() - started)
+            assert answer["predictions"] == [0.7, 0.7]
+        status = client.get("/models/churn").json()
+        champion.delay_s = 0.0
+    # Each champion call takes a second; every canary answer came back long before one.
+    assert max(latencies) < 0.5, latencies
+    # The bounded queue dropped (and counted) copies instead of holding an answer back.
+    assert status["paired_dropped"] >= 1
