@@ -698,14 +698,19 @@ def _describe(evidence: Evidence) -> str:
             "below it"
         )
     return (
-        f"{evidence.metric}: challenger {evidence.challenger_value:.4f} "
-        f"(n={evidence.challenger_labeled}) vs champion {evidence.champion_value:.4f} "
+        f"{evidence.metric}: challenger {_shown(evidence.challenger_value)} "
+        f"(n={evidence.challenger_labeled}) vs champion {_shown(evidence.champion_value)} "
         f"(n={evidence.champion_labeled}), difference {evidence.difference:+.4f}{pairs}; "
         f"the challenger's advantage has {level} anytime-valid one-sided bounds "
         f"[{evidence.lower_bound:+.4g}, {evidence.upper_bound:+.4g}]; {decides} "
         f"(e-values: worse {evidence.e_value:.3g}, non-inferior {evidence.promote_e_value:.3g}; "
         f"either decides at ≥ {evidence.threshold:.3g})"
     )
+
+
+def _shown(value: float | None) -> str:
+    # An arm may have no labeled rows of its own while the pairs already compare both models.
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _guardrail_breaches(config: RolloutConfig, arm: ArmStats, who: str) -> list[str]:
