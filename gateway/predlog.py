@@ -635,6 +635,60 @@ def _window_rows(
         return connection.execute(query).all()
 
 
+@dataclass(frozen=True)
+class LabeledRequest:
+    """One labeled row the gateway answered: when, the features it logged (as logged: hashed or
+    unlogged features are absent or masked) and its label as the task compares it."""
+
+    created_at: datetime
+    features: dict | None
+    label: float | str
+
+
+def labeled_requests(
+    engine: sa.Engine,
+    tables: LogTables,
+    model_name: str,
+    *,
+    since: datetime,
+    until: datetime,
+    task: str,
+    limit: int,
+) -> list[LabeledRequest]:
+    """The newest labeled rows answered by `champion` or `canary` without error in
+    [since, until), at most `limit`, newest first: the recent live data a rollback scores."""
+    log, labels = tables.predictions, tables.labels
+    joined = log.join(
+        labels,
+        sa.and_(
+            labels.c.model_name == log.c.model_name,
+            labels.c.request_id == log.c.request_id,
+            labels.c.row_index == log.c.row_index,
+        ),
+    )
+    query = (
+        sa.select(log.c.created_at, log.c.features, labels.c.label, labels.c.label_class)
+        .select_from(joined)
+        .where(
+            log.c.model_name == model_name,
+            log.c.role.in_(ANSWERING_ROLES),
+            log.c.error.is_(None),
+            log.c.created_at >= since,
+            log.c.created_at < until,
+            sa.or_(labels.c.label.is_not(None), labels.c.label_class.is_not(None)),
+        )
+        .order_by(log.c.created_at.desc(), log.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        LabeledRequest(row.created_at, row.features, truth)
+        for row in rows
+        if (truth := _truth(row, task)) is not None
+    ]
+
+
 def _truth(row: sa.Row, task: str) -> float | str | None:
     """The row's label as its task compares it: a class name for multiclass, else a number."""
     if task != "multiclass":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 import registry
-from gateway.predlog import ANSWERING_ROLES, create_engine, log_tables
+from gateway.predlog import LabeledRequest, create_engine, labeled_requests, log_tables
 from policies.schema import Policy
 from promotion.decisions import (
     NothingToRollBack,
@@ -361,47 +361,25 @@ def labeled_log_rows(policy: Policy, settings: RollbackSettings, window: Window)
     """The prediction log's newest labeled rows answered by `champion` or `canary` (no error) in
     `window`, at most MAX_LOG_ROWS, keeping only rows that logged every feature the models read.
     Raises SQLAlchemyError when the log cannot be read."""
-    tables = log_tables(settings.log_schema)
-    predictions_table, labels = tables.predictions, tables.labels
-    joined = predictions_table.join(
-        labels,
-        sa.and_(
-            labels.c.model_name == predictions_table.c.model_name,
-            labels.c.request_id == predictions_table.c.request_id,
-            labels.c.row_index == predictions_table.c.row_index,
-        ),
-    )
-    query = (
-        sa.select(
-            predictions_table.c.created_at,
-            predictions_table.c.features,
-            labels.c.label,
-            labels.c.label_class,
-        )
-        .select_from(joined)
-        .where(
-            predictions_table.c.model_name == policy.model_name,
-            predictions_table.c.role.in_(ANSWERING_ROLES),
-            predictions_table.c.error.is_(None),
-            predictions_table.c.created_at >= window.start.replace(tzinfo=UTC),
-            predictions_table.c.created_at < window.end.replace(tzinfo=UTC),
-            sa.or_(labels.c.label.is_not(None), labels.c.label_class.is_not(None)),
-        )
-        .order_by(predictions_table.c.created_at.desc(), predictions_table.c.id.desc())
-        .limit(MAX_LOG_ROWS)
-    )
     engine = create_engine(str(settings.log_url))
     try:
-        with engine.connect() as connection:
-            rows = connection.execute(query).all()
+        rows = labeled_requests(
+            engine,
+            log_tables(settings.log_schema),
+            policy.model_name,
+            since=window.start.replace(tzinfo=UTC),
+            until=window.end.replace(tzinfo=UTC),
+            task=policy.task,
+            limit=MAX_LOG_ROWS,
+        )
     finally:
         engine.dispose()
     return logged_frame(policy, rows)
 
 
-def logged_frame(policy: Policy, rows: list) -> LoggedRows:
-    """Log rows (created_at, features, label, label_class) as a source-shaped frame: rows missing
-    a feature are left out; a missing value logged as null is NaN, as in the source."""
+def logged_frame(policy: Policy, rows: Sequence[LabeledRequest]) -> LoggedRows:
+    """Labeled log rows as a source-shaped frame: rows missing a feature are left out; a missing
+    value logged as null is NaN, as in the source."""
     features, target = policy.source.features, policy.source.target
     usable = [row for row in rows if all(name in (row.features or {}) for name in features.all)]
     frame = pd.DataFrame.from_records(
@@ -410,19 +388,9 @@ def logged_frame(policy: Policy, rows: list) -> LoggedRows:
     )
     for name in features.numeric:
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
-    frame[target] = [_logged_label(row, policy.task) for row in usable]
+    frame[target] = [row.label for row in usable]
     times = [_utc(row.created_at) for row in usable]
     return LoggedRows(frame, min(times, default=None), max(times, default=None))
-
-
-def _logged_label(row: Any, task: str) -> float | str:
-    if task != "multiclass":
-        return float(row.label)
-    if row.label_class is not None:
-        return row.label_class
-    # A class loaded in bulk as a number: written as an integer class name is.
-    value = float(row.label)
-    return str(int(value)) if value.is_integer() else str(value)
 
 
 def _utc(moment: datetime) -> datetime:
