@@ -217,12 +217,10 @@ def _estimator(estimator: Any, task: str) -> tuple[Callable[[np.ndarray], np.nda
 
     kind = type(estimator).__name__
     if kind in ("LGBMClassifier", "LGBMRegressor"):
+        # The booster answers per task already: the positive-class probability, one column per
+        # class in `classes_` order, or the value; the check at load confirms it.
         booster = estimator.booster_
-        if task == "regression":
-            return (lambda matrix: booster.predict(matrix)), "lightgbm booster"
-        if task == "binary":
-            return (lambda matrix: booster.predict(matrix)), "lightgbm booster"
-        return (lambda matrix: booster.predict(matrix)), "lightgbm booster"
+        return booster.predict, "lightgbm booster"
     if isinstance(estimator, LogisticRegression) and task != "regression":
         coef = np.asarray(estimator.coef_, dtype=np.float64)
         intercept = np.asarray(estimator.intercept_, dtype=np.float64)
