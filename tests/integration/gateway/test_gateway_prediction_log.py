@@ -87,9 +87,12 @@ def test_sigterm_flushes_every_answer_and_shadow_score_once_and_labels_join(
         logged = connection.execute(
             sa.select(tables.predictions.c.request_id, tables.predictions.c.role)
         ).all()
-    expected = {(a["request_id"], a["role"]) for a in answers} | {
-        (a["request_id"], "shadow") for a in answers
-    }
+    # Every answer, its shadow score, and the champion's paired score of each canary answer.
+    expected = (
+        {(a["request_id"], a["role"]) for a in answers}
+        | {(a["request_id"], "shadow") for a in answers}
+        | {(a["request_id"], "champion_paired") for a in answers if a["role"] == "canary"}
+    )
     assert sorted(logged) == sorted(expected)  # each once: no loss, no duplicate
 
     by_role: dict[str, int] = {}
@@ -97,4 +100,5 @@ def test_sigterm_flushes_every_answer_and_shadow_score_once_and_labels_join(
         by_role[arm.role] = by_role.get(arm.role, 0) + arm.labeled
     assert by_role["shadow"] == 100
     assert by_role["champion"] + by_role["canary"] == 100
+    assert by_role.get("champion_paired", 0) == by_role["canary"]
     engine.dispose()
