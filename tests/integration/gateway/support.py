@@ -90,12 +90,26 @@ def log_pipeline(kind: str, experiment_id: str, extra_region: bool = False) -> t
     return info.model_uri, run.info.run_id
 
 
+def use_store(store: Store) -> None:
+    """Make the gateway tests' store the current MLflow store of this process. A module fixture
+    needs it: it runs before the per-test fixture that does the same, and another test module
+    of this process may have made another store current."""
+    import os
+
+    import mlflow
+
+    os.environ["MLFLOW_TRACKING_URI"] = store.uri
+    mlflow.set_tracking_uri(store.uri)
+
+
 def register(store: Store, model_name: str, aliases: dict[str, str]) -> dict[str, int]:
     """Register logged models (by kind) as versions of `model_name` and point aliases at them.
 
     `aliases` maps alias -> kind; returns alias -> version.
     """
     import registry
+
+    use_store(store)
 
     registry.ensure_registered_model(model_name)
     versions = {}

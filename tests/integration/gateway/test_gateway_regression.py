@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.predlog import arm_windows, create_engine, log_tables
-from tests.integration.gateway.support import AUTH, row, training_frame, wait_until
+from tests.integration.gateway.support import AUTH, row, training_frame, use_store, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +57,7 @@ def _log_regressor() -> tuple[str, str, object]:
 def regressor(store):
     import registry
 
+    use_store(store)
     model_uri, run_id, pipeline = _log_regressor()
     registry.ensure_registered_model(MODEL)
     version = registry.register_version(
