@@ -601,14 +601,7 @@ def _window_rows(
     until: datetime | None,
 ) -> list[sa.Row]:
     log, labels = tables.predictions, tables.labels
-    joined = log.outerjoin(
-        labels,
-        sa.and_(
-            labels.c.model_name == log.c.model_name,
-            labels.c.request_id == log.c.request_id,
-            labels.c.row_index == log.c.row_index,
-        ),
-    )
+    joined = log.outerjoin(labels, _labels_of(log, labels))
     query = (
         sa.select(
             log.c.request_id,
@@ -658,14 +651,7 @@ def labeled_requests(
     """The newest labeled rows answered by `champion` or `canary` without error in
     [since, until), at most `limit`, newest first: the recent live data a rollback scores."""
     log, labels = tables.predictions, tables.labels
-    joined = log.join(
-        labels,
-        sa.and_(
-            labels.c.model_name == log.c.model_name,
-            labels.c.request_id == log.c.request_id,
-            labels.c.row_index == log.c.row_index,
-        ),
-    )
+    joined = log.join(labels, _labels_of(log, labels))
     query = (
         sa.select(log.c.created_at, log.c.features, labels.c.label, labels.c.label_class)
         .select_from(joined)
