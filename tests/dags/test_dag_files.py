@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.dags.parsing import DAGS, run_on_dag_folder
 from tests.support import write_policy
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 HEAVY = ["mlflow", "pandas", "sklearn", "lightgbm", "numpy", "scipy", "sqlalchemy", "slack_sdk"]
 
 DAGBAG_SCRIPT = """
@@ -22,17 +21,8 @@ print(json.dumps({"dag_ids": sorted(bag.dag_ids), "errors": {k: str(v) for k, v 
 
 
 def parse_dag_folder(policies_dir: Path | None = None) -> dict:
-    env = dict(os.environ)
-    if policies_dir is not None:
-        env["PROMOTION_POLICIES_DIR"] = str(policies_dir)
-    result = subprocess.run(
-        [sys.executable, "-c", DAGBAG_SCRIPT, str(DAGS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    changes = {} if policies_dir is None else {"PROMOTION_POLICIES_DIR": str(policies_dir)}
+    return run_on_dag_folder(DAGBAG_SCRIPT, changes)
 
 
 def test_dagbag_imports_without_errors_and_ids_follow_the_policies() -> None:

@@ -3,15 +3,10 @@ scheduled, and a bad cron staying a policy error."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.dags.parsing import run_on_dag_folder
 from tests.support import write_policy
-
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 SCRIPT = """
 import json, sys
@@ -40,15 +35,7 @@ TRIGGERS = {
 
 
 def parse(policies: Path) -> dict:
-    env = {**os.environ, "PROMOTION_POLICIES_DIR": str(policies)}
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(DAGS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_on_dag_folder(SCRIPT, {"PROMOTION_POLICIES_DIR": str(policies)})
 
 
 def test_monitored_policies_get_a_monitor_and_a_training_on_cron_or_asset(tmp_path: Path) -> None:

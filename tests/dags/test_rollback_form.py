@@ -3,17 +3,13 @@ champion summary the workflow writes, without the DAG file loading anything heav
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from promotion.champion_summary import ChampionSummary
+from tests.dags.parsing import run_on_dag_folder
 from workflow.champion_summary import version_form_description, write_summary
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 MODEL = "user_churn"
 # What the UI reads: the serialized DAG's params (it shows description_md when description is
 # null).
@@ -30,17 +26,8 @@ print(json.dumps({"description": version["description"],
 
 
 def serialized_version_param(champions_dir: Path | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "PROMOTION_CHAMPIONS_DIR"}
-    if champions_dir is not None:
-        env["PROMOTION_CHAMPIONS_DIR"] = str(champions_dir)
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(DAGS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    directory = None if champions_dir is None else str(champions_dir)
+    return run_on_dag_folder(SCRIPT, {"PROMOTION_CHAMPIONS_DIR": directory})
 
 
 def summary(model: str = MODEL) -> ChampionSummary:

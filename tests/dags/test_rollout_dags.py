@@ -3,15 +3,10 @@ and waits without holding a worker slot."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.dags.parsing import run_on_dag_folder
 from tests.support import write_policy
-
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 SCRIPT = """
 import json, sys
@@ -39,15 +34,7 @@ print(json.dumps({"dag_ids": sorted(bag.dag_ids), "errors": {k: str(v) for k, v 
 
 
 def parse(policies_dir: Path) -> dict:
-    env = {**os.environ, "PROMOTION_POLICIES_DIR": str(policies_dir)}
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(DAGS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_on_dag_folder(SCRIPT, {"PROMOTION_POLICIES_DIR": str(policies_dir)})
 
 
 def test_only_policies_with_a_canary_or_shadow_get_a_rollout_dag(tmp_path: Path) -> None:

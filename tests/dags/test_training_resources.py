@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from tests.dags.parsing import run_on_dag_folder
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
 TASKS_SCRIPT = """
 import json, sys
 from airflow.dag_processing.dagbag import DagBag
@@ -23,14 +18,7 @@ TRAINING_TASKS = ["extract_window", "validate_window", "train_candidate"]
 
 
 def task_resources(**env: str) -> dict[str, list[str]]:
-    result = subprocess.run(
-        [sys.executable, "-c", TASKS_SCRIPT, str(DAGS)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_on_dag_folder(TASKS_SCRIPT, env)
 
 
 def test_training_runs_in_its_pool_and_queue_and_nothing_else_does() -> None:
