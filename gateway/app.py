@@ -488,10 +488,14 @@ def _authorized(tokens: TokenSet, request: Request) -> str:
     return caller
 
 
+def _media_type(request: Request) -> str:
+    return (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+
+
 def _scoring_media_type(request: Request) -> str:
     """The scoring body's media type: JSON or CSV, as `mlflow models serve` takes them (415
     otherwise; a browser cannot send either cross-site without asking first)."""
-    media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    media_type = _media_type(request)
     if media_type not in SCORING_MEDIA_TYPES:
         raise HTTPException(415, "send the body as Content-Type: application/json or text/csv")
     return media_type
@@ -499,8 +503,7 @@ def _scoring_media_type(request: Request) -> str:
 
 def _require_json(request: Request) -> None:
     # A browser sends text/plain or a form cross-site without asking first; JSON it cannot.
-    media_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
+    if _media_type(request) != "application/json":
         raise HTTPException(415, "send the body as Content-Type: application/json")
 
 

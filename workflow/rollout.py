@@ -455,9 +455,7 @@ def check(
             rollout_state.record_wait(state, verdict.reasons, evidence, now)
         )
         return None
-    return Verdict(
-        verdict.action, verdict.reasons, verdict.evidence.as_dict(), len(starts), _iso(now)
-    )
+    return Verdict(verdict.action, verdict.reasons, evidence, len(starts), _iso(now))
 
 
 def _step_up(
