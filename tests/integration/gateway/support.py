@@ -102,14 +102,24 @@ def use_store(store: Store) -> None:
     mlflow.set_tracking_uri(store.uri)
 
 
-def register(store: Store, model_name: str, aliases: dict[str, str]) -> dict[str, int]:
-    """Register logged models (by kind) as versions of `model_name` and point aliases at them.
+def register(
+    store: Store, model_name: str, aliases: dict[str, str], *, tracking_uri: str | None = None
+) -> dict[str, int]:
+    """Register logged models (by kind) as versions of `model_name` and point aliases at them,
+    in the store itself or through `tracking_uri` (a tracking server over it), made current.
 
     `aliases` maps alias -> kind; returns alias -> version.
     """
+    import os
+
+    import mlflow
+
     import registry
 
     use_store(store)
+    if tracking_uri is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
 
     registry.ensure_registered_model(model_name)
     versions = {}

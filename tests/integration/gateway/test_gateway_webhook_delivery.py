@@ -15,7 +15,12 @@ SECRET = "delivered-secret"
 def test_an_alias_move_on_the_tracking_server_reaches_the_gateway_before_any_poll(
     store, mlflow_server: str, start_gateway
 ) -> None:
-    versions = register(store, "gw_hooked", {"champion": "logistic", "_next": "lightgbm"})
+    versions = register(
+        store,
+        "gw_hooked",
+        {"champion": "logistic", "_next": "lightgbm"},
+        tracking_uri=mlflow_server,
+    )
     gateway = start_gateway(
         "--model",
         "gw_hooked",
