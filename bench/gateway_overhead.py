@@ -257,7 +257,7 @@ def free_port() -> int:
 
 
 def start_gateway(
-    workdir: Path, models: list[str], refresh_s: float
+    workdir: Path, models: list[str], refresh_s: float, extra_flags: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen, str, str]:
     """A gateway on a free loopback port; returns the process, its URL and its log's URL."""
     port = free_port()
@@ -277,6 +277,7 @@ def start_gateway(
             "--log-level",
             "warning",
             *flags,
+            *extra_flags,
         ],
         cwd=ROOT,
         env={**os.environ, "GATEWAY_WEBHOOK_SECRET": SECRET},

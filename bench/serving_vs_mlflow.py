@@ -8,8 +8,11 @@ falls on all of them alike. Three setups:
 
 - `mlflow models serve` (the baseline: the tool a user would run instead; its pyfunc answers the
   predicted label, the gateway the positive-class probability: the same model call either way);
-- the gateway answering from `champion` (its prediction log is always on);
-- the gateway with a 10% canary and a shadow on another model, and the log.
+- the gateway answering from `champion` (its prediction log is always on), in one process and with
+  `--workers auto` (one process per core, the headline figures);
+- the gateway with a 10% canary and a shadow on another model, and the log, one process per core.
+
+`mlflow models serve` runs as a user would start it (its default: one worker).
 
     apt-get install -y wrk
     .venv/bin/python bench/serving_vs_mlflow.py [--seconds 8] [--rounds 3]
@@ -49,6 +52,9 @@ from gateway_overhead import (  # noqa: E402
 )
 
 CLIENTS = (1, 8)
+ONE_WORKER = "gateway, champion, 1 worker"
+PLAIN = f"gateway, champion, {os.cpu_count()} workers"
+FULL = f"gateway, canary+shadow+log, {os.cpu_count()} workers"
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -187,18 +193,20 @@ def main() -> None:
     payloads = bench_payloads()[:200]
 
     mlflow_process, mlflow_url = start_mlflow_serve("models:/bench_plain/1")
-    plain_process, plain_url, _ = start_gateway(workdir, ["bench_plain"], refresh_s=60)
-    full_process, full_url, _ = start_gateway(workdir, ["bench_full:0.1"], refresh_s=60)
+    every_core = ("--workers", "auto")
+    one_process, one_url, _ = start_gateway(workdir, ["bench_plain"], refresh_s=60)
+    plain_process, plain_url, _ = start_gateway(
+        workdir, ["bench_plain"], refresh_s=60, extra_flags=every_core
+    )
+    full_process, full_url, _ = start_gateway(
+        workdir, ["bench_full:0.1"], refresh_s=60, extra_flags=every_core
+    )
+    plain_script = wrk_script(workdir, "/models/bench_plain/invocations", payloads)
     setups = {
         "mlflow models serve": (mlflow_url, wrk_script(workdir, "/invocations", payloads)),
-        "gateway, champion": (
-            plain_url,
-            wrk_script(workdir, "/models/bench_plain/invocations", payloads),
-        ),
-        "gateway, canary+shadow+log": (
-            full_url,
-            wrk_script(workdir, "/models/bench_full/invocations", payloads),
-        ),
+        ONE_WORKER: (one_url, plain_script),
+        PLAIN: (plain_url, plain_script),
+        FULL: (full_url, wrk_script(workdir, "/models/bench_full/invocations", payloads)),
     }
     load_before = os.getloadavg()
     runs: dict[tuple[str, int], list[dict[str, float]]] = {}
@@ -212,7 +220,7 @@ def main() -> None:
                         run_wrk(url, script, clients, args.seconds)
                     )
     finally:
-        for process in (plain_process, full_process, mlflow_process):
+        for process in (one_process, plain_process, full_process, mlflow_process):
             stop(process)
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -222,19 +230,19 @@ def main() -> None:
         f"per setup and client count, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
         f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after\n"
     )
-    print(f"{'setup':28} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'vs mlflow':>10}")
+    print(f"{'setup':40} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'vs mlflow':>10}")
     for (name, clients), figures in results.items():
         base = results[("mlflow models serve", clients)]
         print(
-            f"{name:28} {clients:7d} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f} "
+            f"{name:40} {clients:7d} {figures['p50_ms']:8.2f} {figures['p99_ms']:8.2f} "
             f"{figures['rps']:8.0f} {figures['rps'] / base['rps']:9.2f}x"
         )
     baseline_c1, baseline_c8 = (
         results[("mlflow models serve", 1)],
         results[("mlflow models serve", 8)],
     )
-    plain_c1, plain_c8 = results[("gateway, champion", 1)], results[("gateway, champion", 8)]
-    full_c8 = results[("gateway, canary+shadow+log", 8)]
+    plain_c1, plain_c8 = results[(PLAIN, 1)], results[(PLAIN, 8)]
+    full_c8 = results[(FULL, 8)]
     headline = {
         "throughput_ratio_c8": round(plain_c8["rps"] / baseline_c8["rps"], 3),
         "p50_ratio_c1": round(plain_c1["p50_ms"] / baseline_c1["p50_ms"], 3),

@@ -14,12 +14,15 @@ import socket
 from collections.abc import Mapping, Sequence
 
 from gateway.config import (
+    WORKER_CONFIG_VARIABLE,
+    WORKER_LOG_LEVEL_VARIABLE,
     GatewayConfig,
     GatewayConfigError,
     api_tokens_from_env,
     load_config_file,
     parse_config,
     parse_model_spec,
+    worker_settings,
 )
 
 
@@ -59,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-name",
         help="name of the registered webhook [GATEWAY_WEBHOOK_NAME, default serving-gateway]",
     )
+    parser.add_argument(
+        "--workers",
+        help="serving processes, a number or `auto` (one per core) [GATEWAY_WORKERS, default 1]",
+    )
     parser.add_argument("--log-level", help="uvicorn and gateway log level [GATEWAY_LOG_LEVEL]")
     return parser
 
@@ -67,6 +74,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 # Each setting a flag or an environment variable may give: (field, flag attribute, variable).
 _OVERRIDES = (
     ("refresh_interval_s", "refresh_interval", "GATEWAY_REFRESH_INTERVAL"),
+    ("workers", "workers", "GATEWAY_WORKERS"),
     ("prediction_log.url", "log_url", "GATEWAY_LOG_URL"),
     ("prediction_log.db_schema", "log_schema", "GATEWAY_LOG_SCHEMA"),
     ("prediction_log.batch_size", "log_batch_size", "GATEWAY_LOG_BATCH_SIZE"),
@@ -184,16 +192,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from gateway.app import create_app
+    settings = {
+        "host": server["host"],
+        "port": server["port"],
+        "log_level": server["log_level"],
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if config.workers == 1:
+        from gateway.app import create_app
 
-    uvicorn.run(
-        create_app(config),
-        host=server["host"],
-        port=server["port"],
-        log_level=server["log_level"],
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+        uvicorn.run(create_app(config), **settings)
+        return 0
+    # Several processes: each worker builds the same app from the settings resolved here, and
+    # the tables exist before any of them starts (so they do not race to create them).
+    from gateway.predlog import create_engine, ensure_tables, log_tables
+
+    engine = create_engine(config.prediction_log.url)
+    ensure_tables(engine, log_tables(config.prediction_log.db_schema))
+    engine.dispose()
+    os.environ[WORKER_CONFIG_VARIABLE] = worker_settings(config)
+    os.environ[WORKER_LOG_LEVEL_VARIABLE] = server["log_level"]
+    uvicorn.run("gateway.app:create_worker_app", factory=True, workers=config.workers, **settings)
     return 0
 
 

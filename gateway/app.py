@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,9 +33,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.answered import FAILED, RESERVED, AnsweredRequests
 from gateway.auth import TokenSet
 from gateway.batching import LogEntry
-from gateway.config import GatewayConfig
+from gateway.config import WORKER_CONFIG_VARIABLE, WORKER_LOG_LEVEL_VARIABLE, GatewayConfig
 from gateway.holder import AliasFollower, Answers, Arms, LoadedVersion, VersionSource
 from gateway.limits import BodyLimit
+from gateway.microbatch import MicroBatcher
 from gateway.openapi import SCORING_MEDIA_TYPES, SCORING_REQUEST_BODY
 from gateway.payload import (
     Columns,
@@ -58,6 +61,7 @@ from gateway.predlog import (
 )
 from gateway.routing import choose_role
 from gateway.shadow import ShadowJob, ShadowRunner
+from gateway.siblings import SiblingRefreshes, announce_refresh
 from gateway.webhook import (
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -194,6 +198,17 @@ class Services:
     tokens: TokenSet
     answered: AnsweredRequests
     deliveries: DeliveryLog
+    batcher: MicroBatcher
+    siblings: SiblingRefreshes | None = None
+
+
+def create_worker_app() -> FastAPI:
+    """One worker's application under `--workers N`, from the settings the main process resolved
+    and left in the environment."""
+    level = os.environ.get(WORKER_LOG_LEVEL_VARIABLE, "info").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = GatewayConfig.model_validate(json.loads(os.environ[WORKER_CONFIG_VARIABLE]))
+    return create_app(config)
 
 
 def create_app(config: GatewayConfig, source: VersionSource | None = None) -> FastAPI:
@@ -228,16 +243,33 @@ def create_app(config: GatewayConfig, source: VersionSource | None = None) -> Fa
         tokens=config.token_set(),
         answered=AnsweredRequests(),
         deliveries=DeliveryLog(config.webhook_tolerance_s),
+        batcher=MicroBatcher(
+            _score,
+            _rows_of,
+            max_rows=config.batch_rows,
+            max_wait_s=config.batch_wait_ms / 1000,
+        ),
     )
+    if config.workers > 1:
+        services.siblings = SiblingRefreshes(
+            engine,
+            tables,
+            services.follower.model_names,
+            services.follower.request_refresh,
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.log.start()
         services.shadow.start()
         services.follower.start()
+        if services.siblings is not None:
+            services.siblings.start()
         yield
         # Uvicorn has stopped taking requests and finished the open ones: stop following, score
         # the queued shadow copies, then write every pending log row.
+        if services.siblings is not None:
+            services.siblings.stop()
         services.follower.stop()
         services.shadow.close(config.shutdown_timeout_s)
         services.log.close()
@@ -264,8 +296,8 @@ def _routes(app: FastAPI, services: Services) -> None:
 
     @app.get("/health")
     async def health() -> dict:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
+        """Liveness: the process answers (`worker`: which process, under `--workers N`)."""
+        return {"status": "ok", "worker": os.getpid()}
 
     @app.get("/ready")
     async def ready() -> Response:
@@ -288,6 +320,13 @@ def _routes(app: FastAPI, services: Services) -> None:
     @app.post("/models/{name}/invocations", openapi_extra=SCORING_REQUEST_BODY)
     async def invocations(name: str, request: Request) -> Response:
         """Score a MLflow scoring payload with the champion or, for its share, the canary."""
+        services.batcher.entered()
+        try:
+            return await score_request(name, request)
+        finally:
+            services.batcher.left()
+
+    async def score_request(name: str, request: Request) -> Response:
         media_type = _scoring_media_type(request)
         given_id = request.headers.get(REQUEST_ID_HEADER)
         request_id = given_id or uuid.uuid4().hex
@@ -323,7 +362,7 @@ def _routes(app: FastAPI, services: Services) -> None:
         )
         try:
             if columns.n_rows <= INLINE_ROWS:
-                frame, answers, latency_ms = _score(answering, columns)
+                frame, answers, latency_ms = await services.batcher.score(answering, columns)
             else:
                 frame, answers, latency_ms = await run_in_threadpool(_score, answering, columns)
         except Exception as error:
@@ -446,7 +485,7 @@ def _routes(app: FastAPI, services: Services) -> None:
             raise HTTPException(409, "this webhook delivery was received before; not acted on")
         served = event.model_name in follower.model_names
         if event.relevant and served:
-            follower.request_refresh(event.model_name)
+            await _refresh_everywhere(services, [event.model_name])
         return {"refreshing": event.relevant and served}
 
     @app.post("/admin/refresh")
@@ -455,8 +494,21 @@ def _routes(app: FastAPI, services: Services) -> None:
         _authorized(services.tokens, request)
         if model is not None:
             _arms_or_404(follower, model)
-        follower.request_refresh(model)
-        return {"refreshing": [model] if model else follower.model_names}
+        names = [model] if model else follower.model_names
+        await _refresh_everywhere(services, names)
+        return {"refreshing": names}
+
+
+async def _refresh_everywhere(services: Services, names: list[str]) -> None:
+    """Refresh the models in this worker now, and ask the other workers to do the same."""
+    for name in names:
+        services.follower.request_refresh(name)
+    if services.siblings is None:
+        return
+    try:
+        await run_in_threadpool(announce_refresh, services.engine, services.tables, names)
+    except sa.exc.SQLAlchemyError as error:
+        logger.warning("could not ask the other workers to refresh (they poll): %s", error)
 
 
 def _arms_or_404(follower: AliasFollower, name: str) -> Arms:
@@ -552,11 +604,23 @@ async def _check_answered(services: Services, name: str, items: list[FeedbackIte
         for request_id in dict.fromkeys(item.request_id for item in items)
     }
     unknown = [request_id for request_id, count in rows.items() if count is None]
-    if unknown:
+    # With several workers a label may reach this one before the worker that answered has
+    # written the row: it is in the log within that worker's flush interval.
+    patience_s = (
+        2 * services.config.prediction_log.flush_interval_s + 1
+        if services.config.workers > 1
+        else 0.0
+    )
+    deadline = time.monotonic() + patience_s
+    while unknown:
         logged = await run_in_threadpool(
             answered_rows, services.engine, services.tables, name, unknown
         )
         rows.update(logged)
+        unknown = [request_id for request_id in unknown if request_id not in logged]
+        if not unknown or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(min(0.1, services.config.prediction_log.flush_interval_s / 4))
     problems = []
     for item in items:
         count = rows.get(item.request_id)
@@ -610,6 +674,14 @@ def _score(version: LoadedVersion, columns: Columns) -> tuple[pd.DataFrame, Answ
     return frame, answers, (time.perf_counter() - started) * 1000
 
 
+def _rows_of(
+    scored: tuple[pd.DataFrame, Answers, float], start: int, end: int
+) -> tuple[pd.DataFrame, Answers, float]:
+    """One request's share [start, end) of a batch's frame and answers."""
+    frame, answers, latency_ms = scored
+    return frame.iloc[start:end], answers.rows(start, end), latency_ms
+
+
 def _message(error: Exception) -> str:
     if isinstance(error, ValidationError):
         return "; ".join(
@@ -626,6 +698,7 @@ def _status(services: Services, name: str) -> dict:
     paired = services.shadow.stats(name, CHAMPION_PAIRED)
     return {
         "model": name,
+        "worker": os.getpid(),
         "champion": arms.version_of("champion"),
         "canary": arms.version_of("canary"),
         "shadow": arms.version_of("shadow"),

@@ -156,8 +156,17 @@ def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
             "created_at": entry.at,
         }
         for index, (features, score) in enumerate(
-            zip(entry.features.to_dict("records"), entry.scores, strict=True)
+            zip(_records(entry.features), entry.scores, strict=True)
         )
+    ]
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """The frame's rows as dicts of Python values (what `to_dict("records")` gives, at a small
+    fraction of its cost on the few-row frames most requests are)."""
+    columns = {name: frame[name].tolist() for name in frame.columns}
+    return [
+        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
     ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -110,6 +112,22 @@ class GatewayConfig(_Strict):
     max_request_rows: int = Field(
         default=10_000, gt=0, description="Rows allowed in one request (and labels in one call)."
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Processes serving requests (`auto`: one per core). Each loads every model "
+        "and keeps its own shadow queue and log writer; they share only the prediction log's "
+        "database.",
+    )
+    batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="Longest a small request waits to be scored with concurrent ones (only while "
+        "others are on their way; a lone request never waits).",
+    )
+    batch_rows: int = Field(
+        default=64, gt=0, description="Rows scored in one call when requests are batched."
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024,
         gt=0,
@@ -151,6 +169,11 @@ class GatewayConfig(_Strict):
             for model in self.models
             if model.hashed_features or model.unlogged_features
         }
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto_workers(cls, value: object) -> object:
+        return (os.cpu_count() or 1) if value == "auto" else value
 
     @field_validator("api_tokens")
     @classmethod
@@ -218,6 +241,27 @@ def _with_policy_masking(raw: dict, policy_dir: str, source: str) -> GatewayConf
             }
         )
     return parse_config({**raw, "models": models, "policy_dir": None}, source)
+
+
+# How `python -m gateway --workers N` hands its resolved settings to the worker processes.
+WORKER_CONFIG_VARIABLE = "GATEWAY_WORKER_SETTINGS"
+WORKER_LOG_LEVEL_VARIABLE = "GATEWAY_WORKER_LOG_LEVEL"
+
+
+def worker_settings(config: GatewayConfig) -> str:
+    """The resolved config as JSON, secrets included, for worker processes to rebuild it from
+    (they inherit it in their environment, as they would the variables it was read from)."""
+
+    def revealed(value: object) -> object:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, dict):
+            return {key: revealed(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [revealed(item) for item in value]
+        return value
+
+    return json.dumps(revealed(config.model_dump()))
 
 
 def load_config_file(path: Path | str) -> dict:

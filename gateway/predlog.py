@@ -60,12 +60,13 @@ CLASS_LENGTH = 256
 
 @dataclass(frozen=True)
 class LogTables:
-    """The two tables, bound to one metadata (and schema)."""
+    """The log's tables, bound to one metadata (and schema)."""
 
     metadata: sa.MetaData
     predictions: sa.Table
     labels: sa.Table
     corrections: sa.Table
+    refresh_requests: sa.Table
 
 
 def log_tables(db_schema: str | None = None) -> LogTables:
@@ -124,8 +125,21 @@ def log_tables(db_schema: str | None = None) -> LogTables:
         sa.Column("corrected_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("corrected_by", sa.String(64)),
     )
+    # How the gateway's workers tell each other to refresh a model at once (a webhook or an
+    # admin call reaches one of them): a counter per model, raised by the one that was told.
+    refresh_requests = sa.Table(
+        "gateway_refresh_requests",
+        metadata,
+        sa.Column("model_name", sa.String(64), primary_key=True),
+        sa.Column("generation", sa.BigInteger, nullable=False),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    )
     return LogTables(
-        metadata=metadata, predictions=predictions, labels=labels, corrections=corrections
+        metadata=metadata,
+        predictions=predictions,
+        labels=labels,
+        corrections=corrections,
+        refresh_requests=refresh_requests,
     )
 
 

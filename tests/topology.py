@@ -203,6 +203,7 @@ SERVICES = (
                 "GATEWAY_LOG_URL",
                 "GATEWAY_API_TOKENS",
                 "GATEWAY_REFRESH_INTERVAL",
+                "GATEWAY_WORKERS",
                 "GATEWAY_WEBHOOK_URL",
                 "GATEWAY_WEBHOOK_SECRET",
                 "GATEWAY_POLICY_DIR",

@@ -79,3 +79,29 @@ def test_a_short_api_token_or_a_missing_secrets_file_is_refused(tmp_path: Path) 
         _resolve(["--model", "churn"], {"GATEWAY_API_TOKENS": "short"})
     with pytest.raises(GatewayConfigError, match="GATEWAY_API_TOKENS_FILE"):
         _resolve(["--model", "churn"], {"GATEWAY_API_TOKENS_FILE": str(tmp_path / "absent")})
+
+
+def test_workers_are_a_number_or_auto_and_a_bad_count_names_its_flag() -> None:
+    import os
+
+    config, _ = _resolve(["--model", "churn", "--workers", "auto"], {})
+    assert config.workers == (os.cpu_count() or 1)
+    config, _ = _resolve(["--model", "churn"], {"GATEWAY_WORKERS": "3"})
+    assert config.workers == 3
+    with pytest.raises(GatewayConfigError, match=r"--workers \(workers\)"):
+        _resolve(["--model", "churn", "--workers", "0"], {})
+
+
+def test_workers_rebuild_the_resolved_config_secrets_included() -> None:
+    import json
+
+    from gateway.config import GatewayConfig, worker_settings
+
+    config, _ = _resolve(
+        ["--model", "churn:0.2", "--workers", "2"],
+        {"GATEWAY_API_TOKENS": "a-long-enough-api-token-1", "GATEWAY_MASKING_KEY": "k" * 32},
+    )
+    rebuilt = GatewayConfig.model_validate(json.loads(worker_settings(config)))
+    assert rebuilt == config
+    assert rebuilt.token_set() == config.token_set()
+    assert rebuilt.masking_key.get_secret_value() == "k" * 32

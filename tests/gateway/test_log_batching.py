@@ -55,3 +55,27 @@ def test_each_scored_row_becomes_one_row_with_missing_values_as_null() -> None:
     rows = log_rows(_entry(2))
     assert [row["row_index"] for row in rows] == [0, 1]
     assert rows[0]["features"] == {"x": None, "plan": "a"}
+
+
+def test_logged_features_are_the_rows_pandas_would_give() -> None:
+    frame = pd.DataFrame(
+        {"x": [1.5, float("nan"), 3.0], "n": [1, 2, 3], "plan": ["a", None, "b"]}
+    ).iloc[1:]  # a batch's slice: its index does not start at 0
+    entry = LogEntry(
+        request_id="r",
+        model_name="m",
+        version=1,
+        role="champion",
+        routing_key=None,
+        features=frame,
+        scores=[0.1, 0.2],
+        latency_ms=1.0,
+        at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    rows = log_rows(entry)
+    assert [row["features"] for row in rows] == [
+        {"x": None, "n": 2, "plan": None},
+        {"x": 3.0, "n": 3, "plan": "b"},
+    ]
+    assert [row["row_index"] for row in rows] == [0, 1]
+    assert all(type(row["features"]["n"]) is int for row in rows)

@@ -273,6 +273,7 @@ def _values(root: Path, databases: dict[str, str], ports: dict[str, int], slack:
         "GATEWAY_LOG_URL": databases["predictions"],
         "GATEWAY_API_TOKENS": GATEWAY_TOKEN,
         "GATEWAY_REFRESH_INTERVAL": "1",
+        "GATEWAY_WORKERS": "2",
         "GATEWAY_WEBHOOK_URL": f"{gateway}/webhooks/mlflow",
         "GATEWAY_WEBHOOK_SECRET": secrets.token_hex(16),
         "GATEWAY_POLICY_DIR": str(root / "policies"),
