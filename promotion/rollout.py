@@ -45,8 +45,17 @@ StepAction = Literal["step_up", "promote", "revert", "wait"]
 GuardAction = Literal["keep", "revert"]
 
 _LOG_2 = math.log(2.0)
-# exp() of anything larger overflows a float; an e-value this large is a revert whatever alpha is.
-_MAX_LOG_E = 700.0
+# E-values are reported up to 1e15: beyond it they say nothing more (any alpha's threshold is far
+# below), and a larger float does not survive a task hand-off on a PostgreSQL-backed Airflow
+# (its JSON column writes 1e20 as a 21-digit integer, too large for the task runner's channel).
+# Decisions compare the log e-values themselves, uncapped.
+MAX_E_VALUE = 1e15
+_MAX_LOG_E = math.log(MAX_E_VALUE)
+
+
+def _reported_e(log_e: float) -> float:
+    """The e-value of `log_e` as evidence reports it, at most MAX_E_VALUE."""
+    return MAX_E_VALUE if log_e >= _MAX_LOG_E else math.exp(log_e)
 # Scales of the regression test are kept above these, so a perfect or constant arm still gives a
 # usable (finite) statistic.
 _MIN_SCALE = 1e-12
@@ -636,13 +645,13 @@ def _compare(
         difference=difference,
         ci_low=bounds[0],
         ci_high=bounds[1],
-        e_value=math.exp(min(log_e_worse, _MAX_LOG_E)),
+        e_value=_reported_e(log_e_worse),
         threshold=1 / config.alpha,
         agreement_rate=agreement_rate,
         margin=margin,
         lower_bound=lower,
         upper_bound=upper,
-        promote_e_value=math.exp(min(log_e_non_inferior, _MAX_LOG_E)),
+        promote_e_value=_reported_e(log_e_non_inferior),
         paired_labeled=sum(s.pairs for s in usable),
     )
     return _Comparison(evidence, worse, non_inferior)
@@ -903,7 +912,7 @@ def analyze_shadow(
         if log_e >= math.log(1 / config.alpha):
             reasons.append(
                 f"shadow: {agreement_text} is below min_agreement {floor:.2%} "
-                f"(e-value {math.exp(min(log_e, _MAX_LOG_E)):.3g})"
+                f"(e-value {_reported_e(log_e):.3g})"
             )
     if comparison.worse:
         reasons.append(
@@ -976,7 +985,7 @@ def guard_window_verdict(
         floor=floor,
         ci_low=low,
         ci_high=high,
-        e_value=math.exp(min(log_e, _MAX_LOG_E)),
+        e_value=_reported_e(log_e),
         threshold=1 / config.alpha,
     )
     summary = (
@@ -1032,7 +1041,7 @@ def _regression_guard(
         floor=ceiling,
         ci_low=low,
         ci_high=high,
-        e_value=math.exp(min(log_e, _MAX_LOG_E)),
+        e_value=_reported_e(log_e),
         threshold=1 / config.alpha,
     )
     summary = (

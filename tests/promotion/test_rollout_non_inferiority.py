@@ -8,7 +8,14 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promotion.rollout import ArmStats, PairedStats, RolloutConfig, StepStats, analyze_step
+from promotion.rollout import (
+    MAX_E_VALUE,
+    ArmStats,
+    PairedStats,
+    RolloutConfig,
+    StepStats,
+    analyze_step,
+)
 
 CANARY = RolloutConfig(traffic_steps=(0.05, 0.25, 0.5), min_labeled_per_step=500)
 LAST = len(CANARY.traffic_steps) - 1
@@ -174,3 +181,32 @@ def test_an_equal_challenger_is_mostly_promoted_within_6000_pairs():
     probabilities = [0.88, 0.02, 0.02, 0.08]
     promoted, reverted = verdict_shares(probabilities, paired=True, runs=50, looks=300, seed=3)
     assert promoted >= 0.9 and reverted == 0
+
+
+def _numbers(value: object) -> list[float]:
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in _numbers(item)]
+    if isinstance(value, list | tuple):
+        return [n for item in value for n in _numbers(item)]
+    return [value] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+@settings(max_examples=300, deadline=None)
+@given(stats=steps, earlier=st.lists(steps, max_size=2), index=st.integers(0, LAST))
+def test_every_number_of_the_evidence_fits_a_task_hand_off(stats, earlier, index):
+    # A float of 2**64 or more comes back from PostgreSQL's JSON as an integer the Airflow task
+    # runner cannot carry; overwhelming evidence (thousands of labels, a 20-point gap) is the
+    # usual way to reach one.
+    verdict = analyze_step(CANARY, index, stats, elapsed_seconds=HOUR, earlier_steps=earlier)
+    for number in _numbers(verdict.evidence.as_dict()):
+        assert np.isfinite(number) and abs(number) <= MAX_E_VALUE
+
+
+def test_overwhelming_evidence_still_decides_and_reports_the_capped_e_value() -> None:
+    pairs = PairedStats(
+        labeled=6000, challenger_correct=5400, champion_correct=3000, both_correct=2900
+    )
+    stats = StepStats(champion=healthy(6000, 3000), challenger=healthy(6000, 5400), paired=pairs)
+    verdict = analyze_step(CANARY, LAST, stats, elapsed_seconds=HOUR)
+    assert verdict.action == "promote"
+    assert verdict.evidence.promote_e_value == MAX_E_VALUE

@@ -848,3 +848,38 @@ def test_the_guard_windows_checks_and_verdict_are_recorded_in_the_rollouts_state
     guard = mirrored(model).guard
     assert (guard.verdict, guard.previous_champion, guard.previous_level) == ("kept", 1, 0.9)
     assert guard.decision.evidence["labeled"] == 200
+
+
+def test_a_verdict_on_overwhelming_evidence_survives_a_postgresql_backed_hand_off(
+    postgres_url: str,
+) -> None:
+    # Airflow keeps a task's return value in a JSON column; PostgreSQL writes a float of 1e20 or
+    # more back as an integer the task runner's channel (msgpack) cannot carry, and the next
+    # task then fails before it starts.
+    import msgspec
+
+    from promotion.rollout import ArmStats as Arm
+    from promotion.rollout import PairedStats, RolloutConfig, StepStats, analyze_step
+
+    pairs = PairedStats(
+        labeled=6000, challenger_correct=5400, champion_correct=3000, both_correct=2900
+    )
+    stats = StepStats(
+        champion=Arm(6000, 3000, requests=6000, p99_latency_ms=50.0),
+        challenger=Arm(6000, 5400, requests=6000, p99_latency_ms=50.0),
+        paired=pairs,
+    )
+    config = RolloutConfig(traffic_steps=(0.5,), min_labeled_per_step=500)
+    step = analyze_step(config, 0, stats, elapsed_seconds=3600.0)
+    verdict = rollout.Verdict(step.action, step.reasons, step.evidence.as_dict(), 1, "now")
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            back = connection.execute(
+                sa.text("SELECT CAST(:value AS jsonb)::text"),
+                {"value": json.dumps(verdict.to_xcom())},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    msgspec.msgpack.encode(json.loads(back))
+    assert rollout.Verdict.from_xcom(json.loads(back)).action == "promote"
