@@ -1,7 +1,8 @@
 """train_<model> per task through Airflow (`airflow dags test`): a regression policy trains, names
 its challenger and goes through promote_<model> (first champion, then a paired comparison of
-errors); a policy whose hyperparameter LightGBM refuses fails its first task in one
-attempt, before anything is extracted."""
+errors); a multiclass one trains, promotes a better version and rolls back; a policy whose
+hyperparameter LightGBM refuses fails its first task in one attempt, before anything is
+extracted."""
 
 from __future__ import annotations
 
@@ -84,3 +85,72 @@ def test_a_regression_policy_trains_and_a_refused_hyperparameter_fails_first(
     states = task_states(workspace, "train_churn")
     assert states["check_policy"] == ("failed", 1)
     assert states.get("extract_window", ("upstream_failed", 0))[0] == "upstream_failed"
+
+
+# Three classes of text from the demo's churn rows: churned, else at risk (support tickets), else
+# retained; the features carry most of it, the churn draw adds noise.
+TIER_QUERY = (
+    "SELECT *, CASE WHEN target = 1 THEN 'churned' WHEN support_tickets >= 2 THEN 'at_risk' "
+    "ELSE 'retained' END AS tier FROM user_features"
+)
+
+
+def test_a_multiclass_policy_trains_promotes_a_better_version_and_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+
+    def tier_policy(hyperparameters: dict) -> None:
+        write_policy(
+            policies,
+            "tier",
+            source__table=None,
+            source__query=TIER_QUERY,
+            source__target="tier",
+            model__task="multiclass",
+            model__flavor="lightgbm_classifier",
+            model__hyperparameters=hyperparameters,
+            promotion__metric="accuracy",
+            promotion__calibration=None,
+            # A guardrail per plan, each slice large enough in a two-week holdout of 560 rows.
+            promotion__slices=[
+                {"column": "plan", "kind": "categorical", "max_regression": 0.05, "min_rows": 50}
+            ],
+        )
+
+    tier_policy({"n_estimators": 2, "num_leaves": 2, "learning_rate": 0.01})  # about the priors
+    workspace = Workspace(tmp_path / "workspace")
+    lifecycle = Lifecycle(workspace, policies)
+    lifecycle.reset()
+    write_source(workspace.source, generate_user_features(days=90, rows_per_day=40))
+    lifecycle.prepare_airflow()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri)
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+
+    lifecycle.run_dag("train_tier", {"as_of": as_of_for_window(1)})
+    first = registry.get_version("tier", 1).tags
+    assert first["lineage.task"] == "multiclass"
+    lifecycle.run_dag("promote_tier", None)
+    assert registry.get_alias_version("tier", "champion") == 1
+
+    tier_policy({"n_estimators": 100, "num_leaves": 15, "learning_rate": 0.1})
+    lifecycle.run_dag("train_tier", {"as_of": "2026-03-29"})
+    lifecycle.run_dag("promote_tier", None)
+    compared = registry.get_version("tier", 2).tags
+    assert (compared["eval.task"], compared["eval.metric"], compared["eval.verdict"]) == (
+        "multiclass",
+        "accuracy",
+        "promote",
+    )
+    assert registry.get_alias_version("tier", "champion") == 2
+
+    # The preflight finds version 1 far worse on the newest window; the on-call engineer forces.
+    recent = {"as_of": "2026-03-29"}
+    with pytest.raises(DagRunFailed):
+        lifecycle.run_dag("rollback_tier", recent)
+    refused = sorted(workspace.logs.glob("*-rollback_tier.log"))[-1].read_text()
+    assert "refused: the target scores worse than the champion on recent data" in refused
+    assert registry.get_alias_version("tier", "champion") == 2
+    lifecycle.run_dag("rollback_tier", {**recent, "force": True})
+    assert registry.get_alias_version("tier", "champion") == 1
