@@ -4,12 +4,13 @@ Both servers are started here on loopback, on one registered LightGBM pipeline (
 logged as training logs it), and answer the same single-row `dataframe_records` payloads sent by
 `wrk` (a bounded C load generator: a fixed number of connections for a fixed time) with one and
 with eight concurrent clients. Setups run in alternating rounds, so load from outside the benchmark
-falls on all of them alike. Three setups:
+falls on all of them alike. The setups:
 
 - `mlflow models serve` (the baseline: the tool a user would run instead; its pyfunc answers the
   predicted label, the gateway the positive-class probability: the same model call either way);
 - the gateway answering from `champion` (its prediction log is always on), in one process and with
-  `--workers auto` (one process per core, the headline figures);
+  `--workers auto` (one process per core, the headline figures), and so without micro-batching
+  (`batch_rows: 1`) to show what batching adds;
 - the gateway with a 10% canary and a shadow on another model, and the log, one process per core.
 
 `mlflow models serve` runs as a user would start it (its default: one worker).
@@ -55,6 +56,7 @@ CLIENTS = (1, 8)
 ONE_WORKER = "gateway, champion, 1 worker"
 PLAIN = f"gateway, champion, {os.cpu_count()} workers"
 FULL = f"gateway, canary+shadow+log, {os.cpu_count()} workers"
+UNBATCHED = f"gateway, champion, {os.cpu_count()} workers, no micro-batching"
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -201,11 +203,20 @@ def main() -> None:
     full_process, full_url, _ = start_gateway(
         workdir, ["bench_full:0.1"], refresh_s=60, extra_flags=every_core
     )
+    unbatched_config = workdir / "unbatched.yaml"
+    unbatched_config.write_text("batch_rows: 1\n")  # every request scored on its own
+    unbatched_process, unbatched_url, _ = start_gateway(
+        workdir,
+        ["bench_plain"],
+        refresh_s=60,
+        extra_flags=(*every_core, "--config", str(unbatched_config)),
+    )
     plain_script = wrk_script(workdir, "/models/bench_plain/invocations", payloads)
     setups = {
         "mlflow models serve": (mlflow_url, wrk_script(workdir, "/invocations", payloads)),
         ONE_WORKER: (one_url, plain_script),
         PLAIN: (plain_url, plain_script),
+        UNBATCHED: (unbatched_url, plain_script),
         FULL: (full_url, wrk_script(workdir, "/models/bench_full/invocations", payloads)),
     }
     load_before = os.getloadavg()
@@ -220,7 +231,13 @@ def main() -> None:
                         run_wrk(url, script, clients, args.seconds)
                     )
     finally:
-        for process in (one_process, plain_process, full_process, mlflow_process):
+        for process in (
+            one_process,
+            plain_process,
+            unbatched_process,
+            full_process,
+            mlflow_process,
+        ):
             stop(process)
         shutil.rmtree(workdir, ignore_errors=True)
 
