@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 
 from gateway.config import (
-    WORKER_CONFIG_VARIABLE,
-    WORKER_LOG_LEVEL_VARIABLE,
     GatewayConfig,
     GatewayConfigError,
     api_tokens_from_env,
     load_config_file,
     parse_config,
     parse_model_spec,
-    worker_settings,
 )
+
+# How `python -m gateway --workers N` hands its command line to the worker processes, which
+# resolve it again against the same environment (secrets files included) into the same config.
+WORKER_ARGS_VARIABLE = "GATEWAY_WORKER_ARGS"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,10 +214,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine = create_engine(config.prediction_log.url)
     ensure_tables(engine, log_tables(config.prediction_log.db_schema))
     engine.dispose()
-    os.environ[WORKER_CONFIG_VARIABLE] = worker_settings(config)
-    os.environ[WORKER_LOG_LEVEL_VARIABLE] = server["log_level"]
+    os.environ[WORKER_ARGS_VARIABLE] = json.dumps(list(argv if argv is not None else sys.argv[1:]))
     uvicorn.run("gateway.app:create_worker_app", factory=True, workers=config.workers, **settings)
     return 0
+
+
+def worker_config() -> GatewayConfig:
+    """A worker process's config: the main process's command line resolved again here, against
+    the environment it inherited, with the logging the main process set up."""
+    args = build_parser().parse_args(json.loads(os.environ[WORKER_ARGS_VARIABLE]))
+    config, server = resolve(args, os.environ)
+    logging.basicConfig(
+        level=server["log_level"].upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return config
 
 
 def check_address(server: dict, args: argparse.Namespace) -> None:

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.answered import FAILED, RESERVED, AnsweredRequests
 from gateway.auth import TokenSet
 from gateway.batching import LogEntry
-from gateway.config import WORKER_CONFIG_VARIABLE, WORKER_LOG_LEVEL_VARIABLE, GatewayConfig
+from gateway.config import GatewayConfig
 from gateway.holder import AliasFollower, Answers, Arms, LoadedVersion, VersionSource
 from gateway.limits import BodyLimit
 from gateway.microbatch import MicroBatcher
@@ -203,12 +203,11 @@ class Services:
 
 
 def create_worker_app() -> FastAPI:
-    """One worker's application under `--workers N`, from the settings the main process resolved
-    and left in the environment."""
-    level = os.environ.get(WORKER_LOG_LEVEL_VARIABLE, "info").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = GatewayConfig.model_validate(json.loads(os.environ[WORKER_CONFIG_VARIABLE]))
-    return create_app(config)
+    """One worker's application under `--workers N`: the main process's settings, resolved again
+    in this process."""
+    from gateway.__main__ import worker_config
+
+    return create_app(worker_config())
 
 
 def create_app(config: GatewayConfig, source: VersionSource | None = None) -> FastAPI:

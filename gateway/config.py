@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -241,27 +240,6 @@ def _with_policy_masking(raw: dict, policy_dir: str, source: str) -> GatewayConf
             }
         )
     return parse_config({**raw, "models": models, "policy_dir": None}, source)
-
-
-# How `python -m gateway --workers N` hands its resolved settings to the worker processes.
-WORKER_CONFIG_VARIABLE = "GATEWAY_WORKER_SETTINGS"
-WORKER_LOG_LEVEL_VARIABLE = "GATEWAY_WORKER_LOG_LEVEL"
-
-
-def worker_settings(config: GatewayConfig) -> str:
-    """The resolved config as JSON, secrets included, for worker processes to rebuild it from
-    (they inherit it in their environment, as they would the variables it was read from)."""
-
-    def revealed(value: object) -> object:
-        if isinstance(value, SecretStr):
-            return value.get_secret_value()
-        if isinstance(value, dict):
-            return {key: revealed(item) for key, item in value.items()}
-        if isinstance(value, list | tuple):
-            return [revealed(item) for item in value]
-        return value
-
-    return json.dumps(revealed(config.model_dump()))
 
 
 def load_config_file(path: Path | str) -> dict:

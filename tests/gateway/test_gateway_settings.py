@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -82,8 +83,6 @@ def test_a_short_api_token_or_a_missing_secrets_file_is_refused(tmp_path: Path) 
 
 
 def test_workers_are_a_number_or_auto_and_a_bad_count_names_its_flag() -> None:
-    import os
-
     config, _ = _resolve(["--model", "churn", "--workers", "auto"], {})
     assert config.workers == (os.cpu_count() or 1)
     config, _ = _resolve(["--model", "churn"], {"GATEWAY_WORKERS": "3"})
@@ -92,16 +91,23 @@ def test_workers_are_a_number_or_auto_and_a_bad_count_names_its_flag() -> None:
         _resolve(["--model", "churn", "--workers", "0"], {})
 
 
-def test_workers_rebuild_the_resolved_config_secrets_included() -> None:
+def test_a_worker_resolves_the_same_config_from_the_command_line_and_secrets_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import json
 
-    from gateway.config import GatewayConfig, worker_settings
+    from gateway.__main__ import WORKER_ARGS_VARIABLE, worker_config
 
-    config, _ = _resolve(
-        ["--model", "churn:0.2", "--workers", "2"],
-        {"GATEWAY_API_TOKENS": "a-long-enough-api-token-1", "GATEWAY_MASKING_KEY": "k" * 32},
-    )
-    rebuilt = GatewayConfig.model_validate(json.loads(worker_settings(config)))
+    secrets = tmp_path / "tokens"
+    secrets.write_text("a-long-enough-api-token-from-a-file\n")
+    argv = ["--model", "churn:0.2", "--workers", "2", "--log-flush-interval", "0.5"]
+    env = {"GATEWAY_API_TOKENS_FILE": str(secrets), "GATEWAY_MASKING_KEY": "k" * 32}
+    config, _ = _resolve(argv, env)
+    for name, value in {**env, WORKER_ARGS_VARIABLE: json.dumps(argv)}.items():
+        monkeypatch.setenv(name, value)
+
+    rebuilt = worker_config()
     assert rebuilt == config
     assert rebuilt.token_set() == config.token_set()
-    assert rebuilt.masking_key.get_secret_value() == "k" * 32
+    # The token stays in its file: nothing hands it to the workers in their environment.
+    assert "a-long-enough-api-token" not in json.dumps(dict(os.environ))
