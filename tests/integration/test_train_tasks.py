@@ -32,6 +32,21 @@ def task_states(workspace: Workspace, dag_id: str) -> dict[str, tuple[str, int]]
         return {task: (state, tries) for task, state, tries in rows}
 
 
+def airflow_on_demo_rows(
+    tmp_path: Path, policies: Path, monkeypatch: pytest.MonkeyPatch
+) -> Lifecycle:
+    """A fresh workspace: the demo's 90 days of rows in the source, Airflow ready for `policies`,
+    and its MLflow store made current."""
+    workspace = Workspace(tmp_path / "workspace")
+    lifecycle = Lifecycle(workspace, policies)
+    lifecycle.reset()
+    write_source(workspace.source, generate_user_features(days=90, rows_per_day=40))
+    lifecycle.prepare_airflow()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri)
+    mlflow.set_tracking_uri(workspace.tracking_uri)
+    return lifecycle
+
+
 def test_a_regression_policy_trains_and_a_refused_hyperparameter_fails_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -50,13 +65,8 @@ def test_a_regression_policy_trains_and_a_refused_hyperparameter_fails_first(
         promotion__calibration=None,
     )
     write_policy(policies, "churn", model__hyperparameters={"num_leaves": -3})
-    workspace = Workspace(tmp_path / "workspace")
-    lifecycle = Lifecycle(workspace, policies)
-    lifecycle.reset()
-    write_source(workspace.source, generate_user_features(days=90, rows_per_day=40))
-    lifecycle.prepare_airflow()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri)
-    mlflow.set_tracking_uri(workspace.tracking_uri)
+    lifecycle = airflow_on_demo_rows(tmp_path, policies, monkeypatch)
+    workspace = lifecycle.workspace
 
     lifecycle.run_dag("train_spend", {"as_of": as_of_for_window(1)})
     version = registry.get_version("spend", 1)
@@ -120,13 +130,8 @@ def test_a_multiclass_policy_trains_promotes_a_better_version_and_rolls_back(
         )
 
     tier_policy({"n_estimators": 2, "num_leaves": 2, "learning_rate": 0.01})  # about the priors
-    workspace = Workspace(tmp_path / "workspace")
-    lifecycle = Lifecycle(workspace, policies)
-    lifecycle.reset()
-    write_source(workspace.source, generate_user_features(days=90, rows_per_day=40))
-    lifecycle.prepare_airflow()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", workspace.tracking_uri)
-    mlflow.set_tracking_uri(workspace.tracking_uri)
+    lifecycle = airflow_on_demo_rows(tmp_path, policies, monkeypatch)
+    workspace = lifecycle.workspace
 
     lifecycle.run_dag("train_tier", {"as_of": as_of_for_window(1)})
     first = registry.get_version("tier", 1).tags
