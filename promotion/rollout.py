@@ -52,13 +52,16 @@ _LOG_2 = math.log(2.0)
 MAX_E_VALUE = 1e15
 _MAX_LOG_E = math.log(MAX_E_VALUE)
 
+# Scales of the regression test are kept above these, so a perfect or constant arm still gives a
+# usable (finite) statistic.
+_MIN_SCALE = 1e-12
+
 
 def _reported_e(log_e: float) -> float:
     """The e-value of `log_e` as evidence reports it, at most MAX_E_VALUE."""
     return MAX_E_VALUE if log_e >= _MAX_LOG_E else math.exp(log_e)
-# Scales of the regression test are kept above these, so a perfect or constant arm still gives a
-# usable (finite) statistic.
-_MIN_SCALE = 1e-12
+
+
 SQUARED_ERROR = "squared_error"
 # Keeps an inverse variance finite when every outcome of both arms is 0 (perfect predictions).
 _TINY = 1e-300
