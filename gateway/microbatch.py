@@ -66,8 +66,6 @@ class MicroBatcher:
         self._first_at = 0.0
         self._scheduled = False
         self.in_flight = 0
-        self.batches = 0
-        self.batched_requests = 0
 
     def entered(self) -> None:
         """A scoring request entered the handler (it may reach `score` soon)."""
@@ -110,8 +108,6 @@ class MicroBatcher:
         for job in jobs:
             groups.setdefault(group_key(job), []).append(job)
         for group in groups.values():
-            self.batches += 1
-            self.batched_requests += len(group)
             self._score_group(group)
 
     def _score_group(self, group: list[_Job]) -> None:
