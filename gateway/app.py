@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from functools import partial
 
 import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -361,9 +360,9 @@ def _routes(app: FastAPI, services: Services) -> None:
         )
         try:
             if columns.n_rows <= INLINE_ROWS:
-                frame, answers, latency_ms = await services.batcher.score(answering, columns)
+                values, answers, latency_ms = await services.batcher.score(answering, columns)
             else:
-                frame, answers, latency_ms = await run_in_threadpool(_score, answering, columns)
+                values, answers, latency_ms = await run_in_threadpool(_score, answering, columns)
         except Exception as error:
             # Logged against the arm, so a rollout sees a canary that fails where the champion
             # does not; the caller still gets the 4xx (or 500) it raised.
@@ -374,7 +373,7 @@ def _routes(app: FastAPI, services: Services) -> None:
         predictions = answers.predictions
         services.log.submit(
             answered(
-                features=frame,
+                features=values,
                 scores=answers.scores,
                 classes=answers.classes,
                 probabilities=answers.probabilities,
@@ -654,9 +653,9 @@ def _columns(body: bytes, max_rows: int, media_type: str = "application/json") -
         raise HTTPException(400, str(error)) from None
 
 
-def _score(version: LoadedVersion, columns: Columns) -> tuple[pd.DataFrame, Answers, float]:
+def _score(version: LoadedVersion, columns: Columns) -> tuple[dict[str, list], Answers, float]:
     try:
-        frame = version.frame(columns)
+        values, frame = version.inputs(columns)
     except SchemaMismatch as error:
         raise HTTPException(
             422, f"{version.model_name} version {version.version}: {error}"
@@ -670,15 +669,19 @@ def _score(version: LoadedVersion, columns: Columns) -> tuple[pd.DataFrame, Answ
         raise HTTPException(
             422, f"{version.model_name} version {version.version} cannot score the input: {error}"
         ) from None
-    return frame, answers, (time.perf_counter() - started) * 1000
+    return values, answers, (time.perf_counter() - started) * 1000
 
 
 def _rows_of(
-    scored: tuple[pd.DataFrame, Answers, float], start: int, end: int
-) -> tuple[pd.DataFrame, Answers, float]:
-    """One request's share [start, end) of a batch's frame and answers."""
-    frame, answers, latency_ms = scored
-    return frame.iloc[start:end], answers.rows(start, end), latency_ms
+    scored: tuple[dict[str, list], Answers, float], start: int, end: int
+) -> tuple[dict[str, list], Answers, float]:
+    """One request's share [start, end) of a batch's input values and answers."""
+    values, answers, latency_ms = scored
+    return (
+        {name: column[start:end] for name, column in values.items()},
+        answers.rows(start, end),
+        latency_ms,
+    )
 
 
 def _message(error: Exception) -> str:

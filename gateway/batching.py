@@ -6,14 +6,9 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
-
 
 ERROR_LENGTH = 500
 
@@ -21,7 +16,8 @@ ERROR_LENGTH = 500
 @dataclass(frozen=True)
 class LogEntry:
     """One scored (or failed) request as the log receives it; expanded into rows off the request
-    path. A failed one has `error` and neither features nor scores.
+    path. A failed one has `error` and neither features nor scores. `features` are the request's
+    input values per column, plain values as the version read them (`conform_values`).
 
     `scores` fill the log's `prediction` column: the positive-class probability (binary), the
     predicted value (regression), or the probability of the predicted class (multiclass, whose
@@ -33,7 +29,7 @@ class LogEntry:
     version: int
     role: str
     routing_key: str | None
-    features: pd.DataFrame | None
+    features: Mapping[str, Sequence] | None
     scores: Sequence[float] | None
     latency_ms: float
     at: datetime
@@ -156,17 +152,16 @@ def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
             "created_at": entry.at,
         }
         for index, (features, score) in enumerate(
-            zip(_records(entry.features), entry.scores, strict=True)
+            zip(_records(entry.features) or [{}] * len(entry.scores), entry.scores, strict=True)
         )
     ]
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """The frame's rows as dicts of Python values (what `to_dict("records")` gives, at a small
-    fraction of its cost on the few-row frames most requests are)."""
-    columns = {name: frame[name].tolist() for name in frame.columns}
+def _records(features: Mapping[str, Sequence]) -> list[dict]:
+    """The request's rows as dicts of column name to value."""
+    names = list(features)
     return [
-        dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)
+        dict(zip(names, values, strict=True)) for values in zip(*features.values(), strict=True)
     ]
 
 

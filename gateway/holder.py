@@ -28,7 +28,7 @@ import pandas as pd
 from gateway.arms import CANARY_SHARE_TAG, ROLES, canary_share, changes, next_attempt
 from gateway.compiled import CompiledPipeline, compile_pipeline
 from gateway.config import ServedModel
-from gateway.payload import Columns, conform
+from gateway.payload import Columns, check_types, conform, conform_values, typed_frame
 from registry.serving import InputColumn
 from workflow.scoring import class_labels, predictions
 
@@ -79,6 +79,23 @@ class LoadedVersion:
     def frame(self, columns: Columns) -> pd.DataFrame:
         """The request's columns as this version's input frame (raises SchemaMismatch)."""
         return conform(columns, self.columns, self.feature_names)
+
+    def inputs(self, columns: Columns) -> tuple[dict[str, list], pd.DataFrame]:
+        """The request's values of this version's columns (what the log keeps) and the input
+        frame built from them (raises SchemaMismatch)."""
+        values = conform_values(columns, self.columns, self.feature_names)
+        return values, typed_frame(values, self.columns)
+
+    def checked_values(self, columns: Columns) -> dict[str, list]:
+        """The request's values of this version's columns, their types checked without building
+        a frame (raises SchemaMismatch): for requests scored later in one frame."""
+        values = conform_values(columns, self.columns, self.feature_names)
+        check_types(values, self.columns)
+        return values
+
+    def frame_of(self, values: dict[str, list]) -> pd.DataFrame:
+        """The input frame of values from `checked_values` (of one or several requests)."""
+        return typed_frame(values, self.columns)
 
     def answer(self, frame: pd.DataFrame) -> Answers:
         """Each row's answer: the positive-class probability (binary), the value (regression), or

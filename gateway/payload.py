@@ -167,22 +167,46 @@ def conform(
     Extra columns are dropped, as MLflow's own scoring server does. Without a logged signature only
     the column names the pipeline was fitted on (`feature_names`) can be checked.
     """
+    return typed_frame(conform_values(columns, schema, feature_names), schema)
+
+
+def conform_values(
+    columns: Columns, schema: Sequence[InputColumn] | None, feature_names: Sequence[str] | None
+) -> dict[str, list]:
+    """The payload's values of the columns a version expects, in its order, as plain values:
+    CSV text read as each column's type, an optional column left out as missing values. What the
+    prediction log keeps of a request (cheap to slice and write, unlike a frame's rows); the
+    values' types are checked when `typed_frame` builds the frame."""
     if schema is None:
         names = list(feature_names) if feature_names is not None else list(columns.values)
         _require(columns, names)
         if columns.textual:
-            return pd.DataFrame({name: _inferred(columns.values[name]) for name in names})
-        return pd.DataFrame({name: columns.values[name] for name in names})
+            return {name: _inferred(columns.values[name]) for name in names}
+        return {name: columns.values[name] for name in names}
     _require(columns, [column.name for column in schema if column.required])
-    frame = {}
+    values = {}
     for column in schema:
-        values = columns.values.get(column.name)
-        if values is None:
-            values = [None] * columns.n_rows
+        given = columns.values.get(column.name)
+        if given is None:
+            given = [None] * columns.n_rows
         elif columns.textual:
-            values = _read_text(column, values)
-        frame[column.name] = _typed(column, values)
-    return pd.DataFrame(frame)
+            given = _read_text(column, given)
+        values[column.name] = given
+    return values
+
+
+def typed_frame(values: dict[str, list], schema: Sequence[InputColumn] | None) -> pd.DataFrame:
+    """The frame of `conform_values`' values, each column of its schema type (raises
+    SchemaMismatch on a value of another type)."""
+    if schema is None:
+        return pd.DataFrame(values)
+    return pd.DataFrame({column.name: _typed(column, values[column.name]) for column in schema})
+
+
+def check_types(values: dict[str, list], schema: Sequence[InputColumn] | None) -> None:
+    """Raise SchemaMismatch when a value is not of its column's schema type."""
+    for column in schema or ():
+        _typed(column, values[column.name])
 
 
 def _read_text(column: InputColumn, values: list) -> list:

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import pandas as pd
-
 from gateway.batching import LogEntry
 from gateway.holder import LoadedVersion
 from gateway.payload import Columns
@@ -136,22 +134,24 @@ class ShadowRunner:
 
     def _score_group(self, group: list[ShadowJob]) -> None:
         shadow, role = group[0].shadow, group[0].role
-        frames, accepted = [], []
+        inputs, accepted = [], []
         for job in group:
             try:
-                frames.append(shadow.frame(job.columns))
+                inputs.append(shadow.checked_values(job.columns))
                 accepted.append(job)
             except ValueError as error:
                 self._failed([job], error)
         if not accepted:
             return
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        names = list(inputs[0])
+        merged = {name: [value for values in inputs for value in values[name]] for name in names}
+        frame = shadow.frame_of(merged)
         started = time.perf_counter()
         answers = shadow.answer(frame)
         latency_ms = (time.perf_counter() - started) * 1000
         start = 0
-        for job, job_frame in zip(accepted, frames, strict=True):
-            end = start + len(job_frame)
+        for job, values in zip(accepted, inputs, strict=True):
+            end = start + job.columns.n_rows
             rows = answers.rows(start, end)
             self._log(
                 LogEntry(
@@ -160,7 +160,7 @@ class ShadowRunner:
                     version=shadow.version,
                     role=role,
                     routing_key=job.routing_key,
-                    features=job_frame,
+                    features=values,
                     scores=rows.scores,
                     classes=rows.classes,
                     probabilities=rows.probabilities,

@@ -66,6 +66,39 @@ def test_a_csv_body_is_answered_like_its_json_twin(client: TestClient) -> None:
     assert refused.status_code == 422 and "'x' (double)" in refused.json()["detail"]
 
 
+def test_the_log_keeps_each_rows_values_as_the_version_read_them(
+    client: TestClient, source: FakeSource, tmp_path: Path
+) -> None:
+    source.aliases_by_model["churn"] = {"champion": 1, "shadow": 2}
+    client.post("/admin/refresh", headers=AUTH)
+    wait_until(lambda: client.get("/models/churn").json()["shadow"] == 2)
+    csv = client.post(
+        "/models/churn/invocations",
+        content=b"x,plan,extra\n0.4,pro,1\n,free,2\n",
+        headers={"Content-Type": "text/csv", "X-Request-Id": "csv"},
+    )
+    records = {"dataframe_records": [{"x": 0.4, "plan": "pro"}, {"x": None, "plan": "free"}]}
+    twin = client.post("/models/churn/invocations", json=records, headers={"X-Request-Id": "json"})
+    assert csv.status_code == twin.status_code == 200
+    wait_until(lambda: client.get("/models/churn").json()["shadow_scored"] == 2)
+    client.app.state.services.shadow.close(5)
+    client.app.state.services.log.close()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    with engine.connect() as connection:
+        logged = connection.execute(
+            sa.text(
+                "SELECT request_id, role, features FROM prediction_log ORDER BY request_id, role, row_index"
+            )
+        ).all()
+    features = {(request, role): [] for request, role, _ in logged}
+    for request, role, row in logged:
+        features[(request, role)].append(json.loads(row))
+    expected = [{"x": 0.4, "plan": "pro"}, {"x": None, "plan": "free"}]
+    assert features == {
+        (request, role): expected for request in ("csv", "json") for role in ("champion", "shadow")
+    }
+
+
 def test_the_openapi_schema_describes_every_scoring_body(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/models/{name}/invocations"]["post"]
     content = operation["requestBody"]["content"]

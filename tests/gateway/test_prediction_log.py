@@ -4,7 +4,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -35,7 +34,7 @@ def _entry(request_id: str, role: str = "champion", version: int = 1, score: flo
         version=version,
         role=role,
         routing_key=None,
-        features=pd.DataFrame({"x": [1.0]}),
+        features={"x": [1.0]},
         scores=[score],
         latency_ms=0.5,
         at=datetime.now(UTC),

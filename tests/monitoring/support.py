@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
-
 MODEL = "churn_watch"
 EVAL_RUN = "0a1b2c3d4e5f"
 
@@ -50,7 +48,7 @@ def _log_rows(log_url: str, now: datetime, labeled: int, correct: int) -> None:
                 version=1,
                 role="champion",
                 routing_key=None,
-                features=pd.DataFrame({"sessions_7d": [i], "plan": ["pro"]}),
+                features={"sessions_7d": [i], "plan": ["pro"]},
                 scores=[score],
                 latency_ms=3.0,
                 at=now - timedelta(hours=4 + i // 2),
@@ -64,7 +62,7 @@ def _log_rows(log_url: str, now: datetime, labeled: int, correct: int) -> None:
             version=3,
             role="canary",
             routing_key=None,
-            features=pd.DataFrame({"sessions_7d": [1], "plan": ["pro"]}),
+            features={"sessions_7d": [1], "plan": ["pro"]},
             scores=[0.9],
             latency_ms=3.0,
             at=now - timedelta(days=1),

@@ -138,7 +138,7 @@ def _logged_champion(
                 version=version,
                 role="champion",
                 routing_key=None,
-                features=pd.DataFrame({"x": [1.0]}),
+                features={"x": [1.0]},
                 latency_ms=1.0,
                 at=check_at - timedelta(hours=1),
                 **answer,
