@@ -15,12 +15,15 @@ otherwise the pipeline keeps answering and the returned note says why.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# A version's input: a frame, or one array of values per column name (the compiled path's).
+ModelInput = pd.DataFrame | Mapping[str, np.ndarray]
 
 # How far a compiled answer may be from the pipeline's (float rounding of a different order of
 # the same operations).
@@ -38,7 +41,7 @@ class _Numeric:
     columns: tuple[str, ...]
     fill: np.ndarray
 
-    def block(self, frame: pd.DataFrame) -> np.ndarray:
+    def block(self, frame: ModelInput) -> np.ndarray:
         values = np.column_stack(
             [np.asarray(frame[name], dtype=np.float64) for name in self.columns]
         )
@@ -58,8 +61,8 @@ class _OneHot:
     width: int
     offsets: tuple[int, ...]
 
-    def block(self, frame: pd.DataFrame) -> np.ndarray:
-        rows = len(frame)
+    def block(self, frame: ModelInput) -> np.ndarray:
+        rows = len(frame[self.columns[0]])
         out = np.zeros((rows, self.width))
         for name, index, nan_at, offset in zip(
             self.columns, self.positions, self.nan_positions, self.offsets, strict=True
@@ -86,9 +89,10 @@ class CompiledPipeline:
     estimator: Callable[[np.ndarray], np.ndarray]
     kind: str
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict(self, frame: ModelInput) -> np.ndarray:
         """The pipeline's answer for each row: positive-class probability, class probabilities
-        or value, as `workflow.scoring.predictions` gives them."""
+        or value, as `workflow.scoring.predictions` gives them; `frame` is the input frame or
+        one array per column (`gateway.payload.typed_columns`), read alike."""
         matrix = np.hstack([block.block(frame) for block in self.blocks])
         return self.estimator(matrix)
 

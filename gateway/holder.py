@@ -26,9 +26,16 @@ import numpy as np
 import pandas as pd
 
 from gateway.arms import CANARY_SHARE_TAG, ROLES, canary_share, changes, next_attempt
-from gateway.compiled import CompiledPipeline, compile_pipeline
+from gateway.compiled import CompiledPipeline, ModelInput, compile_pipeline
 from gateway.config import ServedModel
-from gateway.payload import Columns, check_types, conform, conform_values, typed_frame
+from gateway.payload import (
+    Columns,
+    check_types,
+    conform,
+    conform_values,
+    typed_columns,
+    typed_frame,
+)
 from registry.serving import InputColumn
 from workflow.scoring import class_labels, predictions
 
@@ -80,24 +87,28 @@ class LoadedVersion:
         """The request's columns as this version's input frame (raises SchemaMismatch)."""
         return conform(columns, self.columns, self.feature_names)
 
-    def inputs(self, columns: Columns) -> tuple[dict[str, list], pd.DataFrame]:
+    def inputs(self, columns: Columns) -> tuple[dict[str, list], ModelInput]:
         """The request's values of this version's columns (what the log keeps) and the input
-        frame built from them (raises SchemaMismatch)."""
+        built from them for `answer` (raises SchemaMismatch)."""
         values = conform_values(columns, self.columns, self.feature_names)
-        return values, typed_frame(values, self.columns)
+        return values, self.model_input(values)
 
     def checked_values(self, columns: Columns) -> dict[str, list]:
         """The request's values of this version's columns, their types checked without building
-        a frame (raises SchemaMismatch): for requests scored later in one frame."""
+        its input (raises SchemaMismatch): for requests scored later in one call."""
         values = conform_values(columns, self.columns, self.feature_names)
         check_types(values, self.columns)
         return values
 
-    def frame_of(self, values: dict[str, list]) -> pd.DataFrame:
-        """The input frame of values from `checked_values` (of one or several requests)."""
+    def model_input(self, values: dict[str, list]) -> ModelInput:
+        """What `answer` scores, from `conform_values`' values (of one or several requests):
+        the compiled path takes one typed array per column, which costs a fraction of a frame
+        to build; the pipeline takes the frame."""
+        if self.fast is not None and self.columns is not None:
+            return typed_columns(values, self.columns)
         return typed_frame(values, self.columns)
 
-    def answer(self, frame: pd.DataFrame) -> Answers:
+    def answer(self, frame: ModelInput) -> Answers:
         """Each row's answer: the positive-class probability (binary), the value (regression), or
         the predicted class with every class's probability, by class name (multiclass)."""
         if self.fast is not None:

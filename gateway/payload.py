@@ -200,7 +200,13 @@ def typed_frame(values: dict[str, list], schema: Sequence[InputColumn] | None) -
     SchemaMismatch on a value of another type)."""
     if schema is None:
         return pd.DataFrame(values)
-    return pd.DataFrame({column.name: _typed(column, values[column.name]) for column in schema})
+    return pd.DataFrame(typed_columns(values, schema))
+
+
+def typed_columns(values: dict[str, list], schema: Sequence[InputColumn]) -> dict[str, np.ndarray]:
+    """`conform_values`' values as one array per schema column, of its type (raises
+    SchemaMismatch): the compiled scoring path's input, which needs no frame."""
+    return {column.name: _typed(column, values[column.name]) for column in schema}
 
 
 def check_types(values: dict[str, list], schema: Sequence[InputColumn] | None) -> None:
@@ -279,7 +285,9 @@ def _typed(column: InputColumn, values: list) -> np.ndarray:
         for value in values:
             if value is not None and not isinstance(value, str):
                 raise SchemaMismatch(_wrong(column, value, "a string"))
-        return np.array(values, dtype=object)
+        # Missing as NaN, as pandas reads a text column with gaps (and so as the model saw it
+        # in training), whatever else the batch holds: a lone null would otherwise stay None.
+        return np.array([np.nan if value is None else value for value in values], dtype=object)
     if kind == "boolean":
         for value in values:
             if value is not None and not isinstance(value, bool):

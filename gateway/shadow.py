@@ -145,7 +145,7 @@ class ShadowRunner:
             return
         names = list(inputs[0])
         merged = {name: [value for values in inputs for value in values[name]] for name in names}
-        frame = shadow.frame_of(merged)
+        frame = shadow.model_input(merged)
         started = time.perf_counter()
         answers = shadow.answer(frame)
         latency_ms = (time.perf_counter() - started) * 1000

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 
 from demo.source_data import generate_user_features
 from gateway.compiled import compile_pipeline
+from gateway.payload import conform_values, parse_payload, typed_columns, typed_frame
 from policies import load_policy
 from policies.loader import POLICIES_DIR
 from policies.schema import ModelSpec
+from registry.serving import InputColumn
 from workflow import modeling
 from workflow.scoring import predictions
 
@@ -113,6 +115,36 @@ def test_any_rows_missing_values_and_unseen_categories_included_score_alike(
     np.testing.assert_allclose(
         compilation.compiled.predict(frame), predictions(pipeline, frame, task), atol=1e-9, rtol=0
     )
+
+
+SCHEMA = tuple(
+    [InputColumn(name, "double", False) for name in FEATURES.numeric]
+    + [InputColumn(name, "string", False) for name in FEATURES.categorical]
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(ROW, min_size=1, max_size=8))
+def test_a_requests_typed_columns_score_as_its_frame_alone_or_in_a_batch(
+    compiled_case, rows: list[dict]
+) -> None:
+    """What the gateway hands the compiled path (one array per column, no frame) answers as the
+    pipeline answers the frame, and a row's answer does not depend on the rows batched with it
+    (a lone missing category reads as missing, as it does beside a given one)."""
+    task, pipeline, compilation = compiled_case
+    values = conform_values(parse_payload({"dataframe_records": rows}, 100), SCHEMA, None)
+    batch = compilation.compiled.predict(typed_columns(values, SCHEMA))
+    np.testing.assert_allclose(
+        batch, predictions(pipeline, typed_frame(values, SCHEMA), task), atol=1e-9, rtol=0
+    )
+    for index, row in enumerate(rows):
+        alone = conform_values(parse_payload({"dataframe_records": [row]}, 1), SCHEMA, None)
+        np.testing.assert_allclose(
+            compilation.compiled.predict(typed_columns(alone, SCHEMA)),
+            batch[index : index + 1],
+            atol=1e-9,
+            rtol=0,
+        )
 
 
 def test_a_pipeline_step_it_does_not_reproduce_keeps_the_pipeline_and_says_which() -> None:
