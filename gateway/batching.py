@@ -17,7 +17,8 @@ ERROR_LENGTH = 500
 class LogEntry:
     """One scored (or failed) request as the log receives it; expanded into rows off the request
     path. A failed one has `error` and neither features nor scores. `features` are the request's
-    input values per column, plain values as the version read them (`conform_values`).
+    input values per column, plain values as the version read them (`conform_values`); a copy
+    scored off the request path (shadow, champion_paired) has none: its answered row has them.
 
     `scores` fill the log's `prediction` column: the positive-class probability (binary), the
     predicted value (regression), or the probability of the predicted class (multiclass, whose
@@ -115,9 +116,10 @@ def overflow(entry_rows: Sequence[int], max_pending_rows: int) -> int:
 
 def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
     """The prediction-log rows of one entry: one per scored row, features as JSON-safe values
-    (masked by `mask`); a request that failed on its arm is one row with the error and no
-    prediction."""
-    if entry.scores is None or entry.features is None:
+    (masked by `mask`; none for an entry without features, a copy scored off the request path,
+    whose answered row holds them); a request that failed on its arm is one row with the error
+    and no prediction."""
+    if entry.scores is None:
         return [
             {
                 "request_id": entry.request_id,
@@ -152,7 +154,11 @@ def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
             "created_at": entry.at,
         }
         for index, (features, score) in enumerate(
-            zip(_records(entry.features) or [{}] * len(entry.scores), entry.scores, strict=True)
+            zip(
+                _records(entry.features or {}) or [{}] * len(entry.scores),
+                entry.scores,
+                strict=True,
+            )
         )
     ]
 

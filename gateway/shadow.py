@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.batching import LogEntry
+from gateway.compiled import ModelInput
 from gateway.holder import LoadedVersion
+from gateway.microbatch import merged
 from gateway.payload import Columns
 
 logger = logging.getLogger(__name__)
@@ -133,24 +135,35 @@ class ShadowRunner:
                 self._failed(group, error)
 
     def _score_group(self, group: list[ShadowJob]) -> None:
-        shadow, role = group[0].shadow, group[0].role
-        inputs, accepted = [], []
+        shadow = group[0].shadow
+        by_columns: dict[tuple, list[ShadowJob]] = {}
         for job in group:
+            by_columns.setdefault((tuple(job.columns.values), job.columns.textual), []).append(job)
+        for jobs in by_columns.values():
             try:
-                inputs.append(shadow.checked_values(job.columns))
-                accepted.append(job)
-            except ValueError as error:
-                self._failed([job], error)
-        if not accepted:
-            return
-        names = list(inputs[0])
-        merged = {name: [value for values in inputs for value in values[name]] for name in names}
-        frame = shadow.model_input(merged)
+                _, model_input = shadow.inputs(merged([job.columns for job in jobs]))
+            except ValueError:
+                # One job's values do not fit the version: fail that one alone, score the rest.
+                accepted = []
+                for job in jobs:
+                    try:
+                        shadow.checked_values(job.columns)
+                        accepted.append(job)
+                    except ValueError as error:
+                        self._failed([job], error)
+                if not accepted:
+                    continue
+                jobs = accepted
+                _, model_input = shadow.inputs(merged([job.columns for job in jobs]))
+            self._answer(jobs, model_input)
+
+    def _answer(self, jobs: list[ShadowJob], model_input: ModelInput) -> None:
+        shadow, role = jobs[0].shadow, jobs[0].role
         started = time.perf_counter()
-        answers = shadow.answer(frame)
+        answers = shadow.answer(model_input)
         latency_ms = (time.perf_counter() - started) * 1000
         start = 0
-        for job, values in zip(accepted, inputs, strict=True):
+        for job in jobs:
             end = start + job.columns.n_rows
             rows = answers.rows(start, end)
             self._log(
@@ -160,7 +173,7 @@ class ShadowRunner:
                     version=shadow.version,
                     role=role,
                     routing_key=job.routing_key,
-                    features=values,
+                    features=None,  # the answered row of the request holds them
                     scores=rows.scores,
                     classes=rows.classes,
                     probabilities=rows.probabilities,
@@ -169,7 +182,7 @@ class ShadowRunner:
                 )
             )
             start = end
-        self.stats(shadow.model_name, role).scored += len(accepted)
+        self.stats(shadow.model_name, role).scored += len(jobs)
 
     def _failed(self, jobs: list[ShadowJob], error: Exception) -> None:
         model_name, role, count = jobs[0].shadow.model_name, jobs[0].role, len(jobs)

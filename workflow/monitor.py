@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 import registry
-from gateway.predlog import ArmWindow, arm_windows, create_engine, log_tables
+from gateway.predlog import ANSWERING_ROLES, ArmWindow, arm_windows, create_engine, log_tables
 from policies.schema import Policy
 from promotion.drift import DriftRule, ReferenceProfile, detect_drift
 from promotion.records import CHAMPION
@@ -235,12 +235,13 @@ def _reference(policy: Policy, version: registry.VersionInfo) -> tuple[Reference
 def recent_inputs(
     settings: MonitorSettings, model_name: str, since: datetime, until: datetime
 ) -> pd.DataFrame:
-    """The features of the rows the gateway answered (any arm but the shadow) in [since, until)."""
+    """The features of the rows the gateway answered (champion or canary) in [since, until):
+    each request's input once (its copies scored off the request path carry none)."""
     tables = log_tables(settings.log_schema)
     log_table = tables.predictions
     query = sa.select(log_table.c.features).where(
         log_table.c.model_name == model_name,
-        log_table.c.role != "shadow",
+        log_table.c.role.in_(ANSWERING_ROLES),
         log_table.c.error.is_(None),
         log_table.c.created_at >= since,
         log_table.c.created_at < until,

@@ -215,3 +215,27 @@ def test_multiclass_log_loss_is_not_checked_on_rows_logged_without_probabilities
     result = monitor.check(policy, RUN, monitor.MonitorSettings(log_url), [], check_at)
     assert result.outcome == "not_checked"
     assert "log_loss needs the class probabilities, which 150 labeled rows" in result.reason
+
+
+def test_drift_reads_each_answered_request_once_not_its_copies(tmp_path: Path) -> None:
+    """A canary's request is also scored by the champion (champion_paired) and maybe a shadow:
+    drift must see its input once, from the answered row."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine, tables = create_engine(url), log_tables()
+    writer = PredictionLogWriter(
+        engine, tables, batch_size=100, flush_interval_s=60.0, max_pending_rows=1000
+    )
+    writer.start()
+    at = NOW - timedelta(minutes=5)
+    for role, features in (
+        ("canary", {"x": [2.0]}),
+        ("champion_paired", None),
+        ("shadow", None),
+    ):
+        writer.submit(LogEntry("r1", MODEL, 1, role, None, features, [0.5], latency_ms=1.0, at=at))
+    writer.close()
+    engine.dispose()
+    inputs = monitor.recent_inputs(
+        monitor.MonitorSettings(url), MODEL, NOW - timedelta(hours=1), NOW
+    )
+    assert inputs.to_dict("records") == [{"x": 2.0}]
