@@ -225,6 +225,7 @@ def create_app(config: GatewayConfig, source: VersionSource | None = None) -> Fa
         flush_interval_s=config.prediction_log.flush_interval_s,
         max_pending_rows=config.prediction_log.max_pending_rows,
         masks=config.masks(),
+        in_process=config.prediction_log.writer == "thread",
     )
     services = Services(
         config=config,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import (
@@ -73,6 +74,11 @@ class PredictionLogConfig(_Strict):
     batch_size: int = Field(default=500, gt=0, description="Rows written per insert.")
     flush_interval_s: float = Field(
         default=1.0, gt=0, description="Longest a logged row waits before it is written."
+    )
+    writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where rows are built and inserted: a child process of each serving process "
+        "(off the request path's interpreter lock), or a thread of it.",
     )
     max_pending_rows: int = Field(
         default=200_000,

@@ -8,6 +8,7 @@ Tables (names fixed, schema configurable):
 - `prediction_log`: one row per scored row, answered (`champion`, `canary`) or not (`shadow`,
   and `champion_paired`: the champion's score of a canary's request, the canary's paired
   evidence); a request that failed on its arm is one row with `error` set and no prediction.
+  A request's input values (`features`) are kept once, on its answered rows; the copies have none.
 - `prediction_labels`: ground truth by (model_name, request_id, row_index); written by the feedback
   endpoint or loaded in bulk by any job, and joined to the log by request id. The first label of a
   row stands; `prediction_label_corrections` records each deliberate overwrite.
@@ -22,6 +23,10 @@ class name in `label_class` (multiclass). Tables written before a column existed
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.process
+import signal
 import threading
 import time
 from collections import deque
@@ -258,11 +263,16 @@ def create_engine(url: str) -> sa.Engine:
 
 class PredictionLogWriter:
     """Collects log entries from request threads and writes them in batches from one thread,
-    masking each model's features as `masks` say (the masking runs here, off the request path).
+    masking each model's features as `masks` say (the masking runs off the request path).
 
     `submit` only appends to a queue, so a slow or unreachable database never slows an answer; a
     failed write is retried with backoff and its rows kept (up to `max_pending_rows`, then the
     oldest are dropped and counted). `close` writes everything still pending.
+
+    With `in_process=False` the rows are built and inserted by a child process (`LogProcess`):
+    that work then never holds the interpreter lock the request path needs. A batch leaves the
+    queue only once the child reports it committed; a child that dies is started again and the
+    batch written again (rows already there are kept once).
     """
 
     def __init__(
@@ -274,6 +284,7 @@ class PredictionLogWriter:
         flush_interval_s: float,
         max_pending_rows: int,
         masks: dict[str, FeatureMask] | None = None,
+        in_process: bool = True,
     ) -> None:
         self._engine = engine
         self._masks = masks or {}
@@ -286,6 +297,9 @@ class PredictionLogWriter:
         self._wake = threading.Condition()
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._child = (
+            None if in_process else LogProcess(engine, tables.metadata.schema, self._masks)
+        )
         self.rows_written = 0
         self.rows_dropped = 0
         self.failed_writes = 0
@@ -293,6 +307,8 @@ class PredictionLogWriter:
     def start(self) -> None:
         """Create the tables (or bring older ones up to date) and start the writer thread."""
         ensure_tables(self._engine, self._tables)
+        if self._child is not None:
+            self._child.start()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -315,6 +331,8 @@ class PredictionLogWriter:
             self._wake.notify()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self._child is not None:
+            self._child.stop()
         if self._pending_rows:
             logger.error("prediction log: %d rows not written at shutdown", self._pending_rows)
 
@@ -372,32 +390,142 @@ class PredictionLogWriter:
         if dropped:
             logger.error("prediction log: dropped %d requests while the database is down", dropped)
 
-    def _write(self, batch: Iterable[LogEntry]) -> None:
-        rows = [
-            row for entry in batch for row in log_rows(entry, self._masks.get(entry.model_name))
-        ]
-        table = self._tables.predictions
+    def _write(self, batch: list[LogEntry]) -> None:
+        if self._child is not None:
+            self.rows_dropped += self._child.write(batch)
+            return
+        self.rows_dropped += write_entries(
+            self._engine, self._tables.predictions, batch, self._masks
+        )
+
+
+def write_entries(
+    engine: sa.Engine, table: sa.Table, batch: Iterable[LogEntry], masks: dict[str, FeatureMask]
+) -> int:
+    """Insert the batch's rows in one transaction; the number of rows the database refused as
+    such (dropped, each logged). Raises SQLAlchemyError when the write should be retried."""
+    rows = [row for entry in batch for row in log_rows(entry, masks.get(entry.model_name))]
+    try:
+        with engine.begin() as connection:
+            connection.execute(table.insert(), rows)
+        return 0
+    except (sa.exc.IntegrityError, sa.exc.DataError):
+        # A batch whose commit succeeded but whose acknowledgement was lost comes back here on
+        # retry: write row by row so the rows already there are kept once, not twice. A row the
+        # database refuses as such (DataError) is dropped and counted, so it cannot hold back
+        # every row behind it.
+        dropped = 0
+        for row in rows:
+            try:
+                with engine.begin() as connection:
+                    connection.execute(table.insert(), [row])
+            except sa.exc.IntegrityError:
+                continue
+            except sa.exc.DataError as error:
+                dropped += 1
+                logger.error(
+                    "prediction log: dropped a row of request %s the database refuses: %s",
+                    shown(row["request_id"]),
+                    shown(str(error), 200),
+                )
+        return dropped
+
+
+class LogProcess:
+    """A child process that builds and inserts the log's rows for `PredictionLogWriter`: one
+    batch at a time over a pipe, answered with the rows it dropped or the error to retry on."""
+
+    def __init__(
+        self, engine: sa.Engine, db_schema: str | None, masks: dict[str, FeatureMask]
+    ) -> None:
+        self._url = engine.url.render_as_string(hide_password=False)
+        self._schema = db_schema
+        self._masks = masks
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._pipe: multiprocessing.connection.Connection | None = None
+
+    def start(self) -> None:
+        """Start the child (spawned: it shares no threads or connections with this process)."""
+        context = multiprocessing.get_context("spawn")
+        mine, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_serve_writes,
+            args=(theirs, self._url, self._schema, self._masks),
+            name="prediction-log-writer",
+            daemon=True,
+        )
+        self._process.start()
+        theirs.close()
+        self._pipe = mine
+
+    def write(self, batch: list[LogEntry]) -> int:
+        """Have the child write the batch; the rows it dropped. Raises SQLAlchemyError (to be
+        retried) when the write failed or the child died, after starting a new child."""
         try:
-            with self._engine.begin() as connection:
-                connection.execute(table.insert(), rows)
-        except (sa.exc.IntegrityError, sa.exc.DataError):
-            # A batch whose commit succeeded but whose acknowledgement was lost comes back here
-            # on retry: write row by row so the rows already there are kept once, not twice. A
-            # row the database refuses as such (DataError) is dropped and counted, so it cannot
-            # hold back every row behind it.
-            for row in rows:
-                try:
-                    with self._engine.begin() as connection:
-                        connection.execute(table.insert(), [row])
-                except sa.exc.IntegrityError:
-                    continue
-                except sa.exc.DataError as error:
-                    self.rows_dropped += 1
-                    logger.error(
-                        "prediction log: dropped a row of request %s the database refuses: %s",
-                        shown(row["request_id"]),
-                        shown(str(error), 200),
-                    )
+            self._pipe.send(batch)
+            while not self._pipe.poll(1.0):
+                if not self._process.is_alive():
+                    raise EOFError("the writer process exited")
+            outcome, detail = self._pipe.recv()
+        except (EOFError, OSError) as error:
+            logger.error("prediction log: writer process lost (%s); starting another", error)
+            self._replace()
+            raise sa.exc.OperationalError("writing through the writer process", {}, error) from None
+        if outcome == "failed":
+            raise sa.exc.OperationalError(
+                "writing through the writer process", {}, RuntimeError(detail)
+            )
+        return int(detail)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the child after the batch it is writing."""
+        if self._process is None:
+            return
+        try:
+            self._pipe.send(None)
+        except OSError:
+            pass
+        self._process.join(timeout_s)
+        if self._process.is_alive():
+            self._process.terminate()
+        self._pipe.close()
+        self._process = None
+
+    def _replace(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.terminate()
+        if self._pipe is not None:
+            self._pipe.close()
+        self.start()
+
+
+def _serve_writes(
+    pipe: multiprocessing.connection.Connection,
+    url: str,
+    db_schema: str | None,
+    masks: dict[str, FeatureMask],
+) -> None:
+    """The writer process: write each batch received, answer ("written", dropped rows) or
+    ("failed", error text); stop on None or when the parent goes away. A signal to the process
+    group (Ctrl-C, a container's stop) is the parent's to handle: it then sends what is pending
+    and stops this process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    engine, table = create_engine(url), log_tables(db_schema).predictions
+    try:
+        while True:
+            try:
+                batch = pipe.recv()
+            except (EOFError, OSError):
+                return
+            if batch is None:
+                return
+            try:
+                pipe.send(("written", write_entries(engine, table, batch, masks)))
+            except sa.exc.SQLAlchemyError as error:
+                pipe.send(("failed", shown(str(error), 500)))
+    finally:
+        engine.dispose()
 
 
 @dataclass(frozen=True)

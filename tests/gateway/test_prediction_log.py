@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,8 +60,15 @@ def _count(engine: sa.Engine) -> int:
         return connection.execute(sa.text("SELECT count(*) FROM prediction_log")).scalar_one()
 
 
-def test_close_writes_rows_still_waiting_for_their_batch(engine: sa.Engine) -> None:
-    writer = _writer(engine)
+# The writer builds and inserts rows in a thread of the gateway or in a child process of it.
+BOTH_WRITERS = pytest.mark.parametrize("in_process", [True, False], ids=["thread", "process"])
+
+
+@BOTH_WRITERS
+def test_close_writes_rows_still_waiting_for_their_batch(
+    engine: sa.Engine, in_process: bool
+) -> None:
+    writer = _writer(engine, in_process=in_process)
     writer.start()
     for i in range(25):
         writer.submit(_entry(f"r{i}"))
@@ -68,8 +77,11 @@ def test_close_writes_rows_still_waiting_for_their_batch(engine: sa.Engine) -> N
     assert _count(engine) == 25
 
 
-def test_a_full_batch_is_written_without_waiting_for_the_interval(engine: sa.Engine) -> None:
-    writer = _writer(engine, batch_size=10)
+@BOTH_WRITERS
+def test_a_full_batch_is_written_without_waiting_for_the_interval(
+    engine: sa.Engine, in_process: bool
+) -> None:
+    writer = _writer(engine, batch_size=10, in_process=in_process)
     writer.start()
     for i in range(10):
         writer.submit(_entry(f"r{i}"))
@@ -77,10 +89,13 @@ def test_a_full_batch_is_written_without_waiting_for_the_interval(engine: sa.Eng
     writer.close()
 
 
-def test_rows_survive_a_database_outage_and_are_written_once(tmp_path: Path) -> None:
+@BOTH_WRITERS
+def test_rows_survive_a_database_outage_and_are_written_once(
+    tmp_path: Path, in_process: bool
+) -> None:
     missing_dir = tmp_path / "later"
     engine = create_engine(f"sqlite:///{missing_dir / 'log.db'}")
-    writer = _writer(engine, batch_size=1, flush_interval_s=0.05)
+    writer = _writer(engine, batch_size=1, flush_interval_s=0.05, in_process=in_process)
     missing_dir.mkdir()
     writer.start()  # creates the tables, then the directory goes away
     (missing_dir / "log.db").rename(tmp_path / "aside.db")
@@ -94,6 +109,26 @@ def test_rows_survive_a_database_outage_and_are_written_once(tmp_path: Path) -> 
     with engine.connect() as connection:
         ids = connection.execute(sa.text("SELECT request_id FROM prediction_log")).scalars().all()
     assert sorted(ids) == ["r0", "r1", "r2"]
+
+
+def test_a_killed_writer_process_is_replaced_and_no_row_is_lost_or_doubled(
+    engine: sa.Engine,
+) -> None:
+    writer = _writer(engine, batch_size=5, flush_interval_s=0.05, in_process=False)
+    writer.start()
+    for i in range(10):
+        writer.submit(_entry(f"r{i}"))
+    wait_until(lambda: _count(engine) == 10)
+    first = writer._child._process
+    os.kill(first.pid, signal.SIGKILL)
+    first.join(5)
+    for i in range(10, 30):
+        writer.submit(_entry(f"r{i}"))
+    writer.close()
+    with engine.connect() as connection:
+        ids = connection.execute(sa.text("SELECT request_id FROM prediction_log")).scalars().all()
+    assert sorted(ids) == sorted(f"r{i}" for i in range(30))
+    assert writer.failed_writes >= 1 and writer.rows_dropped == 0
 
 
 def test_labels_join_predictions_by_request_id_per_arm(engine: sa.Engine) -> None:
