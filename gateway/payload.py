@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from registry.serving import InputColumn
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -198,6 +199,10 @@ def conform_values(
 def typed_frame(values: dict[str, list], schema: Sequence[InputColumn] | None) -> pd.DataFrame:
     """The frame of `conform_values`' values, each column of its schema type (raises
     SchemaMismatch on a value of another type)."""
+    # Imported here, not with the module: the log's writer process reads this module (`shown`)
+    # and builds no frame, so it need not load pandas.
+    import pandas as pd
+
     if schema is None:
         return pd.DataFrame(values)
     return pd.DataFrame(typed_columns(values, schema))

@@ -48,7 +48,6 @@ from gateway.batching import (
     take_batch,
 )
 from gateway.payload import shown
-from promotion.rollout import row_outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -848,6 +847,9 @@ def arm_windows(
     Shadow rows share the request id of the answered row, so one label scores both arms: that is
     what lets a rollout compare a shadow with the champion on the same traffic.
     """
+    # Imported here: the log's writer process imports this module and reads nothing.
+    from promotion.rollout import row_outcomes
+
     grouped: dict[tuple[str, int], list] = {}
     for row in _window_rows(engine, tables, model_name, since, until):
         grouped.setdefault((row.role, row.version), []).append(row)

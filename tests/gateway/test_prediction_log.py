@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -388,3 +390,19 @@ def test_a_label_keeps_its_kind_a_number_or_a_class_name(engine: sa.Engine) -> N
             sa.text("SELECT request_id, label, label_class FROM prediction_labels ORDER BY 1")
         ).all()
     assert rows == [("a", 2.5, None), ("b", None, "cat")]
+
+
+def test_the_writer_process_loads_neither_pandas_nor_scipy() -> None:
+    """The log's writer process imports this module to write rows: every serving process has
+    one, so what it loads is memory a gateway pays once more per worker."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, gateway.predlog; print(sorted({'pandas', 'scipy'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert loaded == "[]"
