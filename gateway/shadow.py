@@ -3,9 +3,10 @@ while a canary answers, the canary's requests with the champion (role `champion_
 canary's paired evidence). Neither is ever returned.
 
 The request thread only puts a job on a bounded queue (dropping it, counted per role, when the
-queue is full), so the copy can neither slow nor fail an answer. One worker thread collects jobs
-for up to `max_wait_s` (or `batch_rows` rows) and scores them in one call per version and role:
-batching keeps the copies' CPU cost, and so their pull on the answers' latency, small.
+queue is full), so the copy can neither slow nor fail an answer. One worker thread collects the
+jobs that arrive within `max_wait_s` of the first and scores them in calls of up to `batch_rows`
+rows per version and role: batching keeps the copies' CPU cost, and so their pull on the
+answers' latency, small.
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ class ShadowJob:
     shadow: LoadedVersion
     at: datetime
     role: str = "shadow"
+
+
+def batches(jobs: list[ShadowJob], max_rows: int) -> list[list[ShadowJob]]:
+    """The jobs in order, cut into batches of at most `max_rows` rows (a job larger than that is a
+    batch of its own)."""
+    cut: list[list[ShadowJob]] = []
+    rows = 0
+    for job in jobs:
+        if not cut or rows + job.columns.n_rows > max_rows:
+            cut.append([])
+            rows = 0
+        cut[-1].append(job)
+        rows += job.columns.n_rows
+    return cut
 
 
 @dataclass
@@ -103,23 +118,24 @@ class ShadowRunner:
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
+            first = self._queue.get()
+            if first is None:
                 return
-            jobs, stop = [job], False
-            rows = job.columns.n_rows
-            deadline = time.monotonic() + self._max_wait_s
-            while rows < self._batch_rows:
+            # Let the copies gather by sleeping, not by waiting on the queue: a wait wakes this
+            # thread at every job, and each wake-up takes the interpreter lock from the answers.
+            time.sleep(self._max_wait_s)
+            jobs, stop = [first], False
+            while True:
                 try:
-                    more = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    job = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if more is None:
+                if job is None:
                     stop = True
                     break
-                jobs.append(more)
-                rows += more.columns.n_rows
-            self._score(jobs)
+                jobs.append(job)
+            for batch in batches(jobs, self._batch_rows):
+                self._score(batch)
             if stop:
                 return
 

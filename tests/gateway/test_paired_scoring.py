@@ -4,15 +4,20 @@ as champion_paired, never returned, never slowing the answer."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.app import create_app
+from gateway.payload import Columns
 from gateway.predlog import CHAMPION_PAIRED, create_engine
+from gateway.shadow import ShadowJob, batches
 from tests.gateway.conftest import gateway_config
 from tests.gateway.fakes import ConstantModel, FakeSource, wait_until
 
@@ -105,3 +110,22 @@ def test_a_slow_champion_does_not_slow_the_canarys_answers(tmp_path: Path) -> No
     assert max(latencies) < 0.5, latencies
     # The bounded queue dropped (and counted) copies instead of holding an answer back.
     assert status["paired_dropped"] >= 1
+
+
+@given(sizes=st.lists(st.integers(1, 40), max_size=30), max_rows=st.integers(1, 64))
+def test_shadow_batches_keep_every_job_in_order_within_the_row_bound(
+    sizes: list[int], max_rows: int
+) -> None:
+    jobs = [
+        ShadowJob(f"r{i}", None, Columns({"x": [0.0] * n}, n), None, datetime.now(UTC))
+        for i, n in enumerate(sizes)
+    ]
+    cut = batches(jobs, max_rows)
+    assert [job for batch in cut for job in batch] == jobs
+    for batch in cut:
+        rows = sum(job.columns.n_rows for job in batch)
+        assert batch and (rows <= max_rows or len(batch) == 1)
+    # Greedy: a batch is only cut where the next job would not have fitted.
+    for batch, following in zip(cut, cut[1:], strict=False):
+        rows = sum(job.columns.n_rows for job in batch)
+        assert rows + following[0].columns.n_rows > max_rows
