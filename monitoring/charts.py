@@ -39,9 +39,10 @@ def champion_metric_chart(
     floor: float | None,
     trigger_metric: str | None,
     trigger_points: Sequence[object] = (),
+    metric_name: str = "accuracy",
 ) -> str:
-    """The champion's live accuracy with its interval band, champion moves marked, and the
-    performance trigger's floor and readings when there are any."""
+    """The champion's live metric (accuracy, or a regressor's error) with its interval band,
+    champion moves marked, and the performance trigger's floor and readings when there are any."""
     with plt.rc_context(STYLE):
         figure, axes = plt.subplots(figsize=(9, 3.2))
         times = [p.start for p in points]
@@ -60,7 +61,7 @@ def champion_metric_chart(
             [p.value for p in points],
             where="post",
             color="#3b6fb6",
-            label="champion accuracy (prediction log)",
+            label=f"champion {metric_name} (prediction log)",
             gid="metric-line",
         )
         if trigger_points:
@@ -95,10 +96,12 @@ def champion_metric_chart(
             )
         _mark_moves(axes, [m for m in moves if m.alias == "champion" and since <= m.at <= until])
         axes.set_xlim(since, until)
-        axes.set_ylabel("accuracy")
-        axes.set_ylim(
-            _limits([p.low for p in points] + ([floor] if floor is not None else [])), 1.0
-        )
+        axes.set_ylabel(metric_name)
+        bounds = [floor] if floor is not None else []
+        if metric_name == "accuracy":
+            axes.set_ylim(_limits([p.low for p in points] + bounds), 1.0)
+        else:  # an error: from 0 to a little above the highest bound
+            axes.set_ylim(0.0, 1.1 * max([p.high for p in points] + bounds) or 1.0)
         axes.legend(loc="lower right", fontsize=8, frameon=False)
         return _svg(figure, axes)
 

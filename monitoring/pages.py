@@ -51,6 +51,7 @@ def model_page(view: ModelView, *, user: str) -> str:
             floor=view.floor,
             trigger_metric=view.trigger_metric,
             trigger_points=view.trigger_points,
+            metric_name=view.metric_name,
         )
         if view.metric
         else "",

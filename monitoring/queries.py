@@ -127,6 +127,83 @@ def champion_accuracy_by_model(
         return {name: (int(n), int(c or 0)) for name, n, c in connection.execute(query)}
 
 
+def _champion_errors_query(log: PredictionLog) -> tuple[sa.FromClause, list[sa.ColumnElement]]:
+    """The rows the champion answered joined to their labels, and per row its error's sums: the
+    absolute error, its square and the square's square (so a mean's interval can be had)."""
+    predictions, labels = log.tables.predictions, log.tables.labels
+    joined = predictions.join(
+        labels,
+        sa.and_(
+            labels.c.model_name == predictions.c.model_name,
+            labels.c.request_id == predictions.c.request_id,
+            labels.c.row_index == predictions.c.row_index,
+        ),
+    )
+    error = predictions.c.prediction - labels.c.label
+    squared = error * error
+    sums = [
+        sa.func.count(),
+        sa.func.sum(sa.func.abs(error)),
+        sa.func.sum(squared),
+        sa.func.sum(squared * squared),
+    ]
+    return joined, sums
+
+
+def _champion_answered(log: PredictionLog, since: datetime, until: datetime) -> list:
+    predictions, labels = log.tables.predictions, log.tables.labels
+    return [
+        predictions.c.role == CHAMPION_ROLE,
+        predictions.c.error.is_(None),
+        predictions.c.prediction.is_not(None),
+        labels.c.label.is_not(None),
+        predictions.c.created_at >= since,
+        predictions.c.created_at < until,
+    ]
+
+
+def champion_errors(
+    log: PredictionLog, model_name: str, *, since: datetime, until: datetime, bucket_s: int
+) -> list[tuple[float, int, float, float, float]]:
+    """Per time bucket of [since, until): (bucket index, labeled rows, and the sums of their
+    absolute errors, squared errors and squared errors' squares) of the rows the champion
+    answered: a regressor's live error, where accuracy means nothing."""
+    predictions = log.tables.predictions
+    joined, sums = _champion_errors_query(log)
+    bucket = _bucket(predictions.c.created_at, log.engine.dialect.name, bucket_s, text=False)
+    query = (
+        sa.select(bucket.label("bucket"), *sums)
+        .select_from(joined)
+        .where(predictions.c.model_name == model_name, *_champion_answered(log, since, until))
+        .group_by("bucket")
+    )
+    with log.engine.connect() as connection:
+        return [
+            (float(b), int(n), float(a or 0), float(q or 0), float(qq or 0))
+            for b, n, a, q, qq in connection.execute(query)
+        ]
+
+
+def champion_errors_by_model(
+    log: PredictionLog, *, since: datetime, until: datetime
+) -> dict[str, tuple[int, float, float, float]]:
+    """Per model: (labeled rows, sums of absolute errors, squared errors and their squares) of
+    the rows the champion answered in [since, until)."""
+    predictions = log.tables.predictions
+    joined, sums = _champion_errors_query(log)
+    query = (
+        sa.select(predictions.c.model_name, *sums)
+        .select_from(joined)
+        .where(*_champion_answered(log, since, until))
+        .group_by(predictions.c.model_name)
+    )
+    with log.engine.connect() as connection:
+        return {
+            name: (int(n), float(a or 0), float(q or 0), float(qq or 0))
+            for name, n, a, q, qq in connection.execute(query)
+        }
+
+
 def _validations_engine(ledger_url: str) -> sa.Engine:
     return engine_with_tables(ledger_url, validation_metadata)
 

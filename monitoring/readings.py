@@ -14,9 +14,15 @@ MAX_POINTS = 120
 BUCKETS_S = (3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400)
 
 
+# The live error a regressor's view shows: the policy's metric when it is one of these, else RMSE.
+ERROR_METRICS = ("rmse", "mae")
+
+
 @dataclass(frozen=True)
 class MetricPoint:
-    """The champion's accuracy on the labeled rows of one time bucket, with its interval."""
+    """The champion's live metric on the labeled rows of one time bucket, with its interval:
+    accuracy (a classifier: `correct` of `labeled`), or an error (`metric` rmse or mae, a
+    regressor: `error_sums` are the absolute errors', squared errors' and their squares' sums)."""
 
     start: datetime
     labeled: int
@@ -24,6 +30,8 @@ class MetricPoint:
     value: float
     low: float
     high: float
+    metric: str = "accuracy"
+    error_sums: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -129,11 +137,55 @@ def metric_points(
     return points
 
 
+def live_error_metric(policy_metric: str) -> str:
+    """The error a regressor's view shows for a policy promoting on `policy_metric`."""
+    return policy_metric if policy_metric in ERROR_METRICS else "rmse"
+
+
+def error_point(
+    start: datetime,
+    labeled: int,
+    sums: tuple[float, float, float],
+    metric: str,
+    confidence: float,
+) -> MetricPoint:
+    """RMSE or MAE of `labeled` rows from their error sums, with a normal interval: of the mean
+    absolute error (MAE), or of the mean squared error, square-rooted (RMSE); never below 0."""
+    absolute, squared, fourth = sums
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    if metric == "mae":
+        mean, second = absolute / labeled, squared / labeled
+    else:
+        mean, second = squared / labeled, fourth / labeled
+    half = z * math.sqrt(max(0.0, second - mean * mean) / labeled)
+    low, high = max(0.0, mean - half), mean + half
+    if metric != "mae":
+        mean, low, high = math.sqrt(mean), math.sqrt(low), math.sqrt(high)
+    return MetricPoint(start, labeled, 0, mean, low, high, metric, sums)
+
+
+def error_points(
+    buckets: Iterable[tuple[float, int, float, float, float]],
+    bucket_s: int,
+    confidence: float,
+    metric: str,
+) -> list[MetricPoint]:
+    """(bucket index, labeled, error sums…) rows as RMSE or MAE points with their interval."""
+    return [
+        error_point(from_epoch(index * bucket_s), int(labeled), tuple(sums), metric, confidence)
+        for index, labeled, *sums in sorted(buckets)
+        if labeled > 0
+    ]
+
+
 def period_total(points: Sequence[MetricPoint], confidence: float) -> MetricPoint | None:
     """All the points' labeled rows pooled into one, dated at the first; None without points."""
     labeled = sum(p.labeled for p in points)
     if not labeled:
         return None
+    if points[0].metric != "accuracy":
+        sums = tuple(sum(p.error_sums[i] for p in points) for i in range(3))
+        return error_point(points[0].start, labeled, sums, points[0].metric, confidence)
     correct = sum(p.correct for p in points)
     low, high = wilson_interval(correct, labeled, confidence)
     return MetricPoint(points[0].start, labeled, correct, correct / labeled, low, high)

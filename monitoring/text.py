@@ -53,7 +53,7 @@ def overview_text(view: Overview) -> str:
         "model",
         "aliases",
         "pending",
-        "accuracy 7d",
+        "live metric 7d",
         "validation 30d",
         "last check",
         "last move",
@@ -62,8 +62,8 @@ def overview_text(view: Overview) -> str:
         table.add_column(column, overflow="fold")
     for model in view.models:
         accuracy = (
-            f"{model.accuracy:.3f} [{model.accuracy_low:.3f}, {model.accuracy_high:.3f}] "
-            f"n={model.labeled}"
+            f"{model.metric_name} {model.accuracy:.3f} "
+            f"[{model.accuracy_low:.3f}, {model.accuracy_high:.3f}] n={model.labeled}"
             if model.accuracy is not None
             else "no labels"
         )
@@ -106,13 +106,13 @@ def model_text(view: ModelView) -> str:
     if total is not None:
         last = view.metric[-1]
         head.add_row(
-            "champion accuracy",
+            f"champion {view.metric_name}",
             f"{total.value:.3f} [{total.low:.3f}, {total.high:.3f}] on {total.labeled} labels "
             f"since {_when(view.since)}; newest bucket ({_when(last.start)}): {last.value:.3f} "
             f"on {last.labeled}",
         )
     else:
-        head.add_row("champion accuracy", view.metric_note)
+        head.add_row(f"champion {view.metric_name}", view.metric_note)
     floor = f"{view.floor:.4g} ({view.trigger_metric})" if view.floor is not None else "not set"
     head.add_row("performance floor", floor)
     validated = sum(p.validated for p in view.validation)

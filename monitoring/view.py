@@ -28,6 +28,9 @@ from monitoring.readings import (
     bucket_seconds,
     deadline,
     drift_by_feature,
+    error_point,
+    error_points,
+    live_error_metric,
     metric_points,
     parse_time,
     period_total,
@@ -142,6 +145,7 @@ class ModelView:
     approvals: tuple[ApprovalWaiting, ...]
     confidence: float
     metric: tuple[MetricPoint, ...]
+    metric_name: str
     metric_note: str
     trigger_metric: str | None
     trigger_points: tuple[TriggerPoint, ...]
@@ -175,6 +179,7 @@ class ModelSummary:
     model_name: str
     aliases: tuple[AliasState, ...]
     pending: tuple[str, ...]
+    metric_name: str
     accuracy: float | None
     accuracy_low: float | None
     accuracy_high: float | None
@@ -225,7 +230,8 @@ def model_view(sources: Sources, policy: Policy, *, now: datetime, days: int = 3
     aliases, tags = _aliases(name, moves, get_model_aliases(name))
     checks = read_checks(settings.ledger_url, name, limit=DRIFT_CHECKS)
     trigger_metric, floor = trigger_floor(policy, checks)
-    metric, metric_note = _champion_metric(sources, name, since, now, confidence)
+    metric_name = _live_metric_name(policy)
+    metric, metric_note = _champion_metric(sources, name, metric_name, since, now, confidence)
     bucket_s = bucket_seconds(since, now)
     validation = rate_points(
         queries.validation_buckets(
@@ -249,6 +255,7 @@ def model_view(sources: Sources, policy: Policy, *, now: datetime, days: int = 3
         approvals=_approvals(sources, [name]).get(name, ()),
         confidence=confidence,
         metric=tuple(metric),
+        metric_name=metric_name,
         metric_note=metric_note,
         trigger_metric=trigger_metric,
         trigger_points=tuple(_trigger_points(checks, since)),
@@ -274,10 +281,12 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
     log = (
         queries.prediction_log(settings.log_url, settings.log_schema) if settings.log_url else None
     )
+    errors: dict[str, tuple[int, float, float, float]] = {}
     if log is not None and queries.has_log(log):
-        accuracy = queries.champion_accuracy_by_model(
-            log, since=now - timedelta(days=OVERVIEW_DAYS), until=now
-        )
+        week = {"since": now - timedelta(days=OVERVIEW_DAYS), "until": now}
+        accuracy = queries.champion_accuracy_by_model(log, **week)
+        if any(p.model.task == "regression" for p in policies):
+            errors = queries.champion_errors_by_model(log, **week)
     validated = queries.validation_totals_by_model(
         settings.ledger_url, since=now - timedelta(days=OVERVIEW_VALIDATION_DAYS), until=now
     )
@@ -294,8 +303,7 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
         pending = ([] if rollout is None else [rollout.text]) + [
             a.text for a in approvals.get(name, ())
         ]
-        labeled, correct = accuracy.get(name, (0, 0))
-        low, high = wilson_interval(correct, labeled, policy.promotion.confidence)
+        live = _live_total(policy, accuracy.get(name, (0, 0)), errors.get(name), now)
         total, passed = validated.get(name, (0, 0))
         checks = read_checks(settings.ledger_url, name, limit=1)
         rows = timeline(moves[-1:])
@@ -306,10 +314,11 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
                 model_name=name,
                 aliases=aliases,
                 pending=tuple(pending),
-                accuracy=correct / labeled if labeled else None,
-                accuracy_low=low if labeled else None,
-                accuracy_high=high if labeled else None,
-                labeled=labeled,
+                metric_name=_live_metric_name(policy),
+                accuracy=None if live is None else live.value,
+                accuracy_low=None if live is None else live.low,
+                accuracy_high=None if live is None else live.high,
+                labeled=0 if live is None else live.labeled,
                 validations=total,
                 validations_passed=passed,
                 last_check=checks[0] if checks else None,
@@ -320,6 +329,25 @@ def overview(sources: Sources, *, now: datetime) -> Overview:
     return Overview(
         generated_at=now, models=tuple(summaries), runs_note=runs_note, problems=tuple(problems)
     )
+
+
+def _live_total(
+    policy: Policy,
+    accuracy: tuple[int, int],
+    errors: tuple[int, float, float, float] | None,
+    now: datetime,
+) -> MetricPoint | None:
+    """A model's live metric over the overview's period, None without labeled rows."""
+    confidence, metric_name = policy.promotion.confidence, _live_metric_name(policy)
+    if metric_name != "accuracy":
+        if not errors or not errors[0]:
+            return None
+        return error_point(now, errors[0], errors[1:], metric_name, confidence)
+    labeled, correct = accuracy
+    if not labeled:
+        return None
+    low, high = wilson_interval(correct, labeled, confidence)
+    return MetricPoint(now, labeled, correct, correct / labeled, low, high)
 
 
 def trigger_floor(
@@ -407,8 +435,21 @@ def _approvals(sources: Sources, names: Sequence[str]) -> dict[str, tuple[Approv
     return {name: tuple(items) for name, items in waiting.items()}
 
 
+def _live_metric_name(policy: Policy) -> str:
+    """What the view shows of the champion's live quality: accuracy for a classifier, the error
+    (RMSE or MAE) for a regressor."""
+    if policy.model.task == "regression":
+        return live_error_metric(policy.promotion.metric)
+    return "accuracy"
+
+
 def _champion_metric(
-    sources: Sources, name: str, since: datetime, until: datetime, confidence: float
+    sources: Sources,
+    name: str,
+    metric_name: str,
+    since: datetime,
+    until: datetime,
+    confidence: float,
 ) -> tuple[list[MetricPoint], str]:
     settings = sources.settings
     if not settings.log_url:
@@ -417,14 +458,12 @@ def _champion_metric(
     if not queries.has_log(log):
         return [], "the prediction log has no tables yet: no gateway has logged to GATEWAY_LOG_URL"
     bucket_s = bucket_seconds(since, until)
-    rows = queries.champion_accuracy(
-        log,
-        name,
-        since=since,
-        until=until,
-        bucket_s=bucket_s,
-    )
-    points = metric_points(rows, bucket_s, confidence)
+    if metric_name == "accuracy":
+        rows = queries.champion_accuracy(log, name, since=since, until=until, bucket_s=bucket_s)
+        points = metric_points(rows, bucket_s, confidence)
+    else:
+        errors = queries.champion_errors(log, name, since=since, until=until, bucket_s=bucket_s)
+        points = error_points(errors, bucket_s, confidence, metric_name)
     return points, "" if points else "no labeled predictions of the champion in this period"
 
 

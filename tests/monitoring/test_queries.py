@@ -146,3 +146,30 @@ def test_a_multiclass_answer_counts_as_correct_when_its_class_is_the_labeled_one
     log = queries.prediction_log(database_url)
     counts = queries.champion_accuracy_by_model(log, since=NOW - timedelta(days=1), until=NOW)
     assert counts == {"iris": (3, 2)}
+
+
+def test_a_regressors_live_error_is_summed_per_day_from_labeled_champion_rows_only(
+    database_url,
+) -> None:
+    yesterday, today = NOW - timedelta(days=1), NOW - timedelta(hours=1)
+    _log(
+        database_url,
+        [
+            ("r", "champion", yesterday, 3.0, 1.0, None),  # error 2
+            ("r", "champion", yesterday, 0.5, 1.5, None),  # error -1
+            ("r", "champion", today, 10.0, 13.0, None),  # error -3
+            ("r", "champion", today, 7.0, None, None),  # not labeled yet
+            ("r", "canary", today, 9.0, 0.0, None),
+            ("r", "champion", today, 0.0, 1.0, "timeout"),
+        ],
+    )
+    log = queries.prediction_log(database_url)
+    series = queries.champion_errors(
+        log, "r", since=NOW - timedelta(days=7), until=NOW, bucket_s=DAY
+    )
+    assert sorted(series) == [
+        (yesterday.timestamp() // DAY, 2, 3.0, 5.0, 17.0),
+        (today.timestamp() // DAY, 1, 3.0, 9.0, 81.0),
+    ]
+    by_model = queries.champion_errors_by_model(log, since=NOW - timedelta(days=7), until=NOW)
+    assert by_model == {"r": (3, 6.0, 14.0, 98.0)}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,6 +13,9 @@ from monitoring.readings import (
     MAX_POINTS,
     bucket_seconds,
     drift_by_feature,
+    error_point,
+    error_points,
+    live_error_metric,
     metric_points,
     numbers_text,
     period_total,
@@ -134,3 +139,48 @@ def test_drift_is_split_per_feature_oldest_first_and_checks_without_drift_are_sk
         (7, 0.1, False),
         (9, 0.3, True),
     ]
+
+
+ERRORS = st.lists(st.floats(-50, 50, allow_nan=False), min_size=2, max_size=60)
+
+
+def _sums(errors: list[float]) -> tuple[float, float, float]:
+    return (
+        sum(abs(e) for e in errors),
+        sum(e * e for e in errors),
+        sum(e**4 for e in errors),
+    )
+
+
+@given(errors=ERRORS, metric=st.sampled_from(["rmse", "mae"]))
+def test_a_regressors_live_error_is_its_rmse_or_mae_inside_a_non_negative_interval(
+    errors: list[float], metric: str
+) -> None:
+    point = error_point(datetime(2026, 6, 1, tzinfo=UTC), len(errors), _sums(errors), metric, 0.95)
+    expected = (
+        math.sqrt(sum(e * e for e in errors) / len(errors))
+        if metric == "rmse"
+        else sum(abs(e) for e in errors) / len(errors)
+    )
+    assert point.value == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    assert 0.0 <= point.low <= point.value + 1e-9 <= point.high + 2e-9
+    assert point.metric == metric and point.labeled == len(errors)
+
+
+@given(days=st.lists(ERRORS, min_size=1, max_size=5), metric=st.sampled_from(["rmse", "mae"]))
+def test_the_period_pools_a_regressors_errors_as_if_they_were_one_bucket(
+    days: list[list[float]], metric: str
+) -> None:
+    buckets = [(i, len(errors), *_sums(errors)) for i, errors in enumerate(days)]
+    points = error_points(buckets, 86400, 0.95, metric)
+    pooled = [e for errors in days for e in errors]
+    whole = error_point(points[0].start, len(pooled), _sums(pooled), metric, 0.95)
+    total = period_total(points, 0.95)
+    assert (total.labeled, total.metric) == (whole.labeled, metric)
+    assert (total.value, total.low, total.high) == pytest.approx(
+        (whole.value, whole.low, whole.high), rel=1e-9, abs=1e-9
+    )
+
+
+def test_a_regressor_shows_the_policys_error_metric_else_rmse() -> None:
+    assert [live_error_metric(m) for m in ("rmse", "mae", "r2")] == ["rmse", "mae", "rmse"]
