@@ -140,38 +140,36 @@ class ShadowRunner:
                 return
 
     def _score(self, jobs: list[ShadowJob]) -> None:
-        by_version: dict[tuple[str, int, str], list[ShadowJob]] = {}
+        groups: dict[tuple, list[ShadowJob]] = {}
         for job in jobs:
-            key = (job.shadow.model_name, job.shadow.version, job.role)
-            by_version.setdefault(key, []).append(job)
-        for group in by_version.values():
+            columns = job.columns
+            key = (job.shadow.model_name, job.shadow.version, job.role, tuple(columns.values))
+            groups.setdefault((*key, columns.textual), []).append(job)
+        for group in groups.values():
             try:
                 self._score_group(group)
             except Exception as error:  # a shadow failure is counted and logged, never raised
                 self._failed(group, error)
 
     def _score_group(self, group: list[ShadowJob]) -> None:
+        """Score jobs of one version and role whose payloads have the same columns."""
         shadow = group[0].shadow
-        by_columns: dict[tuple, list[ShadowJob]] = {}
-        for job in group:
-            by_columns.setdefault((tuple(job.columns.values), job.columns.textual), []).append(job)
-        for jobs in by_columns.values():
-            try:
-                _, model_input = shadow.inputs(merged([job.columns for job in jobs]))
-            except ValueError:
-                # One job's values do not fit the version: fail that one alone, score the rest.
-                accepted = []
-                for job in jobs:
-                    try:
-                        shadow.checked_values(job.columns)
-                        accepted.append(job)
-                    except ValueError as error:
-                        self._failed([job], error)
-                if not accepted:
-                    continue
-                jobs = accepted
-                _, model_input = shadow.inputs(merged([job.columns for job in jobs]))
-            self._answer(jobs, model_input)
+        try:
+            _, model_input = shadow.inputs(merged([job.columns for job in group]))
+        except ValueError:
+            # One job's values do not fit the version: fail that one alone, score the rest.
+            accepted = []
+            for job in group:
+                try:
+                    shadow.checked_values(job.columns)
+                    accepted.append(job)
+                except ValueError as error:
+                    self._failed([job], error)
+            if not accepted:
+                return
+            group = accepted
+            _, model_input = shadow.inputs(merged([job.columns for job in group]))
+        self._answer(group, model_input)
 
     def _answer(self, jobs: list[ShadowJob], model_input: ModelInput) -> None:
         shadow, role = jobs[0].shadow, jobs[0].role
