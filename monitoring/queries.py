@@ -52,11 +52,10 @@ def _bucket(moment: sa.ColumnElement, dialect: str, bucket_s: int, text: bool) -
     return sa.func.floor(sa.extract("epoch", moment) / bucket_s)
 
 
-def _labeled_champion_rows(
-    log: PredictionLog, threshold: float
-) -> tuple[sa.FromClause, sa.ColumnElement]:
+def _with_labels(log: PredictionLog) -> sa.FromClause:
+    """The log's rows joined to their labels (same model, request and row)."""
     predictions, labels = log.tables.predictions, log.tables.labels
-    joined = predictions.join(
+    return predictions.join(
         labels,
         sa.and_(
             labels.c.model_name == predictions.c.model_name,
@@ -64,6 +63,13 @@ def _labeled_champion_rows(
             labels.c.row_index == predictions.c.row_index,
         ),
     )
+
+
+def _labeled_champion_rows(
+    log: PredictionLog, threshold: float
+) -> tuple[sa.FromClause, sa.ColumnElement]:
+    predictions, labels = log.tables.predictions, log.tables.labels
+    joined = _with_labels(log)
     predicted_class = predictions.c.predicted_class
     correct = sa.case(
         # A multiclass answer is right when its predicted class is the labeled class.
@@ -131,14 +137,7 @@ def _champion_errors_query(log: PredictionLog) -> tuple[sa.FromClause, list[sa.C
     """The rows the champion answered joined to their labels, and per row its error's sums: the
     absolute error, its square and the square's square (so a mean's interval can be had)."""
     predictions, labels = log.tables.predictions, log.tables.labels
-    joined = predictions.join(
-        labels,
-        sa.and_(
-            labels.c.model_name == predictions.c.model_name,
-            labels.c.request_id == predictions.c.request_id,
-            labels.c.row_index == predictions.c.row_index,
-        ),
-    )
+    joined = _with_labels(log)
     error = predictions.c.prediction - labels.c.label
     squared = error * error
     sums = [
