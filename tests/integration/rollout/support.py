@@ -40,8 +40,16 @@ class Scenario:
 
 SCENARIOS = {
     "canary_flipped": Scenario("flipped", {"mode": "canary", "traffic_steps": [0.2, 0.5]}),
+    # More labels per step than the base: the served share of its last step is read from the
+    # requests after the gateway followed it, enough of them to tell 50 % from 20 %.
     "canary_good": Scenario(
-        "good", {"mode": "canary", "traffic_steps": [0.2, 0.5], "guard_window_minutes": 0.1}
+        "good",
+        {
+            "mode": "canary",
+            "traffic_steps": [0.2, 0.5],
+            "guard_window_minutes": 0.1,
+            "min_labeled_per_step": 600,
+        },
     ),
     "shadow_good": Scenario("good", {"mode": "shadow"}),
     "shadow_flipped": Scenario("flipped", {"mode": "shadow"}),

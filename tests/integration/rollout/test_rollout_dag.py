@@ -8,10 +8,12 @@ and, meanwhile, sends requests and labels to the gateway; then checks aliases, t
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 import registry
@@ -82,9 +84,33 @@ def served_canary_share(rig: Rig, model: str, since: str, until: str) -> float:
     return requests.get("canary", 0) / (requests.get("canary", 0) + requests.get("champion", 0))
 
 
-def midpoint(since: str, until: str) -> str:
-    start, end = datetime.fromisoformat(since), datetime.fromisoformat(until)
-    return (start + (end - start) / 2).isoformat()
+class ShareWatch:
+    """When the gateway first reported serving a canary share of at least `share` (its status
+    endpoint, polled ten times a second while the block runs)."""
+
+    def __init__(self, url: str, model: str, share: float) -> None:
+        self.url, self.model, self.share = url, model, share
+        self.reached_at: datetime | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ShareWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while self.reached_at is None and not self._stop.wait(0.1):
+                try:
+                    served = client.get(f"/models/{self.model}").json()["canary_share"]
+                except (httpx.HTTPError, KeyError, ValueError):
+                    continue
+                if served >= self.share:
+                    self.reached_at = datetime.now(UTC)
 
 
 def test_label_flipped_canary_is_reverted_tagged_and_told(rig: Rig) -> None:
@@ -110,7 +136,7 @@ def test_good_canary_steps_through_every_traffic_step_and_becomes_champion(rig: 
     model = "canary_good"
     champion, challenger = rig.versions[model]
     rig.hand_off(model)
-    with traffic(rig.gateway_url, model):
+    with traffic(rig.gateway_url, model), ShareWatch(rig.gateway_url, model, 0.5) as watch:
         rig.run_rollout(model).wait(RUN_TIMEOUT_S)
 
     assert get_model_aliases(model) == {"champion": challenger}
@@ -120,10 +146,12 @@ def test_good_canary_steps_through_every_traffic_step_and_becomes_champion(rig: 
     assert step_up.startswith("step 2/2: 50% of traffic")
     first, second = found.step_starts
     assert served_canary_share(rig, model, first, second) < 0.35
-    # The gateway follows the new share on its next alias poll, up to a few seconds into a step
-    # that may last only a few seconds: its second half shows the share it serves.
-    halfway = midpoint(second, found.decided_at)
-    assert served_canary_share(rig, model, halfway, found.decided_at) > 0.35
+    # The gateway follows the new share at its next alias poll, some way into the step: from the
+    # moment it reports the new share, it serves it.
+    assert watch.reached_at is not None
+    switched = max(watch.reached_at, datetime.fromisoformat(second)).isoformat()
+    assert datetime.fromisoformat(switched) < datetime.fromisoformat(found.decided_at)
+    assert served_canary_share(rig, model, switched, found.decided_at) > 0.35
     promotion = registry.alias_history(model, "champion")[-1]
     assert (promotion.from_version, promotion.to_version) == (champion, challenger)
     assert found.guard.previous_champion == champion
