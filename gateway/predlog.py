@@ -23,6 +23,7 @@ class name in `label_class` (multiclass). Tables written before a column existed
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
@@ -32,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
@@ -71,6 +72,11 @@ class LogTables:
     labels: sa.Table
     corrections: sa.Table
     refresh_requests: sa.Table
+    changed_minutes: sa.Table
+    minute_arms: sa.Table
+    minute_pairs: sa.Table
+    minute_latencies: sa.Table
+    hour_latencies: sa.Table
 
 
 def log_tables(db_schema: str | None = None) -> LogTables:
@@ -138,13 +144,112 @@ def log_tables(db_schema: str | None = None) -> LogTables:
         sa.Column("generation", sa.BigInteger, nullable=False),
         sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
     )
+    # Per-minute totals of the log (see `refresh_minutes`): the minutes whose rows or labels
+    # changed since their totals were added up, marked by triggers; each arm's and each pair's
+    # sums per minute; each arm's answered latencies per minute, counted in buckets.
+    changed_minutes = _keyed(
+        metadata,
+        "prediction_log_changed_minutes",
+        [("model_name", MODEL), ("minute", TIME)],
+        sa.Column("changes", sa.BigInteger, nullable=False),
+    )
+    minute_arms = _keyed(
+        metadata,
+        "prediction_log_minute_arms",
+        [("model_name", MODEL), ("minute", TIME), ("role", ROLE), ("version", sa.Integer)],
+        *[_measure_column(name) for name in ARM_MEASURES],
+    )
+    minute_pairs = _keyed(
+        metadata,
+        "prediction_log_minute_pairs",
+        [
+            ("model_name", MODEL),
+            ("minute", TIME),
+            ("answered_role", ROLE),
+            ("answered_version", sa.Integer),
+            ("paired_role", ROLE),
+            ("paired_version", sa.Integer),
+        ],
+        *[_measure_column(name) for name in PAIR_MEASURES],
+    )
+    # Latency counts per minute, and per hour (added up from the minutes'): a day's p99 reads
+    # 24 hours' buckets and the minutes of its first and last hour, not 1,440 minutes'.
+    minute_latencies, hour_latencies = (
+        _keyed(
+            metadata,
+            f"prediction_log_{span}_latencies",
+            [
+                ("model_name", MODEL),
+                ("role", ROLE),
+                ("version", sa.Integer),
+                (span, TIME),
+                ("bucket", sa.Integer),
+            ],
+            sa.Column("rows", sa.BigInteger, nullable=False),
+        )
+        for span in ("minute", "hour")
+    )
     return LogTables(
         metadata=metadata,
         predictions=predictions,
         labels=labels,
         corrections=corrections,
         refresh_requests=refresh_requests,
+        changed_minutes=changed_minutes,
+        minute_arms=minute_arms,
+        minute_pairs=minute_pairs,
+        minute_latencies=minute_latencies,
+        hour_latencies=hour_latencies,
     )
+
+
+# What the per-minute totals add up, task by task (`_arm_measures`, `_pair_measures`): counts,
+# and the float sums of squared errors.
+ARM_MEASURES = (
+    "requests",
+    "errors",
+    "answered_rows",
+    "labeled_number",
+    "labeled_class",
+    "binary_correct",
+    "class_correct",
+    "squared_error_sum",
+    "squared_error_sq_sum",
+)
+PAIR_MEASURES = (
+    "compared",
+    "agreed_binary",
+    "agreed_class",
+    "labeled_number",
+    "labeled_class",
+    "binary_answered",
+    "binary_paired",
+    "binary_both",
+    "class_answered",
+    "class_paired",
+    "class_both",
+    "squared_error_answered",
+    "squared_error_paired",
+    "squared_error_difference",
+    "squared_error_difference_sq",
+)
+
+
+MODEL, ROLE, TIME = sa.String(64), sa.String(16), sa.DateTime(timezone=True)
+
+
+def _keyed(
+    metadata: sa.MetaData, name: str, key: list[tuple[str, sa.types.TypeEngine]], *rest: sa.Column
+) -> sa.Table:
+    """A table whose primary key is `key` (its columns in that order), then `rest`."""
+    return sa.Table(
+        name, metadata, *[sa.Column(n, kind, primary_key=True) for n, kind in key], *rest
+    )
+
+
+def _measure_column(name: str) -> sa.Column:
+    kind = sa.Float if name.startswith("squared_error") else sa.BigInteger
+    return sa.Column(name, kind, nullable=False)
 
 
 def ensure_tables(engine: sa.Engine, tables: LogTables) -> None:
@@ -190,6 +295,7 @@ def ensure_tables(engine: sa.Engine, tables: LogTables) -> None:
             ", ".join(relaxed) or "nothing",
         )
     _ensure_indexes(engine, tables)
+    _ensure_triggers(engine, tables)
 
 
 def _ensure_indexes(engine: sa.Engine, tables: LogTables) -> None:
@@ -239,6 +345,200 @@ def _quoted(engine: sa.Engine, name: str) -> str:
 def _qualified(engine: sa.Engine, table: sa.Table) -> str:
     name = _quoted(engine, table.name)
     return name if table.schema is None else f"{_quoted(engine, table.schema)}.{name}"
+
+
+# The triggers that mark which minutes of a model changed: on every write to the log (a row's
+# own minute) and to the labels (the minutes of the rows a label scores), whoever writes, the
+# gateway or a bulk load. On PostgreSQL one statement-level trigger per statement and event,
+# reading the statement's rows from its transition table; on SQLite one per row. A mark is
+# upserted (its `changes` raised) rather than left alone when present, so that a refresh that
+# read the mark before a writer committed does not remove it (see `_refresh_chunk`).
+_MARKED_TABLES = ("prediction_log", "prediction_labels")
+_EVENTS = ("insert", "delete", "update_old", "update_new", "truncate")
+
+
+def _trigger_name(table: str, event: str) -> str:
+    return f"{table}_mark_minutes_{event}"
+
+
+def ensure_minute_totals(engine: sa.Engine, tables: LogTables) -> None:
+    """Create the per-minute totals' tables and triggers where they are missing (a log whose
+    tables a gateway of an older release, or another tool, created): a check reads the totals
+    only once every write is marked. Cheap when they are there."""
+    tables.metadata.create_all(engine, tables=[*_rollups(tables), tables.changed_minutes])
+    _ensure_triggers(engine, tables)
+
+
+def _ensure_triggers(engine: sa.Engine, tables: LogTables) -> None:
+    """Create the triggers that mark changed minutes when any is missing. Creating them marks
+    every minute of the log as changed (rows written without them are in no total), so the
+    next check adds up the whole log once."""
+    expected = {_trigger_name(table, event) for table in _MARKED_TABLES for event in _EVENTS}
+    if engine.dialect.name == "sqlite":
+        expected = {name for name in expected if not name.endswith(("update_old", "truncate"))}
+    with engine.connect() as connection:
+        if expected <= _existing_triggers(connection, tables):
+            return
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            # Gateway workers starting together create them once.
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('prediction_log'))"))
+            if expected <= _existing_triggers(connection, tables):
+                return
+            _create_postgresql_triggers(connection, tables)
+        else:
+            _create_sqlite_triggers(connection, tables)
+        for rollup in _rollups(tables):
+            connection.execute(rollup.delete())
+        connection.execute(tables.changed_minutes.delete())
+        log = tables.predictions
+        minute = _minute_of(log.c.created_at, engine.dialect.name)
+        connection.execute(
+            tables.changed_minutes.insert().from_select(
+                ["model_name", "minute", "changes"],
+                sa.select(log.c.model_name, minute, sa.literal(1)).distinct(),
+            )
+        )
+    logger.info("prediction log: created the triggers that keep per-minute totals")
+
+
+def _existing_triggers(connection: sa.Connection, tables: LogTables) -> set[str]:
+    if connection.dialect.name == "postgresql":
+        rows = connection.execute(
+            sa.text(
+                "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relname IN ('prediction_log', 'prediction_labels') "
+                "AND n.nspname = coalesce(:schema, current_schema())"
+            ),
+            {"schema": tables.metadata.schema},
+        )
+    else:
+        schema = tables.metadata.schema
+        master = "sqlite_master" if schema is None else f'"{schema}".sqlite_master'
+        rows = connection.exec_driver_sql(f"SELECT name FROM {master} WHERE type = 'trigger'")
+    return {name for (name,) in rows}
+
+
+def _rollups(tables: LogTables) -> tuple[sa.Table, ...]:
+    return (tables.minute_arms, tables.minute_pairs, tables.minute_latencies, tables.hour_latencies)
+
+
+def _hour_of(column: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
+    """The hour a time falls in (see `_minute_of`)."""
+    return _truncated(column, dialect, "hour")
+
+
+def _minute_of(column: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
+    """The minute a time falls in, as the log's dialect stores a time (SQLite: the text
+    SQLAlchemy writes, 'YYYY-MM-DD HH:MM:SS.ffffff')."""
+    return _truncated(column, dialect, "minute")
+
+
+def _truncated(column: sa.ColumnElement, dialect: str, unit: str) -> sa.ColumnElement:
+    if dialect == "postgresql":
+        return sa.func.date_trunc(unit, column)
+    kept, zeros = (5, ":00.000000") if unit == "minute" else (2, ":00:00.000000")
+    return (
+        sa.func.substr(column, 1, 10)
+        .op("||")(" ")
+        .op("||")(sa.func.substr(column, 12, kept))
+        .op("||")(zeros)
+    )
+
+
+def _sqlite_minute(column: str) -> str:
+    return f"substr({column}, 1, 10) || ' ' || substr({column}, 12, 5) || ':00.000000'"
+
+
+def _create_sqlite_triggers(connection: sa.Connection, tables: LogTables) -> None:
+    schema = tables.metadata.schema
+    prefix = "" if schema is None else f'"{schema}".'
+    upsert = "ON CONFLICT (model_name, minute) DO UPDATE SET changes = changes + 1"
+    marks = tables.changed_minutes.name
+
+    def mark_row(side: str) -> str:
+        return (
+            f"INSERT INTO {marks} (model_name, minute, changes) VALUES "
+            f"({side}.model_name, {_sqlite_minute(f'{side}.created_at')}, 1) {upsert};"
+        )
+
+    def mark_labeled(side: str) -> str:
+        return (
+            f"INSERT INTO {marks} (model_name, minute, changes) "
+            f"SELECT model_name, {_sqlite_minute('created_at')}, 1 FROM prediction_log "
+            f"WHERE model_name = {side}.model_name AND request_id = {side}.request_id "
+            f"AND row_index = {side}.row_index {upsert};"
+        )
+
+    for table, mark in (("prediction_log", mark_row), ("prediction_labels", mark_labeled)):
+        for event, body in (
+            ("insert", mark("NEW")),
+            ("delete", mark("OLD")),
+            ("update_new", mark("OLD") + " " + mark("NEW")),
+        ):
+            when = event.split("_")[0].upper()
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER IF NOT EXISTS {prefix}{_trigger_name(table, event)} "
+                f"AFTER {when} ON {table} FOR EACH ROW BEGIN {body} END"
+            )
+
+
+def _create_postgresql_triggers(connection: sa.Connection, tables: LogTables) -> None:
+    schema = tables.metadata.schema
+    prefix = "" if schema is None else f'"{schema}".'
+    marks = f"{prefix}{tables.changed_minutes.name}"
+    upsert = "ON CONFLICT (model_name, minute) DO UPDATE SET changes = m.changes + 1"
+    # Marks are taken in (model, minute) order by every writer, so two never wait on each other.
+    changed = {
+        "prediction_log": "SELECT DISTINCT model_name, date_trunc('minute', created_at) AS minute "
+        "FROM changed_rows",
+        "prediction_labels": "SELECT DISTINCT l.model_name, date_trunc('minute', l.created_at) "
+        f"AS minute FROM changed_rows c JOIN {prefix}prediction_log l "
+        "ON l.model_name = c.model_name AND l.request_id = c.request_id "
+        "AND l.row_index = c.row_index",
+    }
+    for table, select in changed.items():
+        function = f"{prefix}{table}_mark_minutes"
+        connection.exec_driver_sql(
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN INSERT INTO {marks} AS m (model_name, minute, changes) "
+            f"SELECT model_name, minute, 1 FROM ({select}) AS changed ORDER BY 1, 2 {upsert}; "
+            "RETURN NULL; END $$"
+        )
+        for event, when, side in (
+            ("insert", "INSERT", "NEW"),
+            ("delete", "DELETE", "OLD"),
+            ("update_old", "UPDATE", "OLD"),
+            ("update_new", "UPDATE", "NEW"),
+        ):
+            name = _trigger_name(table, event)
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {prefix}{table}")
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER {name} AFTER {when} ON {prefix}{table} "
+                f"REFERENCING {side} TABLE AS changed_rows FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION {function}()"
+            )
+    # TRUNCATE fires no row or statement trigger of its own rows: an emptied log leaves no
+    # totals, emptied labels leave every minute of the log to add up again.
+    rollups = [f"{prefix}{table.name}" for table in (*_rollups(tables), tables.changed_minutes)]
+    on_truncate = {
+        "prediction_log": " ".join(f"DELETE FROM {name};" for name in rollups),
+        "prediction_labels": f"INSERT INTO {marks} AS m (model_name, minute, changes) "
+        f"SELECT DISTINCT model_name, date_trunc('minute', created_at), 1 "
+        f"FROM {prefix}prediction_log ORDER BY 1, 2 {upsert};",
+    }
+    for table, body in on_truncate.items():
+        function, name = f"{prefix}{table}_truncated", _trigger_name(table, "truncate")
+        connection.exec_driver_sql(
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            f"BEGIN {body} RETURN NULL; END $$"
+        )
+        connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {prefix}{table}")
+        connection.exec_driver_sql(
+            f"CREATE TRIGGER {name} AFTER TRUNCATE ON {prefix}{table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        )
 
 
 def database_url(url: str) -> sa.URL:
@@ -964,33 +1264,86 @@ def window_totals(
     pairs: Sequence[tuple[str, str]] = PAIRINGS,
 ) -> list[WindowTotals]:
     """Per window (e.g. one per rollout step, in order and not overlapping), each arm's totals and
-    (with `pairs`) each pair's, computed by GROUP BY queries in the database: no logged row is
-    brought into Python, so a check costs the same memory whatever the traffic.
+    (with `pairs`) each pair's, added up by the database: no logged row is brought into Python,
+    so a check costs the same memory whatever the traffic.
 
-    `pairs` names the (answered role, paired role) pairs to add up, e.g. only
+    `pairs` names the (answered role, paired role) pairs of `PAIRINGS` to add up, e.g. only
     `[("canary", "champion_paired")]` for a canary; none for `()`.
 
-    Outcomes are CASE expressions per task, as `promotion.rollout.row_outcomes` computes them.
-    Every window is added up in one pass (grouped by which window bounds a row is past), so the
-    labels are joined once, not once per window. The p99 latency is exact (numpy's default,
-    linear between the two closest ranks), from the two rows ranked around it: ORDER BY
-    latency DESC LIMIT 2 OFFSET k per arm and window, a sort that keeps only the top 1 %.
+    The whole minutes of a window are read from the per-minute totals (`refresh_minutes` first
+    brings the minutes that changed up to date), the seconds before its first whole minute and
+    after its last from the rows, so a check's cost follows the minutes in its windows and the
+    rows changed since the last check, not the rows in the windows. Outcomes are CASE
+    expressions per task, as `promotion.rollout.row_outcomes` computes them.
+
+    The p99 latency is exact (numpy's default, linear between the two closest ranks) up to
+    `EXACT_P99_ROWS` answered rows of an arm in a window, read from the two rows ranked around
+    it; above, it is read from the per-minute latency counts (`p99_from_buckets`): within 1 %.
     """
     _check_windows(windows)
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; use {', '.join(TASKS)}")
+    unknown = [pair for pair in pairs if tuple(pair) not in PAIRINGS]
+    if unknown:
+        raise ValueError(f"unknown pairs {unknown}; use pairs of {list(PAIRINGS)}")
     if not windows:
         return []
+    ensure_minute_totals(engine, tables)
+    refresh_minutes(engine, tables, model_name, windows[0][0], windows[-1][1])
+    wholes, edges = _split_windows(windows)
     with engine.connect() as connection, connection.begin():
         if connection.dialect.name == "postgresql":
-            # Compiling these short aggregate queries (JIT) costs seconds and saves nothing.
+            # One snapshot for the totals and the rows at the edges; no JIT, which costs seconds
+            # compiling these short queries and saves nothing.
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             connection.exec_driver_sql("SET LOCAL jit = off")
-        arms = _arm_totals(connection, tables, model_name, windows, task)
-        paired = _pair_totals(connection, tables, model_name, windows, task, pairs) if pairs else {}
-    return [
-        WindowTotals(since, until, tuple(arms.get(step, ())), tuple(paired.get(step, ())))
-        for step, (since, until) in enumerate(windows)
-    ]
+            # The edges' few rows look up their labels by key, not by hashing all the labels.
+            connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+            connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        arms = _merged(
+            len(windows),
+            _rolled_arms(connection, tables, model_name, wholes),
+            _raw_arms(connection, tables, model_name, edges),
+        )
+        found_pairs = (
+            _merged(
+                len(windows),
+                _rolled_pairs(connection, tables, model_name, wholes, pairs),
+                _raw_pairs(connection, tables, model_name, edges, pairs),
+            )
+            if pairs
+            else [{} for _ in windows]
+        )
+        return [
+            WindowTotals(
+                since,
+                until,
+                tuple(
+                    _arm_totals(
+                        task,
+                        key,
+                        measures,
+                        _p99_latency(
+                            connection,
+                            tables,
+                            model_name,
+                            key,
+                            (since, until),
+                            wholes,
+                            edges,
+                            step,
+                            int(measures["answered_rows"]),
+                        ),
+                    )
+                    for key, measures in sorted(arms[step].items())
+                ),
+                tuple(
+                    _pair_totals(task, key, measures)
+                    for key, measures in sorted(found_pairs[step].items())
+                ),
+            )
+            for step, (since, until) in enumerate(windows)
+        ]
 
 
 def _check_windows(windows: Sequence[tuple[datetime, datetime]]) -> None:
@@ -1001,42 +1354,113 @@ def _check_windows(windows: Sequence[tuple[datetime, datetime]]) -> None:
             raise ValueError(f"window {step}: starts at {since}, before window {step - 1} ends")
 
 
-def _in_window(log: sa.Table | sa.sql.Alias, window: tuple[datetime, datetime]) -> sa.ColumnElement:
-    return sa.and_(log.c.created_at >= window[0], log.c.created_at < window[1])
+# Parts of the windows: (window index, since, until).
+_Parts = list[tuple[int, datetime, datetime]]
 
 
-def _window_flags(
-    log: sa.Table | sa.sql.Alias, windows: Sequence[tuple[datetime, datetime]]
-) -> list[sa.ColumnElement]:
-    """Per window, whether a row is past its start and before its end: grouped by, these put
-    each row in its window in one pass. (Booleans, so the planner knows they have two values and
-    groups by hashing.)"""
-    return [
-        flag.label(f"w{step}_{side}")
-        for step, (since, until) in enumerate(windows)
-        for side, flag in (
-            ("since", log.c.created_at >= since),
-            ("until", log.c.created_at < until),
+def _minute_floor(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def _minute_ceil(at: datetime) -> datetime:
+    floor = _minute_floor(at)
+    return floor if floor == at else floor + MINUTE
+
+
+def _split_windows(windows: Sequence[tuple[datetime, datetime]]) -> tuple[_Parts, _Parts]:
+    """Each window's whole minutes (one part at most) and the seconds outside them (the edges,
+    read from the rows), in time order."""
+    wholes: _Parts = []
+    edges: _Parts = []
+    for step, (since, until) in enumerate(windows):
+        first, last = _minute_ceil(since), _minute_floor(until)
+        if first >= last:
+            if since < until:
+                edges.append((step, since, until))
+            continue
+        wholes.append((step, first, last))
+        edges.extend((step, a, b) for a, b in ((since, first), (last, until)) if a < b)
+    edges.sort(key=lambda part: part[1])
+    return wholes, edges
+
+
+Measures = dict[str, float]
+
+
+def _merged(count: int, *found: dict[int, dict[tuple, Measures]]) -> list[dict[tuple, Measures]]:
+    """Per window, each group's measures added up over the window's parts."""
+    merged: list[dict[tuple, Measures]] = [{} for _ in range(count)]
+    for parts in found:
+        for step, groups in parts.items():
+            for key, measures in groups.items():
+                into = merged[step].setdefault(key, dict.fromkeys(measures, 0))
+                for name, value in measures.items():
+                    into[name] += value
+    return merged
+
+
+def _arm_totals(task: str, key: tuple, m: Measures, p99: float | None) -> ArmTotals:
+    role, version = key
+    if task == "regression":
+        labeled, outcome, outcome_sq = (
+            m["labeled_number"],
+            m["squared_error_sum"],
+            m["squared_error_sq_sum"],
         )
-    ]
-
-
-def _step_of(row: sa.Row, count: int) -> int | None:
-    """The window a grouped row falls in, from its flags; None between windows."""
-    return next(
-        (
-            step
-            for step in range(count)
-            if getattr(row, f"w{step}_since") and getattr(row, f"w{step}_until")
-        ),
-        None,
+    else:
+        labeled = m["labeled_number" if task == "binary" else "labeled_class"]
+        outcome = outcome_sq = m["binary_correct" if task == "binary" else "class_correct"]
+    return ArmTotals(
+        role=role,
+        version=version,
+        requests=int(m["requests"]),
+        errors=int(m["errors"]),
+        labeled=int(labeled),
+        correct=0 if task == "regression" else int(outcome),
+        outcome_sum=float(outcome),
+        outcome_sq_sum=float(outcome_sq),
+        p99_latency_ms=p99,
     )
 
 
-def _in_windows(
-    log: sa.Table | sa.sql.Alias, windows: Sequence[tuple[datetime, datetime]]
-) -> sa.ColumnElement:
-    return _in_window(log, (windows[0][0], windows[-1][1]))
+def _pair_totals(task: str, key: tuple, m: Measures) -> PairTotals:
+    answered_role, answered_version, paired_role, paired_version = key
+    if task == "regression":
+        return PairTotals(
+            answered_role,
+            answered_version,
+            paired_role,
+            paired_version,
+            compared=int(m["compared"]),
+            agreed=0,
+            labeled=int(m["labeled_number"]),
+            answered_correct=0,
+            paired_correct=0,
+            both_correct=0,
+            answered_outcome_sum=float(m["squared_error_answered"]),
+            paired_outcome_sum=float(m["squared_error_paired"]),
+            difference_sum=float(m["squared_error_difference"]),
+            difference_sq_sum=float(m["squared_error_difference_sq"]),
+        )
+    kind = "binary" if task == "binary" else "class"
+    mine, theirs, both = (int(m[f"{kind}_{side}"]) for side in ("answered", "paired", "both"))
+    return PairTotals(
+        answered_role,
+        answered_version,
+        paired_role,
+        paired_version,
+        compared=int(m["compared"]),
+        agreed=int(m[f"agreed_{kind}"]),
+        labeled=int(m["labeled_number" if task == "binary" else "labeled_class"]),
+        answered_correct=mine,
+        paired_correct=theirs,
+        both_correct=both,
+        answered_outcome_sum=float(mine),
+        paired_outcome_sum=float(theirs),
+        # Outcomes of 1 or 0: (a - p)² = a + p - 2ap.
+        difference_sum=float(mine - theirs),
+        difference_sq_sum=float(mine + theirs - 2 * both),
+    )
 
 
 def _sql_truth(labels: sa.Table, task: str) -> sa.ColumnElement:
@@ -1053,18 +1477,9 @@ def _sql_truth(labels: sa.Table, task: str) -> sa.ColumnElement:
     return sa.func.coalesce(labels.c.label_class, written)
 
 
-def _sql_answer(log: sa.Table | sa.sql.Alias, task: str) -> sa.ColumnElement:
-    return log.c.predicted_class if task == "multiclass" else log.c.prediction
-
-
-def _sql_outcome(task: str, answer: sa.ColumnElement, truth: sa.ColumnElement) -> sa.ColumnElement:
-    """`promotion.rollout.row_outcomes` of one row, in SQL."""
-    if task == "regression":
-        return (answer - truth) * (answer - truth)
-    if task == "binary":
-        same_side = sa.or_(sa.and_(answer >= 0.5, truth >= 0.5), sa.and_(answer < 0.5, truth < 0.5))
-        return sa.case((same_side, 1.0), else_=0.0)
-    return sa.case((answer == truth, 1.0), else_=0.0)
+def _same_side(answer: sa.ColumnElement, truth: sa.ColumnElement) -> sa.ColumnElement:
+    """A binary answer and its label on the same side of 0.5 (`row_outcomes` for binary)."""
+    return sa.or_(sa.and_(answer >= 0.5, truth >= 0.5), sa.and_(answer < 0.5, truth < 0.5))
 
 
 def _labels_of(log: sa.Table | sa.sql.Alias, labels: sa.Table) -> sa.ColumnElement:
@@ -1079,83 +1494,559 @@ def _sum(value: sa.ColumnElement) -> sa.ColumnElement:
     return sa.func.coalesce(sa.func.sum(value), 0)
 
 
-def _arm_totals(
+def _count(condition: sa.ColumnElement) -> sa.ColumnElement:
+    return _sum(sa.case((condition, 1), else_=0))
+
+
+def _arm_measures(log: sa.Table, labels: sa.Table) -> list[sa.ColumnElement]:
+    """`ARM_MEASURES` summed over log rows joined to their labels, for every task at once."""
+    answered = log.c.error.is_(None)
+    number, name = labels.c.label, _sql_truth(labels, "multiclass")
+    numbered = sa.and_(answered, number.is_not(None))
+    named = sa.and_(answered, name.is_not(None))
+    # The writer logs every request, failed or not, with a row 0: counting those counts requests
+    # without the cost of COUNT(DISTINCT request_id).
+    first = log.c.row_index == 0
+    squared = (log.c.prediction - number) * (log.c.prediction - number)
+    measures = {
+        "requests": _count(first),
+        "errors": _count(sa.and_(first, log.c.error.is_not(None))),
+        "answered_rows": _count(answered),
+        "labeled_number": _count(numbered),
+        "labeled_class": _count(named),
+        "binary_correct": _count(sa.and_(numbered, _same_side(log.c.prediction, number))),
+        "class_correct": _count(sa.and_(named, log.c.predicted_class == name)),
+        "squared_error_sum": _sum(sa.case((numbered, squared))),
+        "squared_error_sq_sum": _sum(sa.case((numbered, squared * squared))),
+    }
+    return [measures[name].label(name) for name in ARM_MEASURES]
+
+
+def _pair_measures(
+    answered: sa.sql.Alias, paired: sa.sql.Alias, labels: sa.Table
+) -> list[sa.ColumnElement]:
+    """`PAIR_MEASURES` summed over answered rows joined to their copies and their labels."""
+    number, name = labels.c.label, _sql_truth(labels, "multiclass")
+    numbered, named = number.is_not(None), name.is_not(None)
+    mine_right = sa.and_(numbered, _same_side(answered.c.prediction, number))
+    theirs_right = sa.and_(numbered, _same_side(paired.c.prediction, number))
+    mine_named = sa.and_(named, answered.c.predicted_class == name)
+    theirs_named = sa.and_(named, paired.c.predicted_class == name)
+    mine_sq = (answered.c.prediction - number) * (answered.c.prediction - number)
+    theirs_sq = (paired.c.prediction - number) * (paired.c.prediction - number)
+    difference = mine_sq - theirs_sq
+    measures = {
+        "compared": sa.func.count(),
+        "agreed_binary": _count(_same_side(paired.c.prediction, answered.c.prediction)),
+        "agreed_class": _count(paired.c.predicted_class == answered.c.predicted_class),
+        "labeled_number": _count(numbered),
+        "labeled_class": _count(named),
+        "binary_answered": _count(mine_right),
+        "binary_paired": _count(theirs_right),
+        "binary_both": _count(sa.and_(mine_right, theirs_right)),
+        "class_answered": _count(mine_named),
+        "class_paired": _count(theirs_named),
+        "class_both": _count(sa.and_(mine_named, theirs_named)),
+        "squared_error_answered": _sum(sa.case((numbered, mine_sq))),
+        "squared_error_paired": _sum(sa.case((numbered, theirs_sq))),
+        "squared_error_difference": _sum(sa.case((numbered, difference))),
+        "squared_error_difference_sq": _sum(sa.case((numbered, difference * difference))),
+    }
+    return [measures[name].label(name) for name in PAIR_MEASURES]
+
+
+def _paired_rows(
+    tables: LogTables,
+    pairings: Sequence[tuple[str, str]],
+    spans: Sequence[tuple[datetime, datetime]],
+) -> tuple[sa.sql.Alias, sa.sql.Alias, sa.sql.FromClause, sa.ColumnElement]:
+    """Answered rows in the spans joined to the copies of the same request and row in the spans
+    (a copy carries its request's arrival time), both without an error, and to their labels."""
+    log, labels = tables.predictions, tables.labels
+    answered, paired = log.alias("answered"), log.alias("paired")
+    joined = answered.join(
+        paired,
+        sa.and_(
+            paired.c.model_name == answered.c.model_name,
+            paired.c.request_id == answered.c.request_id,
+            paired.c.row_index == answered.c.row_index,
+        ),
+    ).outerjoin(labels, _labels_of(answered, labels))
+    condition = sa.and_(
+        sa.or_(
+            *[
+                sa.and_(answered.c.role == mine, paired.c.role == theirs)
+                for mine, theirs in pairings
+            ]
+        ),
+        answered.c.error.is_(None),
+        paired.c.error.is_(None),
+        _in_parts(answered.c.created_at, spans),
+        _in_parts(paired.c.created_at, spans),
+    )
+    return answered, paired, joined, condition
+
+
+def _in_parts(
+    column: sa.ColumnElement, parts: Iterable[tuple[datetime, datetime]]
+) -> sa.ColumnElement:
+    return sa.or_(*[sa.and_(column >= since, column < until) for since, until in parts])
+
+
+def _part_flags(column: sa.ColumnElement, parts: _Parts) -> list[sa.ColumnElement]:
+    """Per part, whether a row is past its start and before its end: grouped by, these put each
+    row in its part in one pass. (Booleans, so the planner knows they have two values and groups
+    by hashing.)"""
+    return [
+        flag.label(f"p{index}_{side}")
+        for index, (_, since, until) in enumerate(parts)
+        for side, flag in (("since", column >= since), ("until", column < until))
+    ]
+
+
+def _part_of(row: sa.Row, parts: _Parts) -> int | None:
+    """The window of the part a grouped row falls in; None between parts."""
+    return next(
+        (
+            step
+            for index, (step, _, _) in enumerate(parts)
+            if getattr(row, f"p{index}_since") and getattr(row, f"p{index}_until")
+        ),
+        None,
+    )
+
+
+def _grouped(
+    connection: sa.Connection,
+    query: sa.Select,
+    parts: _Parts,
+    key: Sequence[str],
+    names: Sequence[str],
+) -> dict[int, dict[tuple, Measures]]:
+    found: dict[int, dict[tuple, Measures]] = {}
+    for row in connection.execute(query):
+        step = _part_of(row, parts)
+        if step is None:
+            continue
+        group = found.setdefault(step, {}).setdefault(
+            tuple(getattr(row, k) for k in key), dict.fromkeys(names, 0)
+        )
+        for name in names:
+            group[name] += getattr(row, name)
+    return found
+
+
+def _raw_arms(
+    connection: sa.Connection, tables: LogTables, model_name: str, edges: _Parts
+) -> dict[int, dict[tuple, Measures]]:
+    if not edges:
+        return {}
+    log, labels = tables.predictions, tables.labels
+    flags = _part_flags(log.c.created_at, edges)
+    query = (
+        sa.select(*flags, log.c.role, log.c.version, *_arm_measures(log, labels))
+        .select_from(log.outerjoin(labels, _labels_of(log, labels)))
+        .where(
+            log.c.model_name == model_name,
+            _in_parts(log.c.created_at, [(a, b) for _, a, b in edges]),
+        )
+        .group_by(*flags, log.c.role, log.c.version)
+    )
+    return _grouped(connection, query, edges, ("role", "version"), ARM_MEASURES)
+
+
+def _raw_pairs(
     connection: sa.Connection,
     tables: LogTables,
     model_name: str,
-    windows: Sequence[tuple[datetime, datetime]],
-    task: str,
-) -> dict[int, list[ArmTotals]]:
-    log, labels = tables.predictions, tables.labels
-    truth = _sql_truth(labels, task)
-    answered = log.c.error.is_(None)
-    labeled = sa.and_(answered, truth.is_not(None))
-    outcome = sa.case((labeled, _sql_outcome(task, _sql_answer(log, task), truth)))
-    first_row = log.c.row_index == 0
-    flags = _window_flags(log, windows)
-    query = (
-        sa.select(
-            *flags,
-            log.c.role,
-            log.c.version,
-            # The writer logs every request, failed or not, with a row 0: counting those counts
-            # requests without the cost of COUNT(DISTINCT request_id).
-            _sum(sa.case((first_row, 1), else_=0)).label("requests"),
-            _sum(sa.case((sa.and_(first_row, log.c.error.is_not(None)), 1), else_=0)).label(
-                "errors"
-            ),
-            _sum(sa.case((labeled, 1), else_=0)).label("labeled"),
-            _sum(outcome).label("outcome_sum"),
-            _sum(outcome * outcome).label("outcome_sq_sum"),
-            _sum(sa.case((answered, 1), else_=0)).label("answered_rows"),
-        )
-        .select_from(log.outerjoin(labels, _labels_of(log, labels)))
-        .where(log.c.model_name == model_name, _in_windows(log, windows))
-        .group_by(*flags, log.c.role, log.c.version)
+    edges: _Parts,
+    pairings: Sequence[tuple[str, str]],
+) -> dict[int, dict[tuple, Measures]]:
+    if not edges:
+        return {}
+    answered, paired, joined, condition = _paired_rows(
+        tables, pairings, [(a, b) for _, a, b in edges]
     )
-    totals: dict[int, list[ArmTotals]] = {}
-    for row in connection.execute(query).all():
-        step = _step_of(row, len(windows))
-        if step is None:
-            continue
-        totals.setdefault(step, []).append(
-            ArmTotals(
-                role=row.role,
-                version=row.version,
-                requests=int(row.requests),
-                errors=int(row.errors),
-                labeled=int(row.labeled),
-                correct=0 if task == "regression" else int(round(row.outcome_sum)),
-                outcome_sum=float(row.outcome_sum),
-                outcome_sq_sum=float(row.outcome_sq_sum),
-                p99_latency_ms=_p99_by_rank(
-                    connection,
-                    log,
-                    model_name,
-                    row.role,
-                    row.version,
-                    windows[step],
-                    int(row.answered_rows),
-                ),
+    flags = _part_flags(answered.c.created_at, edges)
+    key = (
+        answered.c.role.label("answered_role"),
+        answered.c.version.label("answered_version"),
+        paired.c.role.label("paired_role"),
+        paired.c.version.label("paired_version"),
+    )
+    query = (
+        sa.select(*flags, *key, *_pair_measures(answered, paired, tables.labels))
+        .select_from(joined)
+        .where(
+            answered.c.model_name == model_name,
+            condition,
+        )
+        .group_by(*flags, *key)
+    )
+    return _grouped(connection, query, edges, [k.name for k in key], PAIR_MEASURES)
+
+
+def _rolled(
+    connection: sa.Connection,
+    table: sa.Table,
+    model_name: str,
+    wholes: _Parts,
+    key: Sequence[str],
+    names: Sequence[str],
+    condition: sa.ColumnElement | None = None,
+) -> dict[int, dict[tuple, Measures]]:
+    if not wholes:
+        return {}
+    flags = _part_flags(table.c.minute, wholes)
+    columns = [table.c[k] for k in key]
+    query = (
+        sa.select(*flags, *columns, *[_sum(table.c[name]).label(name) for name in names])
+        .where(
+            table.c.model_name == model_name,
+            _in_parts(table.c.minute, [(a, b) for _, a, b in wholes]),
+            *([condition] if condition is not None else []),
+        )
+        .group_by(*flags, *columns)
+    )
+    return _grouped(connection, query, wholes, key, names)
+
+
+def _rolled_arms(
+    connection: sa.Connection, tables: LogTables, model_name: str, wholes: _Parts
+) -> dict[int, dict[tuple, Measures]]:
+    return _rolled(
+        connection, tables.minute_arms, model_name, wholes, ("role", "version"), ARM_MEASURES
+    )
+
+
+def _rolled_pairs(
+    connection: sa.Connection,
+    tables: LogTables,
+    model_name: str,
+    wholes: _Parts,
+    pairings: Sequence[tuple[str, str]],
+) -> dict[int, dict[tuple, Measures]]:
+    table = tables.minute_pairs
+    asked = sa.or_(
+        *[
+            sa.and_(table.c.answered_role == mine, table.c.paired_role == theirs)
+            for mine, theirs in pairings
+        ]
+    )
+    key = ("answered_role", "answered_version", "paired_role", "paired_version")
+    return _rolled(connection, table, model_name, wholes, key, PAIR_MEASURES, asked)
+
+
+# Per-minute totals, kept up to date at each check.
+
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+# Changed minutes added up per transaction: a writer waits for one chunk at most.
+REFRESH_CHUNK_MINUTES = 60
+
+
+def refresh_minutes(
+    engine: sa.Engine, tables: LogTables, model_name: str, since: datetime, until: datetime
+) -> int:
+    """Add up again the per-minute totals of the minutes of `model_name` in [since, until) whose
+    rows or labels changed since they were last added up (the triggers mark them); the number of
+    minutes added up. A check calls it first, so it pays for what changed since the last check,
+    not for the whole window; the first check after the triggers are created adds up every
+    minute once."""
+    marks = tables.changed_minutes
+    with engine.connect() as connection:
+        pending = (
+            connection.execute(
+                sa.select(marks.c.minute)
+                .where(
+                    marks.c.model_name == model_name,
+                    marks.c.minute >= _minute_floor(since),
+                    marks.c.minute < until,
+                )
+                .order_by(marks.c.minute)
+            )
+            .scalars()
+            .all()
+        )
+    refreshed = 0
+    for start in range(0, len(pending), REFRESH_CHUNK_MINUTES):
+        chunk = pending[start : start + REFRESH_CHUNK_MINUTES]
+        refreshed += _refresh_chunk(engine, tables, model_name, chunk[0], chunk[-1] + MINUTE)
+    return refreshed
+
+
+def _refresh_chunk(
+    engine: sa.Engine, tables: LogTables, model_name: str, since: datetime, until: datetime
+) -> int:
+    """Add up the marked minutes in [since, until) from the rows, in one transaction.
+
+    A mark is removed only if its `changes` are still those read at the start: a writer that
+    committed rows of a minute after its rows were added up raised the count, so its mark stays
+    for the next refresh. (On PostgreSQL a writer's uncommitted mark holds a row lock, which the
+    removal waits on; refreshes of one model take an advisory lock, so they do not interleave;
+    SQLite's write lock, taken at the start, does both.)"""
+    marks = tables.changed_minutes
+    dialect = engine.dialect.name
+    with engine.connect() as connection:
+        if dialect == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.begin()
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                {"key": f"prediction_log_minutes:{model_name}"},
+            )
+        try:
+            marked = connection.execute(
+                sa.select(marks.c.minute, marks.c.changes)
+                .where(
+                    marks.c.model_name == model_name,
+                    marks.c.minute >= since,
+                    marks.c.minute < until,
+                )
+                .order_by(marks.c.minute)
+            ).all()
+            if marked:
+                _add_up_minutes(connection, tables, model_name, [m for m, _ in marked])
+                connection.execute(
+                    marks.delete().where(
+                        marks.c.model_name == model_name,
+                        marks.c.minute == sa.bindparam("marked_minute"),
+                        marks.c.changes == sa.bindparam("marked_changes"),
+                    ),
+                    [{"marked_minute": m, "marked_changes": c} for m, c in marked],
+                )
+        except BaseException:
+            connection.exec_driver_sql("ROLLBACK") if dialect == "sqlite" else connection.rollback()
+            raise
+        connection.exec_driver_sql("COMMIT") if dialect == "sqlite" else connection.commit()
+    return len(marked)
+
+
+def _minute_runs(minutes: Sequence[datetime]) -> list[tuple[datetime, datetime]]:
+    """Consecutive minutes as [since, until) spans."""
+    runs: list[tuple[datetime, datetime]] = []
+    for minute in minutes:
+        if runs and runs[-1][1] == minute:
+            runs[-1] = (runs[-1][0], minute + MINUTE)
+        else:
+            runs.append((minute, minute + MINUTE))
+    return runs
+
+
+def _add_up_minutes(
+    connection: sa.Connection, tables: LogTables, model_name: str, minutes: Sequence[datetime]
+) -> None:
+    """Replace the per-minute totals of these minutes with sums of their rows now."""
+    runs = _minute_runs(minutes)
+    dialect = connection.dialect.name
+    for rollup in (tables.minute_arms, tables.minute_pairs, tables.minute_latencies):
+        connection.execute(
+            rollup.delete().where(
+                rollup.c.model_name == model_name, _in_parts(rollup.c.minute, runs)
             )
         )
-    for found in totals.values():
-        found.sort(key=lambda arm: (arm.role, arm.version))
-    return totals
+    log, labels = tables.predictions, tables.labels
+    minute = _minute_of(log.c.created_at, dialect).label("minute")
+    connection.execute(
+        tables.minute_arms.insert().from_select(
+            ["model_name", "minute", "role", "version", *ARM_MEASURES],
+            sa.select(
+                log.c.model_name, minute, log.c.role, log.c.version, *_arm_measures(log, labels)
+            )
+            .select_from(log.outerjoin(labels, _labels_of(log, labels)))
+            .where(log.c.model_name == model_name, _in_parts(log.c.created_at, runs))
+            .group_by(log.c.model_name, minute, log.c.role, log.c.version),
+        )
+    )
+    answered, paired, joined, condition = _paired_rows(tables, PAIRINGS, runs)
+    pair_minute = _minute_of(answered.c.created_at, dialect).label("minute")
+    pair_key = (answered.c.role, answered.c.version, paired.c.role, paired.c.version)
+    connection.execute(
+        tables.minute_pairs.insert().from_select(
+            [
+                "model_name",
+                "minute",
+                "answered_role",
+                "answered_version",
+                "paired_role",
+                "paired_version",
+                *PAIR_MEASURES,
+            ],
+            sa.select(
+                answered.c.model_name,
+                pair_minute,
+                *pair_key,
+                *_pair_measures(answered, paired, labels),
+            )
+            .select_from(joined)
+            .where(
+                answered.c.model_name == model_name,
+                condition,
+                # Both rows in the same minute, as both in the window when read from the rows.
+                pair_minute == _minute_of(paired.c.created_at, dialect),
+            )
+            .group_by(answered.c.model_name, pair_minute, *pair_key),
+        )
+    )
+    bucket = _latency_bucket_sql(log.c.latency_ms).label("bucket")
+    connection.execute(
+        tables.minute_latencies.insert().from_select(
+            ["model_name", "role", "version", "minute", "bucket", "rows"],
+            sa.select(log.c.model_name, log.c.role, log.c.version, minute, bucket, sa.func.count())
+            .where(
+                log.c.model_name == model_name,
+                log.c.error.is_(None),
+                _in_parts(log.c.created_at, runs),
+            )
+            .group_by(log.c.model_name, log.c.role, log.c.version, minute, bucket),
+        )
+    )
+    _add_up_hours(connection, tables, model_name, sorted({_hour_floor(m) for m in minutes}))
+
+
+def _hour_floor(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _add_up_hours(
+    connection: sa.Connection, tables: LogTables, model_name: str, hours: Sequence[datetime]
+) -> None:
+    """Replace the hourly latency counts of these hours with sums of their minutes'."""
+    spans = [(hour, hour + HOUR) for hour in hours]
+    minutes, hourly = tables.minute_latencies, tables.hour_latencies
+    connection.execute(
+        hourly.delete().where(hourly.c.model_name == model_name, _in_parts(hourly.c.hour, spans))
+    )
+    hour = _hour_of(minutes.c.minute, connection.dialect.name).label("hour")
+    key = (minutes.c.model_name, minutes.c.role, minutes.c.version, hour, minutes.c.bucket)
+    connection.execute(
+        hourly.insert().from_select(
+            ["model_name", "role", "version", "hour", "bucket", "rows"],
+            sa.select(*key, sa.func.sum(minutes.c.rows))
+            .where(minutes.c.model_name == model_name, _in_parts(minutes.c.minute, spans))
+            .group_by(*key),
+        )
+    )
+
+
+# Latencies per minute are counted in buckets of this ratio on a log scale; a bucket stands for
+# its geometric middle, within ±1 % of every latency in it.
+LATENCY_BUCKET_RATIO = 1.02
+# Latencies below this (ms) count as this.
+LATENCY_FLOOR_MS = 0.001
+# Up to this many answered rows of an arm in a window the p99 is read exactly, from the rows.
+EXACT_P99_ROWS = 20_000
+_BUCKETS_PER_LN = 1 / math.log(LATENCY_BUCKET_RATIO)
+
+
+def latency_bucket(latency_ms: float) -> int:
+    """The bucket a latency is counted in (as the database computes it)."""
+    return math.floor(math.log(max(latency_ms, LATENCY_FLOOR_MS)) * _BUCKETS_PER_LN)
+
+
+def _latency_bucket_sql(latency: sa.ColumnElement) -> sa.ColumnElement:
+    floored = sa.case((latency > LATENCY_FLOOR_MS, latency), else_=LATENCY_FLOOR_MS)
+    return sa.cast(sa.func.floor(sa.func.ln(floored) * _BUCKETS_PER_LN), sa.Integer)
+
+
+def p99_from_buckets(counts: dict[int, int]) -> float | None:
+    """The p99 of latencies counted per bucket, as numpy's default p99 (linear between the two
+    closest ranks) of the buckets' middles: within ±1 % of the p99 of the latencies themselves
+    (each middle is within that of every latency in its bucket). None for no latency."""
+    ordered = sorted((bucket, rows) for bucket, rows in counts.items() if rows > 0)
+    total = sum(rows for _, rows in ordered)
+    if not total:
+        return None
+    position = 0.99 * (total - 1)
+    below = int(position)
+    wanted = (below, min(below + 1, total - 1))
+    values: list[float] = []
+    seen = 0
+    for bucket, rows in ordered:
+        seen += rows
+        while len(values) < 2 and wanted[len(values)] < seen:
+            values.append(LATENCY_BUCKET_RATIO ** (bucket + 0.5))
+        if len(values) == 2:
+            break
+    low, high = values
+    return low + (position - below) * (high - low)
+
+
+def _p99_latency(
+    connection: sa.Connection,
+    tables: LogTables,
+    model_name: str,
+    arm: tuple[str, int],
+    window: tuple[datetime, datetime],
+    wholes: _Parts,
+    edges: _Parts,
+    step: int,
+    answered: int,
+) -> float | None:
+    if not answered:
+        return None
+    log = tables.predictions
+    role, version = arm
+    rows_of_arm = sa.and_(
+        log.c.model_name == model_name,
+        log.c.role == role,
+        log.c.version == version,
+        log.c.error.is_(None),
+    )
+    if answered <= EXACT_P99_ROWS:
+        return _p99_by_rank(connection, log, rows_of_arm, window)
+    counts: dict[int, int] = {}
+    edge_spans = [(a, b) for s, a, b in edges if s == step]
+    if edge_spans:
+        bucket = _latency_bucket_sql(log.c.latency_ms)
+        for found, rows in connection.execute(
+            sa.select(bucket, sa.func.count())
+            .where(rows_of_arm, _in_parts(log.c.created_at, edge_spans))
+            .group_by(bucket)
+        ):
+            counts[found] = counts.get(found, 0) + rows
+    for since, until in [(a, b) for s, a, b in wholes if s == step]:
+        # Whole hours from the hourly counts, the minutes around them from the minutes'.
+        first, last = _hour_floor(since), _hour_floor(until)
+        first = first if first == since else first + HOUR
+        if first < last:
+            parts = [(tables.hour_latencies, "hour", [(first, last)])]
+            minute_spans = [(a, b) for a, b in ((since, first), (last, until)) if a < b]
+        else:
+            parts, minute_spans = [], [(since, until)]
+        if minute_spans:
+            parts.append((tables.minute_latencies, "minute", minute_spans))
+        for table, column, spans in parts:
+            # One range per query: an index range scan each, where an OR of ranges may be read
+            # as a scan of the arm's every minute.
+            for a, b in spans:
+                for found, rows in connection.execute(
+                    sa.select(table.c.bucket, sa.func.sum(table.c.rows))
+                    .where(
+                        table.c.model_name == model_name,
+                        table.c.role == role,
+                        table.c.version == version,
+                        table.c[column] >= a,
+                        table.c[column] < b,
+                    )
+                    .group_by(table.c.bucket)
+                ):
+                    counts[found] = counts.get(found, 0) + int(rows)
+    return p99_from_buckets(counts)
 
 
 def _p99_by_rank(
     connection: sa.Connection,
     log: sa.Table,
-    model_name: str,
-    role: str,
-    version: int,
+    rows_of_arm: sa.ColumnElement,
     window: tuple[datetime, datetime],
-    count: int,
 ) -> float | None:
     """The p99 of an arm's answered latencies as numpy's default computes it (linear between
     the two closest ranks), from those two rows; ranked from the top, so the database keeps
     only the top 1 % of the rows in its sort, not all of them."""
+    inside = sa.and_(rows_of_arm, log.c.created_at >= window[0], log.c.created_at < window[1])
+    count = connection.execute(sa.select(sa.func.count()).where(inside)).scalar_one()
     if not count:
         return None
     position = 0.99 * (count - 1)
@@ -1163,13 +2054,7 @@ def _p99_by_rank(
     from_top = count - 1 - below
     query = (
         sa.select(log.c.latency_ms)
-        .where(
-            log.c.model_name == model_name,
-            log.c.role == role,
-            log.c.version == version,
-            log.c.error.is_(None),
-            _in_window(log, window),
-        )
+        .where(inside)
         .order_by(log.c.latency_ms.desc())
         .offset(max(0, from_top - 1))
         .limit(2 if from_top else 1)
@@ -1179,95 +2064,3 @@ def _p99_by_rank(
         return float(ranked[0])
     high, low = ranked
     return float(low + (position - below) * (high - low))
-
-
-def _pair_totals(
-    connection: sa.Connection,
-    tables: LogTables,
-    model_name: str,
-    windows: Sequence[tuple[datetime, datetime]],
-    task: str,
-    pairings: Sequence[tuple[str, str]],
-) -> dict[int, list[PairTotals]]:
-    log, labels = tables.predictions, tables.labels
-    answered, paired = log.alias("answered"), log.alias("paired")
-    truth = _sql_truth(labels, task)
-    labeled = truth.is_not(None)
-    mine, theirs = _sql_answer(answered, task), _sql_answer(paired, task)
-    answered_outcome = sa.case((labeled, _sql_outcome(task, mine, truth)))
-    paired_outcome = sa.case((labeled, _sql_outcome(task, theirs, truth)))
-    difference = answered_outcome - paired_outcome
-    agreed = sa.literal(0) if task == "regression" else _sql_outcome(task, theirs, mine)
-    flags = _window_flags(answered, windows)
-    group = (*flags, answered.c.role, answered.c.version, paired.c.role, paired.c.version)
-    query = (
-        sa.select(
-            *flags,
-            answered.c.role.label("answered_role"),
-            answered.c.version.label("answered_version"),
-            paired.c.role.label("paired_role"),
-            paired.c.version.label("paired_version"),
-            sa.func.count().label("compared"),
-            _sum(agreed).label("agreed"),
-            _sum(sa.case((labeled, 1), else_=0)).label("labeled"),
-            _sum(answered_outcome).label("answered_outcome_sum"),
-            _sum(paired_outcome).label("paired_outcome_sum"),
-            _sum(answered_outcome * paired_outcome).label("both_outcome_sum"),
-            _sum(difference).label("difference_sum"),
-            _sum(difference * difference).label("difference_sq_sum"),
-        )
-        .select_from(
-            answered.join(
-                paired,
-                sa.and_(
-                    paired.c.model_name == answered.c.model_name,
-                    paired.c.request_id == answered.c.request_id,
-                    paired.c.row_index == answered.c.row_index,
-                ),
-            ).outerjoin(labels, _labels_of(answered, labels))
-        )
-        .where(
-            answered.c.model_name == model_name,
-            sa.or_(
-                *[
-                    sa.and_(answered.c.role == mine, paired.c.role == theirs)
-                    for mine, theirs in pairings
-                ]
-            ),
-            answered.c.error.is_(None),
-            paired.c.error.is_(None),
-            # A copy carries its request's arrival time: both rows are in the window.
-            _in_windows(answered, windows),
-            _in_windows(paired, windows),
-        )
-        .group_by(*group)
-    )
-    classified = task != "regression"
-    totals: dict[int, list[PairTotals]] = {}
-    for row in connection.execute(query).all():
-        step = _step_of(row, len(windows))
-        if step is None:
-            continue
-        totals.setdefault(step, []).append(
-            PairTotals(
-                answered_role=row.answered_role,
-                answered_version=row.answered_version,
-                paired_role=row.paired_role,
-                paired_version=row.paired_version,
-                compared=int(row.compared),
-                agreed=int(round(row.agreed)),
-                labeled=int(row.labeled),
-                answered_correct=int(round(row.answered_outcome_sum)) if classified else 0,
-                paired_correct=int(round(row.paired_outcome_sum)) if classified else 0,
-                both_correct=int(round(row.both_outcome_sum)) if classified else 0,
-                answered_outcome_sum=float(row.answered_outcome_sum),
-                paired_outcome_sum=float(row.paired_outcome_sum),
-                difference_sum=float(row.difference_sum),
-                difference_sq_sum=float(row.difference_sq_sum),
-            )
-        )
-    for found in totals.values():
-        found.sort(
-            key=lambda p: (p.answered_role, p.answered_version, p.paired_role, p.paired_version)
-        )
-    return totals

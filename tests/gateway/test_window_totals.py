@@ -14,11 +14,16 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway import predlog
 from gateway.predlog import (
     CHAMPION_PAIRED,
+    LATENCY_BUCKET_RATIO,
+    LATENCY_FLOOR_MS,
     create_engine,
     ensure_tables,
+    latency_bucket,
     log_tables,
+    p99_from_buckets,
     window_totals,
 )
 from promotion.rollout import row_outcomes
@@ -80,7 +85,8 @@ def label(request_id: str, value: float | str, row_index: int = 0, model: str = 
 
 def write(engine: sa.Engine, rows: list[dict], labels: list[dict] = ()) -> None:
     with engine.begin() as connection:
-        connection.execute(TABLES.predictions.insert(), rows)
+        if rows:
+            connection.execute(TABLES.predictions.insert(), rows)
         if labels:
             connection.execute(TABLES.labels.insert(), list(labels))
 
@@ -349,61 +355,117 @@ def property_engine() -> Iterator[sa.Engine]:
     engine.dispose()
 
 
+def compare(totals, rows: list[dict], labels: list[dict], task: str) -> None:
+    """Each window's arms and pairs are those of the row-by-row computation."""
+    expected_arms, expected_pairs = expected_totals(
+        rows, labels, task, (totals.since, totals.until)
+    )
+    found_arms = {
+        (a.role, a.version): (
+            a.requests,
+            a.errors,
+            a.labeled,
+            a.outcome_sum,
+            a.outcome_sq_sum,
+            a.p99_latency_ms,
+        )
+        for a in totals.arms
+    }
+    assert found_arms.keys() == expected_arms.keys()
+    for key, found in found_arms.items():
+        assert close(found, expected_arms[key]), (key, found, expected_arms[key])
+    found_pairs = {
+        ((p.answered_role, p.answered_version), (p.paired_role, p.paired_version)): (
+            p.compared,
+            p.agreed,
+            p.labeled,
+            p.answered_outcome_sum,
+            p.paired_outcome_sum,
+            p.both_correct if task != "regression" else 0.0,
+            p.difference_sum,
+            p.difference_sq_sum,
+        )
+        for p in totals.pairs
+    }
+    for key, values in expected_pairs.items():
+        if task == "regression":
+            expected_pairs[key] = (*values[:5], 0.0, *values[6:])
+    assert found_pairs.keys() == expected_pairs.keys()
+    for key, found in found_pairs.items():
+        assert close(found, expected_pairs[key]), (key, found, expected_pairs[key])
+
+
+@st.composite
+def windows_of(draw: st.DrawFn) -> list[tuple[datetime, datetime]]:
+    """One to three windows in order, each bound anywhere (on a minute or between), some
+    touching, some with a gap between them."""
+    bounds = draw(st.lists(st.integers(-30, 660), min_size=2, max_size=6, unique=True).map(sorted))
+    at = [
+        T0 + timedelta(seconds=b, microseconds=draw(st.sampled_from([0, 500_000]))) for b in bounds
+    ]
+    at.sort()
+    if draw(st.booleans()):
+        return list(zip(at, at[1:], strict=False))[::2]
+    return list(zip(at, at[1:], strict=False))
+
+
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
-def test_sql_totals_equal_the_row_by_row_computation(
+def test_sql_totals_equal_the_row_by_row_computation_after_any_writes(
     property_engine: sa.Engine, task: str, data: st.DataObject
 ) -> None:
+    """Checked once, then rows and labels arrive, some rows and labels are deleted and some
+    labels corrected (as a bulk job would, in plain SQL): the next check's totals are those
+    of the rows as they are now, whatever the windows' bounds."""
     rows, labels = data.draw(random_log(task))
     with property_engine.begin() as connection:
         connection.execute(TABLES.predictions.delete())
         connection.execute(TABLES.labels.delete())
-    if rows:
-        write(property_engine, rows, labels)
-    steps = [
-        (T0, T0 + timedelta(minutes=4)),
-        (T0 + timedelta(minutes=4), T0 + timedelta(minutes=10)),
+    early_rows = data.draw(st.integers(0, len(rows)))
+    early_labels = data.draw(st.integers(0, len(labels)))
+    write(property_engine, rows[:early_rows], labels[:early_labels])
+    steps = data.draw(windows_of())
+    for totals in window_totals(property_engine, TABLES, "churn", steps, task=task):
+        compare(totals, rows[:early_rows], labels[:early_labels], task)
+    write(property_engine, rows[early_rows:], labels[early_labels:])
+    ids = sorted({row["request_id"] for row in rows})
+    gone = set(data.draw(st.lists(st.sampled_from(ids), max_size=3))) if ids else set()
+    unlabeled = data.draw(st.lists(st.sampled_from(labels), max_size=2)) if labels else []
+    relabeled = {
+        (lab["request_id"], lab["row_index"]): data.draw(TASK_LABELS[task])
+        for lab in (data.draw(st.lists(st.sampled_from(labels), max_size=3)) if labels else [])
+    }
+    log_table, label_table = TABLES.predictions, TABLES.labels
+    with property_engine.begin() as connection:
+        if gone:
+            connection.execute(log_table.delete().where(log_table.c.request_id.in_(gone)))
+        for (request_id, row_index), value in relabeled.items():
+            fields = label(request_id, value, row_index)
+            connection.execute(
+                label_table.update()
+                .where(label_table.c.request_id == request_id, label_table.c.row_index == row_index)
+                .values(label=fields["label"], label_class=fields["label_class"])
+            )
+        for lab in unlabeled:
+            connection.execute(
+                label_table.delete().where(
+                    label_table.c.request_id == lab["request_id"],
+                    label_table.c.row_index == lab["row_index"],
+                )
+            )
+    rows = [row for row in rows if row["request_id"] not in gone]
+    dropped = {(lab["request_id"], lab["row_index"]) for lab in unlabeled}
+    labels = [
+        label(lab["request_id"], relabeled[key], lab["row_index"]) if key in relabeled else lab
+        for lab in labels
+        if (key := (lab["request_id"], lab["row_index"])) not in dropped
     ]
-    for window, totals in zip(
-        steps, window_totals(property_engine, TABLES, "churn", steps, task=task), strict=True
-    ):
-        expected_arms, expected_pairs = expected_totals(rows, labels, task, window)
-        found_arms = {
-            (a.role, a.version): (
-                a.requests,
-                a.errors,
-                a.labeled,
-                a.outcome_sum,
-                a.outcome_sq_sum,
-                a.p99_latency_ms,
-            )
-            for a in totals.arms
-        }
-        assert found_arms.keys() == expected_arms.keys()
-        for key, found in found_arms.items():
-            assert close(found, expected_arms[key]), (key, found, expected_arms[key])
-        found_pairs = {
-            ((p.answered_role, p.answered_version), (p.paired_role, p.paired_version)): (
-                p.compared,
-                p.agreed,
-                p.labeled,
-                p.answered_outcome_sum,
-                p.paired_outcome_sum,
-                p.both_correct if task != "regression" else 0.0,
-                p.difference_sum,
-                p.difference_sq_sum,
-            )
-            for p in totals.pairs
-        }
-        for key, values in expected_pairs.items():
-            if task == "regression":
-                expected_pairs[key] = (*values[:5], 0.0, *values[6:])
-        assert found_pairs.keys() == expected_pairs.keys()
-        for key, found in found_pairs.items():
-            assert close(found, expected_pairs[key]), (key, found, expected_pairs[key])
+    steps = data.draw(windows_of())
+    for totals in window_totals(property_engine, TABLES, "churn", steps, task=task):
+        compare(totals, rows, labels, task)
 
 
 def test_only_the_pairs_asked_for_are_added_up(any_engine: sa.Engine) -> None:
@@ -423,3 +485,108 @@ def test_only_the_pairs_asked_for_are_added_up(any_engine: sa.Engine) -> None:
     ]
     (none,) = window_totals(any_engine, TABLES, "churn", WHOLE, pairs=())
     assert none.pairs == () and len(none.arms) == 3
+
+
+# Per-minute totals: the p99 from latency buckets, a database without the triggers, a writer
+# committing during a refresh.
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    latencies=st.lists(
+        st.floats(LATENCY_FLOOR_MS, 60_000, allow_nan=False), min_size=1, max_size=400
+    )
+)
+def test_the_p99_from_buckets_is_within_one_percent_of_the_exact_p99(latencies: list) -> None:
+    counts: dict[int, int] = {}
+    for latency in latencies:
+        counts[latency_bucket(latency)] = counts.get(latency_bucket(latency), 0) + 1
+    exact = float(np.percentile(latencies, 99))
+    found = p99_from_buckets(counts)
+    width = math.sqrt(LATENCY_BUCKET_RATIO) * (1 + 1e-9)
+    assert exact / width <= found <= exact * width
+
+
+def test_no_latency_has_no_p99() -> None:
+    assert p99_from_buckets({}) is None and p99_from_buckets({3: 0}) is None
+
+
+def test_a_busy_arm_reads_its_p99_from_the_minute_buckets_within_one_percent(
+    any_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(predlog, "EXACT_P99_ROWS", 10)
+    rng = np.random.default_rng(7)
+    latencies = rng.lognormal(1.5, 0.6, 600)
+    rows = [
+        logged(f"r{i}", "champion", 1, latency_ms=float(latency), at=T0 + timedelta(seconds=20 * i))
+        for i, latency in enumerate(latencies)
+    ]
+    write(any_engine, rows)
+    # 12:00:50 to 15:10:50: the hours 13 and 14 from the hourly buckets, the minutes of 12:01 to
+    # 12:59 and 15:00 to 15:09 from the minutes' buckets, the seconds around them from the rows.
+    window = (T0 + timedelta(seconds=50), T0 + timedelta(hours=3, seconds=650))
+    (totals,) = window_totals(any_engine, TABLES, "churn", [window])
+    inside = latencies[3:573]
+    assert totals.arm("champion", 1).p99_latency_ms == pytest.approx(
+        float(np.percentile(inside, 99)), rel=0.01
+    )
+
+
+def test_a_log_written_without_the_triggers_is_added_up_in_full_at_the_next_check(
+    tmp_path: Path,
+) -> None:
+    """As a gateway of an older release, or another tool, leaves a log: rows and labels with no
+    per-minute totals of them."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    ensure_tables(engine, TABLES)
+    with engine.begin() as connection:
+        for (name,) in connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        ).all():
+            connection.exec_driver_sql(f'DROP TRIGGER "{name}"')
+    write(engine, [logged("a", "champion", 1), logged("b", "champion", 1)], [label("a", 1)])
+    (found,) = window_totals(engine, TABLES, "churn", WHOLE)
+    champion = found.arm("champion", 1)
+    assert (champion.requests, champion.labeled, champion.correct) == (2, 1, 1)
+    # The triggers are back: what is written now counts too.
+    write(engine, [logged("c", "champion", 1)], [label("b", 0)])
+    (later,) = window_totals(engine, TABLES, "churn", WHOLE)
+    assert (later.arm("champion", 1).requests, later.arm("champion", 1).labeled) == (3, 2)
+    engine.dispose()
+
+
+def test_rows_committed_while_a_minute_is_added_up_count_at_the_next_check(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(postgres_url)
+    ensure_tables(engine, TABLES)
+    write(engine, [logged("a", "champion", 1)])
+    add_up = predlog._add_up_minutes
+
+    def writer_commits_meanwhile(connection, tables, model_name, minutes) -> None:
+        add_up(connection, tables, model_name, minutes)
+        # Another writer commits a row of the same minute before the refresh ends.
+        write(engine, [logged("b", "champion", 1, at=T0 + timedelta(seconds=5))])
+
+    monkeypatch.setattr(predlog, "_add_up_minutes", writer_commits_meanwhile)
+    (first,) = window_totals(engine, TABLES, "churn", WHOLE)
+    monkeypatch.setattr(predlog, "_add_up_minutes", add_up)
+    assert first.arm("champion", 1).requests == 1
+    (second,) = window_totals(engine, TABLES, "churn", WHOLE)
+    assert second.arm("champion", 1).requests == 2
+    engine.dispose()
+
+
+def test_truncated_labels_leave_the_rows_and_no_labels(postgres_url: str) -> None:
+    engine = create_engine(postgres_url)
+    ensure_tables(engine, TABLES)
+    write(engine, [logged("a", "champion", 1)], [label("a", 1)])
+    assert window_totals(engine, TABLES, "churn", WHOLE)[0].arm("champion", 1).labeled == 1
+    with engine.begin() as connection:
+        connection.exec_driver_sql("TRUNCATE prediction_labels")
+    (after,) = window_totals(engine, TABLES, "churn", WHOLE)
+    assert (after.arm("champion", 1).requests, after.arm("champion", 1).labeled) == (1, 0)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("TRUNCATE prediction_log")
+    assert window_totals(engine, TABLES, "churn", WHOLE)[0].arms == ()
+    engine.dispose()
