@@ -178,8 +178,13 @@ def _stored(features: dict, mask: FeatureMask | None) -> dict:
 def _json_safe(value: object) -> object:
     # NaN is how pandas spells a missing number, and strict JSON (PostgreSQL's) has neither NaN
     # nor infinities: one such value would make the database refuse the whole batch.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    kind = type(value)
+    if kind is str or kind is int or value is None:
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if hasattr(value, "item"):
         return _json_safe(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value

@@ -12,6 +12,8 @@ Tables (names fixed, schema configurable):
 - `prediction_labels`: ground truth by (model_name, request_id, row_index); written by the feedback
   endpoint or loaded in bulk by any job, and joined to the log by request id. The first label of a
   row stands; `prediction_label_corrections` records each deliberate overwrite.
+- Per-minute totals of both (`prediction_log_minute_*`, `prediction_log_hour_latencies`), kept by
+  `refresh_minutes` for the minutes triggers marked as changed (`prediction_log_changed_minutes`).
 
 Per task: `prediction` is the positive-class probability (binary), the value (regression) or the
 probability of the predicted class (multiclass, with `predicted_class` and every class's
@@ -706,7 +708,7 @@ def write_entries(
     rows = [row for entry in batch for row in log_rows(entry, masks.get(entry.model_name))]
     try:
         with engine.begin() as connection:
-            connection.execute(table.insert(), rows)
+            _insert_rows(connection, table, rows)
         return 0
     except (sa.exc.IntegrityError, sa.exc.DataError):
         # A batch whose commit succeeded but whose acknowledgement was lost comes back here on
@@ -796,6 +798,33 @@ class LogProcess:
         if self._pipe is not None:
             self._pipe.close()
         self.start()
+
+
+def _insert_rows(connection: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
+    """Insert log rows (each with every column but the id). On SQLite the statement is the
+    driver's own, each value converted by its column type's own bind processor, as SQLAlchemy
+    would store it: SQLAlchemy's per-row parameter handling cost more than SQLite's insert."""
+    if connection.dialect.name != "sqlite" or not rows:
+        connection.execute(table.insert(), rows)
+        return
+    names = [column.name for column in table.columns if column.name != "id"]
+    dialect = connection.dialect
+    converters = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    ]
+    statement = (
+        f"INSERT INTO {_qualified(connection.engine, table)} "
+        f"({', '.join(_quoted(connection.engine, name) for name in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+    pairs = list(zip(names, converters, strict=True))
+    connection.exec_driver_sql(
+        statement,
+        [
+            tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs)
+            for row in rows
+        ],
+    )
 
 
 def _serve_writes(
