@@ -26,6 +26,45 @@ class KnownState:
     floor: float
 
 
+def log_answers(
+    url: str, rows: list[tuple[str, str, datetime, float, float | None, str | None]]
+) -> None:
+    """(model, role, at, prediction, label, error) rows: one request each (ids r0, r1, …), in
+    the log's tables, and their labels through the feedback store."""
+    from gateway.predlog import Label, create_engine, log_tables, record_labels
+
+    engine, tables = create_engine(url), log_tables()
+    tables.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            tables.predictions.insert(),
+            [
+                {
+                    "request_id": f"r{i}",
+                    "row_index": 0,
+                    "model_name": model,
+                    "version": 1,
+                    "role": role,
+                    "routing_key": None,
+                    "features": {},
+                    "prediction": None if error else prediction,
+                    "error": error,
+                    "latency_ms": 1.0,
+                    "created_at": at,
+                }
+                for i, (model, role, at, prediction, _, error) in enumerate(rows)
+            ],
+        )
+    for model in {row[0] for row in rows}:
+        labels = [
+            Label(f"r{i}", label)
+            for i, row in enumerate(rows)
+            if row[0] == model and (label := row[4]) is not None
+        ]
+        record_labels(engine, tables, model, labels)
+    engine.dispose()
+
+
 def _log_rows(log_url: str, now: datetime, labeled: int, correct: int) -> None:
     from gateway.batching import LogEntry
     from gateway.predlog import Label, PredictionLogWriter, create_engine, log_tables, record_labels

@@ -10,6 +10,7 @@ import pytest
 from gateway.predlog import Label, create_engine, log_tables, record_labels
 from monitoring import queries
 from registry.validation_records import ValidationRecord, record_validation
+from tests.monitoring.support import log_answers
 
 NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
 DAY = 86400
@@ -22,45 +23,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-def _log(url: str, rows: list[tuple[str, str, datetime, float, float | None, str | None]]) -> None:
-    """(model, role, at, score, label, error) rows, written as the gateway's writer writes them."""
-    engine, tables = create_engine(url), log_tables()
-    tables.metadata.create_all(engine)
-    with engine.begin() as connection:
-        connection.execute(
-            tables.predictions.insert(),
-            [
-                {
-                    "request_id": f"r{i}",
-                    "row_index": 0,
-                    "model_name": model,
-                    "version": 1,
-                    "role": role,
-                    "routing_key": None,
-                    "features": {},
-                    "prediction": None if error else score,
-                    "error": error,
-                    "latency_ms": 1.0,
-                    "created_at": at,
-                }
-                for i, (model, role, at, score, _, error) in enumerate(rows)
-            ],
-        )
-    for model in {row[0] for row in rows}:
-        labels = [
-            Label(f"r{i}", label)
-            for i, row in enumerate(rows)
-            if row[0] == model and (label := row[4]) is not None
-        ]
-        record_labels(engine, tables, model, labels)
-    engine.dispose()
-
-
 def test_the_champion_metric_is_counted_per_day_from_labeled_champion_rows_only(
     database_url,
 ) -> None:
     yesterday, today = NOW - timedelta(days=1), NOW - timedelta(hours=1)
-    _log(
+    log_answers(
         database_url,
         [
             ("m", "champion", yesterday, 0.9, 1.0, None),
@@ -108,7 +75,7 @@ def test_validated_windows_are_counted_per_bucket_with_those_that_passed(databas
 def test_a_prediction_log_no_gateway_has_created_yet_is_told_apart(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'never-written.db'}"
     assert not queries.has_log(queries.prediction_log(url))
-    _log(url, [("m", "champion", NOW, 0.9, 1.0, None)])
+    log_answers(url, [("m", "champion", NOW, 0.9, 1.0, None)])
     assert queries.has_log(queries.prediction_log(url))
 
 
@@ -152,7 +119,7 @@ def test_a_regressors_live_error_is_summed_per_day_from_labeled_champion_rows_on
     database_url,
 ) -> None:
     yesterday, today = NOW - timedelta(days=1), NOW - timedelta(hours=1)
-    _log(
+    log_answers(
         database_url,
         [
             ("r", "champion", yesterday, 3.0, 1.0, None),  # error 2

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.predlog import Label, create_engine, log_tables, record_labels
 from monitoring import view
 from monitoring.settings import MonitoringSettings
 from policies.loader import load_policy
+from tests.monitoring.support import log_answers
 from tests.support import write_policy
 
 NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
@@ -52,30 +52,9 @@ def test_a_regressors_live_metric_is_its_error_not_an_accuracy(
     tmp_path: Path, metric: str, shown: str, expected: float
 ) -> None:
     log_url = f"sqlite:///{tmp_path / 'log.db'}"
-    engine, tables = create_engine(log_url), log_tables()
-    tables.metadata.create_all(engine)
     at = NOW - timedelta(hours=2)
     answers = [(10.0, 7.0), (20.0, 25.0)]  # errors 3 and -5: RMSE sqrt(17), MAE 4
-    with engine.begin() as connection:
-        connection.execute(
-            tables.predictions.insert(),
-            [
-                {
-                    "request_id": f"r{i}",
-                    "row_index": 0,
-                    "model_name": "spend",
-                    "version": 1,
-                    "role": "champion",
-                    "features": {},
-                    "prediction": prediction,
-                    "latency_ms": 1.0,
-                    "created_at": at,
-                }
-                for i, (prediction, _) in enumerate(answers)
-            ],
-        )
-    record_labels(engine, tables, "spend", [Label(f"r{i}", y) for i, (_, y) in enumerate(answers)])
-    engine.dispose()
+    log_answers(log_url, [("spend", "champion", at, p, y, None) for p, y in answers])
     policy = _regression_policy(tmp_path, metric)
     name = view._live_metric_name(policy)
     points, note = view._champion_metric(
