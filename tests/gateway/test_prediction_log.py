@@ -22,6 +22,7 @@ from gateway.predlog import (
     log_tables,
     record_labels,
     window_totals,
+    write_entries,
 )
 from tests.gateway.fakes import wait_until
 
@@ -406,3 +407,42 @@ def test_the_writer_process_loads_neither_pandas_nor_scipy() -> None:
         check=True,
     ).stdout.strip()
     assert loaded == "[]"
+
+
+def test_rows_read_back_as_they_were_logged_whichever_way_they_were_inserted(
+    any_engine: sa.Engine,
+) -> None:
+    """SQLite's rows go in through the driver, PostgreSQL's through SQLAlchemy: both read back
+    with the values of the entry (JSON features, class probabilities, the arrival time)."""
+    tables = log_tables()
+    ensure_tables(any_engine, tables)
+    at = datetime(2026, 5, 4, 12, 30, 15, 123456, tzinfo=UTC)
+    entries = [
+        LogEntry(
+            "a",
+            "churn",
+            3,
+            "champion",
+            "user-7",
+            {"x": [1.5], "plan": ["pro"]},
+            [0.25],
+            2.5,
+            at,
+            classes=["cat"],
+            probabilities=[{"cat": 0.25, "dog": 0.75}],
+        ),
+        LogEntry("b", "churn", 3, "shadow", None, {}, [0.5], 1.0, at),
+        LogEntry("c", "churn", 3, "canary", None, None, None, 0.0, at, error="boom"),
+    ]
+    assert write_entries(any_engine, tables.predictions, entries, {}) == 0
+    log = tables.predictions
+    with any_engine.connect() as connection:
+        rows = {r.request_id: r for r in connection.execute(sa.select(log)).all()}
+    first = rows["a"]
+    assert (first.version, first.role, first.routing_key) == (3, "champion", "user-7")
+    assert first.features == {"x": 1.5, "plan": "pro"}
+    assert (first.prediction, first.predicted_class) == (0.25, "cat")
+    assert first.probabilities == {"cat": 0.25, "dog": 0.75}
+    assert first.created_at.replace(tzinfo=None) == at.replace(tzinfo=None)
+    assert rows["b"].features == {} and rows["b"].probabilities is None
+    assert (rows["c"].error, rows["c"].prediction) == ("boom", None)
