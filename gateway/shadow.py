@@ -146,30 +146,32 @@ class ShadowRunner:
             key = (job.shadow.model_name, job.shadow.version, job.role, tuple(columns.values))
             groups.setdefault((*key, columns.textual), []).append(job)
         for group in groups.values():
-            try:
-                self._score_group(group)
-            except Exception as error:  # a shadow failure is counted and logged, never raised
-                self._failed(group, error)
+            self._score_group(group)
 
     def _score_group(self, group: list[ShadowJob]) -> None:
-        """Score jobs of one version and role whose payloads have the same columns."""
+        """Score jobs of one version and role whose payloads have the same columns; each job that
+        cannot be scored is counted failed once (a shadow failure is logged, never raised)."""
         shadow = group[0].shadow
         try:
-            _, model_input = shadow.inputs(merged([job.columns for job in group]))
+            model_input: ModelInput | None = shadow.inputs(merged([j.columns for j in group]))[1]
         except ValueError:
             # One job's values do not fit the version: fail that one alone, score the rest.
-            accepted = []
+            fitting = []
             for job in group:
                 try:
                     shadow.checked_values(job.columns)
-                    accepted.append(job)
+                    fitting.append(job)
                 except ValueError as error:
                     self._failed([job], error)
-            if not accepted:
-                return
-            group = accepted
-            _, model_input = shadow.inputs(merged([job.columns for job in group]))
-        self._answer(group, model_input)
+            group, model_input = fitting, None
+        if not group:
+            return
+        try:
+            if model_input is None:
+                _, model_input = shadow.inputs(merged([job.columns for job in group]))
+            self._answer(group, model_input)
+        except Exception as error:
+            self._failed(group, error)
 
     def _answer(self, jobs: list[ShadowJob], model_input: ModelInput) -> None:
         shadow, role = jobs[0].shadow, jobs[0].role

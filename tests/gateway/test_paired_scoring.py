@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gateway.app import create_app
 from gateway.payload import Columns
 from gateway.predlog import CHAMPION_PAIRED, create_engine
-from gateway.shadow import ShadowJob, batches
+from gateway.shadow import ShadowJob, ShadowRunner, batches
 from tests.gateway.conftest import gateway_config
 from tests.gateway.fakes import ConstantModel, FakeSource, wait_until
 
@@ -129,3 +129,37 @@ def test_shadow_batches_keep_every_job_in_order_within_the_row_bound(
     for batch, following in zip(cut, cut[1:], strict=False):
         rows = sum(job.columns.n_rows for job in batch)
         assert rows + following[0].columns.n_rows > max_rows
+
+
+class UnfitShadow:
+    """A shadow version that refuses any payload with a negative `x` and then fails in its
+    model call."""
+
+    model_name, version = "churn", 3
+
+    def checked_values(self, columns: Columns) -> None:
+        if any(x < 0 for x in columns.values["x"]):
+            raise ValueError("x must not be negative")
+
+    def inputs(self, columns: Columns):
+        self.checked_values(columns)
+        return None, object()
+
+    def answer(self, model_input: object):
+        raise RuntimeError("the model call failed")
+
+
+def test_a_copy_that_does_not_fit_is_counted_failed_once_when_the_rest_fail_too() -> None:
+    logged = []
+    runner = ShadowRunner(logged.append, queue_size=10, batch_rows=100, max_wait_s=0.01)
+    shadow = UnfitShadow()
+    runner.start()
+    for request_id, x in (("a", 1.0), ("b", -1.0), ("c", 2.0)):
+        columns = Columns(values={"x": [x]}, n_rows=1)
+        runner.submit(ShadowJob(request_id, None, columns, shadow, datetime.now(UTC)))
+    runner.close(5.0)
+    stats = runner.stats("churn")
+    assert (stats.failed, stats.scored) == (3, 0)
+    assert sorted(entry.request_id for entry in logged) == ["a", "b", "c"]
+    errors = {entry.request_id: entry.error for entry in logged}
+    assert "negative" in errors["b"] and "model call failed" in errors["a"]
