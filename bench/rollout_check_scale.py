@@ -131,7 +131,8 @@ def one_more_minute(engine: sa.Engine, model: str, rows: int, since: datetime, t
 def labels_arrive(
     engine: sa.Engine, model: str, since: datetime, until: datetime, spread: str = "true"
 ) -> int:
-    """Labels for the champion's unlabeled requests in [since, until) matching `spread`."""
+    """Labels for the answered (champion and canary) requests in [since, until) that match
+    `spread` and have none yet; the number stored."""
     with engine.begin() as connection:
         return connection.execute(
             sa.text(LABELS.format(spread=spread)), {"model": model, "since": since, "until": until}
