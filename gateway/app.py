@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from functools import partial
 
 import numpy as np
 import sqlalchemy as sa
+import uuid6
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import (
@@ -328,7 +328,7 @@ def _routes(app: FastAPI, services: Services) -> None:
     async def score_request(name: str, request: Request) -> Response:
         media_type = _scoring_media_type(request)
         given_id = request.headers.get(REQUEST_ID_HEADER)
-        request_id = given_id or uuid.uuid4().hex
+        request_id = given_id or new_request_id()
         if len(request_id) > _MAX_ID_LENGTH:
             raise HTTPException(400, f"{REQUEST_ID_HEADER} is longer than {_MAX_ID_LENGTH}")
         routing_key = request.headers.get(ROUTING_KEY_HEADER)
@@ -558,6 +558,14 @@ def _require_json(request: Request) -> None:
         raise HTTPException(415, "send the body as Content-Type: application/json")
 
 
+def new_request_id() -> str:
+    """A fresh request id: a UUIDv7 (RFC 9562) in hex, unguessable (74 random bits) and ordered
+    by time, so the prediction log's and the labels' keys grow at their end. Random ids (UUIDv4)
+    put every row's key on another page of those indexes, which made a log write cost three
+    times as much on a log of a few hundred thousand rows."""
+    return uuid6.uuid7().hex
+
+
 async def _claim(services: Services, name: str, request_id: str, *, caller_given: bool) -> None:
     """Reserve a request id for this request; 409 when it answered (or logged) one before."""
     reused = HTTPException(
@@ -566,7 +574,7 @@ async def _claim(services: Services, name: str, request_id: str, *, caller_given
     if not services.answered.reserve(name, request_id):
         raise reused
     if not caller_given:
-        return  # a fresh uuid
+        return  # a fresh id
     try:
         logged = await run_in_threadpool(
             request_logged, services.engine, services.tables, name, request_id

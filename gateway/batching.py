@@ -114,60 +114,66 @@ def overflow(entry_rows: Sequence[int], max_pending_rows: int) -> int:
     return dropped
 
 
+# The columns of a log row, in the order `log_values` gives them.
+LOG_COLUMNS = (
+    "request_id",
+    "row_index",
+    "model_name",
+    "version",
+    "role",
+    "routing_key",
+    "features",
+    "prediction",
+    "predicted_class",
+    "probabilities",
+    "error",
+    "latency_ms",
+    "created_at",
+)
+
+
 def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
     """The prediction-log rows of one entry: one per scored row, features as JSON-safe values
     (masked by `mask`; none for an entry without features, a copy scored off the request path,
     whose answered row holds them); a request that failed on its arm is one row with the error
     and no prediction."""
+    return [dict(zip(LOG_COLUMNS, values, strict=True)) for values in log_values(entry, mask)]
+
+
+def log_values(entry: LogEntry, mask: FeatureMask | None = None) -> list[tuple]:
+    """`log_rows` as tuples of the values in `LOG_COLUMNS` order: what an insert binds, built
+    without a dict per row (the log's writer builds a row for every request)."""
     if entry.scores is None:
+        error = (entry.error or "unknown error")[:ERROR_LENGTH]
+        # request_id, row_index, model_name, version, role, routing_key, features, prediction,
+        # predicted_class, probabilities, error, latency_ms, created_at
         return [
-            {
-                "request_id": entry.request_id,
-                "row_index": 0,
-                "model_name": entry.model_name,
-                "version": entry.version,
-                "role": entry.role,
-                "routing_key": entry.routing_key,
-                "features": {},
-                "prediction": None,
-                "predicted_class": None,
-                "probabilities": None,
-                "error": (entry.error or "unknown error")[:ERROR_LENGTH],
-                "latency_ms": entry.latency_ms,
-                "created_at": entry.at,
-            }
+            (entry.request_id, 0, entry.model_name, entry.version, entry.role, entry.routing_key)
+            + ({}, None, None, None, error, entry.latency_ms, entry.at)
         ]
-    return [
-        {
-            "request_id": entry.request_id,
-            "row_index": index,
-            "model_name": entry.model_name,
-            "version": entry.version,
-            "role": entry.role,
-            "routing_key": entry.routing_key,
-            "features": _stored({key: _json_safe(value) for key, value in features.items()}, mask),
-            "prediction": float(score),
-            "predicted_class": None if entry.classes is None else entry.classes[index],
-            "probabilities": None if entry.probabilities is None else entry.probabilities[index],
-            "error": None,
-            "latency_ms": entry.latency_ms,
-            "created_at": entry.at,
-        }
-        for index, (features, score) in enumerate(
-            zip(
-                _records(entry.features or {}) or [{}] * len(entry.scores),
-                entry.scores,
-                strict=True,
-            )
-        )
-    ]
-
-
-def _records(features: Mapping[str, Sequence]) -> list[dict]:
-    """The request's rows as dicts of column name to value."""
+    features = entry.features or {}
     names = list(features)
+    rows = zip(*features.values(), strict=True) if names else [()] * len(entry.scores)
+    classes, probabilities = entry.classes, entry.probabilities
     return [
-        dict(zip(names, values, strict=True)) for values in zip(*features.values(), strict=True)
+        (
+            entry.request_id,
+            index,
+            entry.model_name,
+            entry.version,
+            entry.role,
+            entry.routing_key,
+            _stored(
+                {name: _json_safe(value) for name, value in zip(names, row, strict=True)}, mask
+            ),
+            float(score),
+            None if classes is None else classes[index],
+            None if probabilities is None else probabilities[index],
+            None,
+            entry.latency_ms,
+            entry.at,
+        )
+        for index, (row, score) in enumerate(zip(rows, entry.scores, strict=True))
     ]
 
 

@@ -30,10 +30,11 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.process
 import signal
+import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -42,10 +43,11 @@ import sqlalchemy as sa
 
 from gateway.batching import (
     ERROR_LENGTH,
+    LOG_COLUMNS,
     FeatureMask,
     LogEntry,
     flush_due,
-    log_rows,
+    log_values,
     overflow,
     retry_delay,
     take_batch,
@@ -555,11 +557,26 @@ def database_url(url: str) -> sa.URL:
 
 
 def create_engine(url: str) -> sa.Engine:
-    """An engine for the log database; SQLite waits on a busy file rather than failing."""
+    """An engine for the log database. SQLite waits on a busy file rather than failing, and
+    keeps its log in write-ahead mode: a commit appends to one file instead of copying pages to a
+    rollback journal first (a third of a log write's cost), and a reader (a rollout check, the
+    monitoring view) never waits for the gateway's writer, nor it for them."""
     parsed = database_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return sa.create_engine(parsed, connect_args={"timeout": 30})
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+    sa.event.listen(engine, "connect", _write_ahead)
+    return engine
+
+
+def _write_ahead(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    # A no-op on a file already in that mode (the mode is kept in the file); SQLite ignores it
+    # for an in-memory database. A file that another connection is writing to cannot switch
+    # now: it stays as it is, and a later connection switches it.
+    try:
+        dbapi_connection.execute("PRAGMA journal_mode=WAL").fetchall()
+    except sqlite3.OperationalError as error:
+        logger.debug("prediction log: not in write-ahead mode yet (%s)", error)
 
 
 class PredictionLogWriter:
@@ -705,7 +722,7 @@ def write_entries(
 ) -> int:
     """Insert the batch's rows in one transaction; the number of rows the database refused as
     such (dropped, each logged). Raises SQLAlchemyError when the write should be retried."""
-    rows = [row for entry in batch for row in log_rows(entry, masks.get(entry.model_name))]
+    rows = [row for entry in batch for row in log_values(entry, masks.get(entry.model_name))]
     try:
         with engine.begin() as connection:
             _insert_rows(connection, table, rows)
@@ -716,7 +733,8 @@ def write_entries(
         # database refuses as such (DataError) is dropped and counted, so it cannot hold back
         # every row behind it.
         dropped = 0
-        for row in rows:
+        for values in rows:
+            row = dict(zip(LOG_COLUMNS, values, strict=True))
             try:
                 with engine.begin() as connection:
                     connection.execute(table.insert(), [row])
@@ -800,31 +818,61 @@ class LogProcess:
         self.start()
 
 
-def _insert_rows(connection: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
-    """Insert log rows (each with every column but the id). On SQLite the statement is the
-    driver's own, each value converted by its column type's own bind processor, as SQLAlchemy
-    would store it: SQLAlchemy's per-row parameter handling cost more than SQLite's insert."""
+def _insert_rows(connection: sa.Connection, table: sa.Table, rows: list[tuple]) -> None:
+    """Insert log rows, each the values of `LOG_COLUMNS` (every column but the id). On SQLite
+    the statement is the driver's own, each value converted by its column type's own bind
+    processor, as SQLAlchemy would store it: SQLAlchemy's per-row parameter handling cost more
+    than SQLite's insert."""
     if connection.dialect.name != "sqlite" or not rows:
-        connection.execute(table.insert(), rows)
+        connection.execute(
+            table.insert(), [dict(zip(LOG_COLUMNS, values, strict=True)) for values in rows]
+        )
         return
-    names = [column.name for column in table.columns if column.name != "id"]
     dialect = connection.dialect
-    converters = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    converting = [
+        # A number's conversion is cheaper than looking it up.
+        (position, convert if isinstance(column.type, sa.Float) else _remembering(convert))
+        for position, column in enumerate(table.c[name] for name in LOG_COLUMNS)
+        if (convert := column.type.dialect_impl(dialect).bind_processor(dialect))
     ]
     statement = (
         f"INSERT INTO {_qualified(connection.engine, table)} "
-        f"({', '.join(_quoted(connection.engine, name) for name in names)}) "
-        f"VALUES ({', '.join('?' for _ in names)})"
+        f"({', '.join(_quoted(connection.engine, name) for name in LOG_COLUMNS)}) "
+        f"VALUES ({', '.join('?' for _ in LOG_COLUMNS)})"
     )
-    pairs = list(zip(names, converters, strict=True))
-    connection.exec_driver_sql(
-        statement,
-        [
-            tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs)
-            for row in rows
-        ],
-    )
+    parameters = []
+    for values in rows:
+        bound = list(values)
+        for position, convert in converting:
+            bound[position] = convert(bound[position])
+        parameters.append(tuple(bound))
+    connection.exec_driver_sql(statement, parameters)
+
+
+_EMPTY = object()
+
+
+def _remembering(convert: Callable[[object], object]) -> Callable[[object], object]:
+    """`convert`, answering a value it converted before (a request's time, shared by its rows
+    and its copies' rows; no probabilities; a copy's empty features) without converting again."""
+    answers: dict = {}
+
+    def converted(value: object) -> object:
+        if type(value) is dict:
+            if value:
+                return convert(value)
+            key = _EMPTY
+        else:
+            key = value
+        try:
+            return answers[key]
+        except KeyError:
+            answers[key] = answer = convert(value)
+            return answer
+        except TypeError:  # unhashable
+            return convert(value)
+
+    return converted
 
 
 def _serve_writes(
@@ -1453,43 +1501,34 @@ def _arm_totals(task: str, key: tuple, m: Measures, p99: float | None) -> ArmTot
 
 
 def _pair_totals(task: str, key: tuple, m: Measures) -> PairTotals:
-    answered_role, answered_version, paired_role, paired_version = key
     if task == "regression":
-        return PairTotals(
-            answered_role,
-            answered_version,
-            paired_role,
-            paired_version,
-            compared=int(m["compared"]),
-            agreed=0,
-            labeled=int(m["labeled_number"]),
-            answered_correct=0,
-            paired_correct=0,
-            both_correct=0,
-            answered_outcome_sum=float(m["squared_error_answered"]),
-            paired_outcome_sum=float(m["squared_error_paired"]),
-            difference_sum=float(m["squared_error_difference"]),
-            difference_sq_sum=float(m["squared_error_difference_sq"]),
-        )
-    kind = "binary" if task == "binary" else "class"
-    mine, theirs, both = (int(m[f"{kind}_{side}"]) for side in ("answered", "paired", "both"))
-    return PairTotals(
-        answered_role,
-        answered_version,
-        paired_role,
-        paired_version,
-        compared=int(m["compared"]),
-        agreed=int(m[f"agreed_{kind}"]),
-        labeled=int(m["labeled_number" if task == "binary" else "labeled_class"]),
-        answered_correct=mine,
-        paired_correct=theirs,
-        both_correct=both,
-        answered_outcome_sum=float(mine),
-        paired_outcome_sum=float(theirs),
-        # Outcomes of 1 or 0: (a - p)² = a + p - 2ap.
-        difference_sum=float(mine - theirs),
-        difference_sq_sum=float(mine + theirs - 2 * both),
-    )
+        outcomes = {
+            "agreed": 0,
+            "labeled": int(m["labeled_number"]),
+            "answered_correct": 0,
+            "paired_correct": 0,
+            "both_correct": 0,
+            "answered_outcome_sum": float(m["squared_error_answered"]),
+            "paired_outcome_sum": float(m["squared_error_paired"]),
+            "difference_sum": float(m["squared_error_difference"]),
+            "difference_sq_sum": float(m["squared_error_difference_sq"]),
+        }
+    else:
+        kind = "binary" if task == "binary" else "class"
+        mine, theirs, both = (int(m[f"{kind}_{side}"]) for side in ("answered", "paired", "both"))
+        outcomes = {
+            "agreed": int(m[f"agreed_{kind}"]),
+            "labeled": int(m["labeled_number" if task == "binary" else "labeled_class"]),
+            "answered_correct": mine,
+            "paired_correct": theirs,
+            "both_correct": both,
+            "answered_outcome_sum": float(mine),
+            "paired_outcome_sum": float(theirs),
+            # Outcomes of 1 or 0: (a - p)² = a + p - 2ap.
+            "difference_sum": float(mine - theirs),
+            "difference_sq_sum": float(mine + theirs - 2 * both),
+        }
+    return PairTotals(*key, compared=int(m["compared"]), **outcomes)
 
 
 def _sql_truth(labels: sa.Table, task: str) -> sa.ColumnElement:

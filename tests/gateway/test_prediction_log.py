@@ -101,6 +101,7 @@ def test_rows_survive_a_database_outage_and_are_written_once(
     writer = _writer(engine, batch_size=1, flush_interval_s=0.05, in_process=in_process)
     missing_dir.mkdir()
     writer.start()  # creates the tables, then the directory goes away
+    engine.dispose()  # the last connection closed writes the write-ahead file back
     (missing_dir / "log.db").rename(tmp_path / "aside.db")
     missing_dir.rmdir()
     for i in range(3):
