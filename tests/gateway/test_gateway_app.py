@@ -23,6 +23,18 @@ def test_the_champion_answers_with_request_id_and_version(client: TestClient) ->
     assert response.headers["X-Request-Id"] == body["request_id"]
 
 
+def test_request_ids_the_gateway_gives_are_unique_and_follow_the_order_of_arrival(
+    client: TestClient,
+) -> None:
+    # Ordered ids land at the end of the log's indexes instead of all over them.
+    ids = [
+        client.post("/models/churn/invocations", json=ROW).json()["request_id"] for _ in range(50)
+    ]
+    assert len(set(ids)) == 50
+    assert ids == sorted(ids)
+    assert all(len(request_id) == 32 and int(request_id, 16) for request_id in ids)
+
+
 def test_a_caller_given_request_id_is_kept(client: TestClient) -> None:
     response = client.post(
         "/models/churn/invocations", json=ROW, headers={"X-Request-Id": "order-42"}

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,21 @@ def _count(engine: sa.Engine) -> int:
 
 # The writer builds and inserts rows in a thread of the gateway or in a child process of it.
 BOTH_WRITERS = pytest.mark.parametrize("in_process", [True, False], ids=["thread", "process"])
+
+
+def test_a_reader_in_the_middle_of_a_read_does_not_hold_up_the_writer(engine: sa.Engine) -> None:
+    # A rollout check or the monitoring view reading the log while the gateway writes to it.
+    ensure_tables(engine, log_tables())
+    write_entries(engine, log_tables().predictions, [_entry("before")], {})
+    with create_engine(str(engine.url)).connect() as reader:
+        reader.exec_driver_sql("BEGIN")
+        assert reader.exec_driver_sql("SELECT count(*) FROM prediction_log").scalar_one() == 1
+        started = time.monotonic()
+        write_entries(engine, log_tables().predictions, [_entry("during")], {})
+        assert time.monotonic() - started < 5  # it would wait the busy timeout (30 s) and fail
+        # The reader goes on reading the log as it was when its read began.
+        assert reader.exec_driver_sql("SELECT count(*) FROM prediction_log").scalar_one() == 1
+    assert _count(engine) == 2
 
 
 @BOTH_WRITERS
