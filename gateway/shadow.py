@@ -78,7 +78,9 @@ class ShadowRunner:
         max_wait_s: float,
     ) -> None:
         self._log = log
-        self._queue: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=queue_size)
+        # The C queue: a put costs the request path a fraction of `queue.Queue`'s.
+        self._queue: queue.SimpleQueue[ShadowJob | None] = queue.SimpleQueue()
+        self._queue_size = queue_size
         self._batch_rows = batch_rows
         self._max_wait_s = max_wait_s
         self._stats: dict[tuple[str, str], ShadowStats] = {}
@@ -95,24 +97,17 @@ class ShadowRunner:
 
     def submit(self, job: ShadowJob) -> None:
         """Queue a job without waiting; a full queue drops it (counted) instead of blocking."""
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
+        if self._queue.qsize() >= self._queue_size:
             self.stats(job.shadow.model_name, job.role).dropped += 1
+            return
+        self._queue.put(job)
 
     def close(self, timeout_s: float) -> None:
         """Score what is queued (for at most `timeout_s`) and stop the worker."""
         if self._thread is None:
             return
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._queue.put(None, timeout=max(0.01, deadline - time.monotonic()))
-                break
-            except queue.Full:
-                if time.monotonic() >= deadline:
-                    break
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._queue.put(None)
+        self._thread.join(timeout_s)
         if self._thread.is_alive() or not self._queue.empty():
             logger.error("shadow: %d jobs not scored at shutdown", self._queue.qsize())
 
