@@ -60,7 +60,7 @@ from gateway.predlog import (
 )
 from gateway.routing import choose_role
 from gateway.shadow import ShadowJob, ShadowRunner
-from gateway.siblings import SiblingRefreshes, announce_refresh
+from gateway.siblings import SiblingRefreshes
 from gateway.webhook import (
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -505,7 +505,7 @@ async def _refresh_everywhere(services: Services, names: list[str]) -> None:
     if services.siblings is None:
         return
     try:
-        await run_in_threadpool(announce_refresh, services.engine, services.tables, names)
+        await run_in_threadpool(services.siblings.announce, names)
     except sa.exc.SQLAlchemyError as error:
         logger.warning("could not ask the other workers to refresh (they poll): %s", error)
 

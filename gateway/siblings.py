@@ -23,10 +23,13 @@ logger = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.25
 
 
-def announce_refresh(engine: sa.Engine, tables: LogTables, model_names: Iterable[str]) -> None:
-    """Raise each model's refresh counter, so every worker refreshes it."""
+def announce_refresh(
+    engine: sa.Engine, tables: LogTables, model_names: Iterable[str]
+) -> dict[str, int]:
+    """Raise each model's refresh counter, so every worker refreshes it; the counters as raised."""
     table = tables.refresh_requests
     now = datetime.now(UTC)
+    raised_to: dict[str, int] = {}
     for name in dict.fromkeys(model_names):
         for _ in range(3):  # a sibling may insert the first row between our update and insert
             try:
@@ -40,9 +43,13 @@ def announce_refresh(engine: sa.Engine, tables: LogTables, model_names: Iterable
                         connection.execute(
                             table.insert().values(model_name=name, generation=1, requested_at=now)
                         )
+                    raised_to[name] = connection.execute(
+                        sa.select(table.c.generation).where(table.c.model_name == name)
+                    ).scalar_one()
                 break
             except sa.exc.IntegrityError:
                 continue
+    return raised_to
 
 
 def refresh_generations(engine: sa.Engine, tables: LogTables) -> dict[str, int]:
@@ -53,9 +60,20 @@ def refresh_generations(engine: sa.Engine, tables: LogTables) -> dict[str, int]:
         return {row.model_name: row.generation for row in rows}
 
 
-def moved(seen: dict[str, int], now: dict[str, int], served: Iterable[str]) -> list[str]:
-    """The served models whose counter differs from the one last seen."""
-    return [name for name in served if name in now and now[name] != seen.get(name)]
+def moved(
+    seen: dict[str, int],
+    now: dict[str, int],
+    served: Iterable[str],
+    announced: dict[str, int] | None = None,
+) -> list[str]:
+    """The served models whose counter differs from the one last seen, but for those whose
+    counter is still the one this worker raised itself (`announced`: it refreshed them then)."""
+    announced = announced or {}
+    return [
+        name
+        for name in served
+        if name in now and now[name] != seen.get(name) and now[name] != announced.get(name)
+    ]
 
 
 class SiblingRefreshes:
@@ -78,12 +96,21 @@ class SiblingRefreshes:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seen: dict[str, int] = {}
+        self._announced: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         """Read the counters as they are now (nothing to refresh for them), then poll."""
         self._seen = self._read() or {}
         self._thread = threading.Thread(target=self._run, name="sibling-refreshes", daemon=True)
         self._thread.start()
+
+    def announce(self, model_names: Iterable[str]) -> None:
+        """Ask the other workers to refresh models this worker has just refreshed itself; its
+        own poller does not refresh them again for that. Raises SQLAlchemyError when the
+        database is unreachable (the other workers then follow at their alias poll)."""
+        with self._lock:  # so a poll reads the counters before the raise or after it is noted
+            self._announced.update(announce_refresh(self._engine, self._tables, model_names))
 
     def stop(self) -> None:
         self._stop.set()
@@ -99,9 +126,11 @@ class SiblingRefreshes:
 
     def _run(self) -> None:
         while not self._stop.wait(self._poll_interval_s):
-            now = self._read()
-            if now is None:
-                continue
-            for name in moved(self._seen, now, self._served):
+            with self._lock:
+                now = self._read()
+                if now is None:
+                    continue
+                due = moved(self._seen, now, self._served, self._announced)
+                self._seen = now
+            for name in due:
                 self._request_refresh(name)
-            self._seen = now
