@@ -18,8 +18,10 @@ import pandas as pd
 class Traffic:
     """Requests to one model at the gateway, `rows` rows of `frame` each (cycling through it),
     and their labels from `truth` with the gateway's `api_token`: at once (`labels="now"`), after
-    `label_delay_s`, only once `release` is set (`"held"`), or never. Setting `drift` inverts the labels from then on (the
-    world changed). Runs in a background thread between `with` and the block's end.
+    `label_delay_s`, only once `release` is set (`"held"`), or never. Setting `drift` inverts
+    the labels from then on (the world changed). Runs in a background thread between `with` and
+    the block's end; a call that fails is counted (`failed` requests, `refused` labels, with
+    `last_error`) and the traffic goes on, labels the gateway could not take now sent again.
     """
 
     def __init__(
@@ -41,7 +43,8 @@ class Traffic:
         self.records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         self.truth = np.asarray(truth)
         self.release, self.drift = threading.Event(), threading.Event()
-        self.sent = self.labeled = self.failed = 0
+        self.sent = self.labeled = self.failed = self.refused = 0
+        self.last_error: str | None = None
         self._stop = threading.Event()
         self._pending: deque[tuple[float, list[dict]]] = deque()
         # The gateway refuses a request id it answered before: ids are unique to this run.
@@ -64,13 +67,19 @@ class Traffic:
                     return
                 start = (i * self.rows) % (len(records) - self.rows)
                 request_id = f"{self._ids}-{i}"
-                answer = client.post(
-                    f"/models/{self.model}/invocations",
-                    json={"dataframe_records": records[start : start + self.rows]},
-                    headers={"X-Request-Id": request_id},
-                )
+                try:
+                    answer = client.post(
+                        f"/models/{self.model}/invocations",
+                        json={"dataframe_records": records[start : start + self.rows]},
+                        headers={"X-Request-Id": request_id},
+                    )
+                except httpx.TransportError as error:  # a timeout under load: go on
+                    self.failed += 1
+                    self.last_error = f"request {request_id}: {error!r}"
+                    continue
                 if answer.status_code != 200:
                     self.failed += 1
+                    self.last_error = f"request {request_id}: {answer.status_code} {answer.text}"
                     continue
                 self.sent += 1
                 if self.labels != "never":
@@ -88,11 +97,24 @@ class Traffic:
     def _send_due_labels(self, client: httpx.Client) -> None:
         if self.labels == "held" and not self.release.is_set():
             return
-        due: list[dict] = []
+        due: list[tuple[float, list[dict]]] = []
         while self._pending and time.monotonic() - self._pending[0][0] >= self.label_delay_s:
-            due.extend(self._pending.popleft()[1])
-        if due:
-            client.post(
-                f"/models/{self.model}/feedback", json={"labels": due}, headers=self.auth
-            ).raise_for_status()
-            self.labeled += len(due)
+            due.append(self._pending.popleft())
+        if not due:
+            return
+        labels = [label for _, batch in due for label in batch]
+        try:
+            answer = client.post(
+                f"/models/{self.model}/feedback", json={"labels": labels}, headers=self.auth
+            )
+        except httpx.TransportError as error:
+            answer, self.last_error = None, f"feedback: {error!r}"
+        if answer is not None and answer.status_code == 200:
+            self.labeled += len(labels)
+            return
+        if answer is not None:
+            self.last_error = f"feedback: {answer.status_code} {answer.text}"
+        if answer is None or answer.status_code == 429 or answer.status_code >= 500:
+            self._pending.extendleft(reversed(due))  # sent again with the next ones
+        else:
+            self.refused += len(labels)  # the gateway said no to these: not sent again
