@@ -863,7 +863,8 @@ def _remembering(convert: Callable[[object], object]) -> Callable[[object], obje
                 return convert(value)
             key = _EMPTY
         else:
-            key = value
+            # Equal is not enough: 1 == True, and times equal in another zone are written apart.
+            key = (type(value), value, getattr(value, "tzinfo", None))
         try:
             return answers[key]
         except KeyError:
