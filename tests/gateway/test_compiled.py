@@ -181,3 +181,16 @@ def test_an_estimator_without_a_compiled_path_is_named() -> None:
         compilation.note
         == "pipeline path: the estimator RandomForestClassifier has no compiled path"
     )
+
+
+def test_the_compiled_lightgbm_path_asks_the_booster_for_one_thread() -> None:
+    # The gateway runs a process per core. Without OMP_NUM_THREADS a booster scores on every
+    # core besides (its default), and on a busy machine a four-row call then cost 250 µs of CPU
+    # instead of 25: the gateway's processes would spin against each other.
+    task, pipeline = fitted("lightgbm-binary")
+    probes = FRAME[FEATURES.all].head(3)
+    compiled = compile_pipeline(
+        pipeline, task, probes, lambda rows: predictions(pipeline, rows, task)
+    ).compiled
+    assert compiled.estimator.keywords == {"num_threads": 1}
+    assert compiled.estimator.func.__self__ is pipeline[-1].booster_
