@@ -137,7 +137,12 @@ def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
     (masked by `mask`; none for an entry without features, a copy scored off the request path,
     whose answered row holds them); a request that failed on its arm is one row with the error
     and no prediction."""
-    return [dict(zip(LOG_COLUMNS, values, strict=True)) for values in log_values(entry, mask)]
+    return [row_dict(values) for values in log_values(entry, mask)]
+
+
+def row_dict(values: tuple) -> dict:
+    """One of `log_values`' tuples as a dict of column name to value."""
+    return dict(zip(LOG_COLUMNS, values, strict=True))
 
 
 def log_values(entry: LogEntry, mask: FeatureMask | None = None) -> list[tuple]:

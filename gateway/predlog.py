@@ -50,6 +50,7 @@ from gateway.batching import (
     log_values,
     overflow,
     retry_delay,
+    row_dict,
     take_batch,
 )
 from gateway.payload import shown
@@ -559,7 +560,7 @@ def database_url(url: str) -> sa.URL:
 def create_engine(url: str) -> sa.Engine:
     """An engine for the log database. SQLite waits on a busy file rather than failing, and
     keeps its log in write-ahead mode: a commit appends to one file instead of copying pages to a
-    rollback journal first (a third of a log write's cost), and a reader (a rollout check, the
+    rollback journal first (a quarter of a log write's cost), and a reader (a rollout check, the
     monitoring view) never waits for the gateway's writer, nor it for them."""
     parsed = database_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -734,7 +735,7 @@ def write_entries(
         # every row behind it.
         dropped = 0
         for values in rows:
-            row = dict(zip(LOG_COLUMNS, values, strict=True))
+            row = row_dict(values)
             try:
                 with engine.begin() as connection:
                     connection.execute(table.insert(), [row])
@@ -824,9 +825,7 @@ def _insert_rows(connection: sa.Connection, table: sa.Table, rows: list[tuple]) 
     processor, as SQLAlchemy would store it: SQLAlchemy's per-row parameter handling cost more
     than SQLite's insert."""
     if connection.dialect.name != "sqlite" or not rows:
-        connection.execute(
-            table.insert(), [dict(zip(LOG_COLUMNS, values, strict=True)) for values in rows]
-        )
+        connection.execute(table.insert(), [row_dict(values) for values in rows])
         return
     dialect = connection.dialect
     converting = [
