@@ -22,6 +22,8 @@ class Traffic:
     the labels from then on (the world changed). Runs in a background thread between `with` and
     the block's end; a call that fails is counted (`failed` requests, `refused` labels, with
     `last_error`) and the traffic goes on, labels the gateway could not take now sent again.
+    A backlog (held labels, or ones sent again) goes about `labels_per_call` labels a call, one
+    call per request, well under the gateway's per-call limit, as a labeling job would send it.
     """
 
     def __init__(
@@ -36,10 +38,12 @@ class Traffic:
         label_delay_s: float = 0.0,
         rows: int = 10,
         pause_s: float = 0.03,
+        labels_per_call: int = 2_000,
     ) -> None:
         self.url, self.model, self.labels = url, model, labels
         self.auth = {"Authorization": f"Bearer {api_token}"}
         self.label_delay_s, self.rows, self.pause_s = label_delay_s, rows, pause_s
+        self.labels_per_call = labels_per_call
         self.records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         self.truth = np.asarray(truth)
         self.release, self.drift = threading.Event(), threading.Event()
@@ -98,8 +102,14 @@ class Traffic:
         if self.labels == "held" and not self.release.is_set():
             return
         due: list[tuple[float, list[dict]]] = []
-        while self._pending and time.monotonic() - self._pending[0][0] >= self.label_delay_s:
+        count = 0
+        while (
+            self._pending
+            and count < self.labels_per_call
+            and time.monotonic() - self._pending[0][0] >= self.label_delay_s
+        ):
             due.append(self._pending.popleft())
+            count += len(due[-1][1])
         if not due:
             return
         labels = [label for _, batch in due for label in batch]

@@ -23,6 +23,7 @@ class Gateway:
     def __init__(self) -> None:
         self.feedback_answers: list[int] = []  # the status of each coming feedback call; then 200
         self.stored: list[str] = []
+        self.call_sizes: list[int] = []  # labels in each stored feedback call
         self.app = FastAPI()
 
         @self.app.post("/models/{name}/invocations")
@@ -35,6 +36,7 @@ class Gateway:
             if status == 200:
                 body = await request.json()
                 self.stored += [label["request_id"] for label in body["labels"]]
+                self.call_sizes.append(len(body["labels"]))
             return JSONResponse({"detail": "not now"}, status_code=status)
 
 
@@ -54,9 +56,9 @@ def gateway() -> Iterator[tuple[Gateway, str]]:
     thread.join(10)
 
 
-def _traffic(url: str) -> Traffic:
+def _traffic(url: str, **options) -> Traffic:
     frame = pd.DataFrame({"x": np.arange(20.0)})
-    return Traffic(url, "m", frame, np.zeros(20), api_token="t", rows=1, pause_s=0.01)
+    return Traffic(url, "m", frame, np.zeros(20), api_token="t", rows=1, pause_s=0.01, **options)
 
 
 def _until(condition, timeout_s: float = 10.0) -> None:
@@ -83,3 +85,15 @@ def test_labels_the_gateway_refuses_are_counted_and_traffic_goes_on(gateway) -> 
     with _traffic(url) as traffic:
         _until(lambda: traffic.labeled >= 10)
     assert traffic.refused >= 1 and "422" in traffic.last_error
+
+
+def test_a_backlog_of_held_labels_goes_in_bounded_calls_and_none_is_lost(gateway) -> None:
+    fake, url = gateway
+    with _traffic(url, labels="held", labels_per_call=5) as traffic:
+        _until(lambda: traffic.sent >= 30)
+        assert fake.stored == []  # held: nothing sent before the release
+        traffic.release.set()
+        _until(lambda: len(fake.stored) >= 30)
+    assert max(fake.call_sizes) <= 5 and traffic.refused == 0
+    assert set(fake.stored) >= {f"{traffic._ids}-{i}" for i in range(30)}
+    assert len(fake.stored) == len(set(fake.stored))  # each label once

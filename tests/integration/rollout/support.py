@@ -56,7 +56,11 @@ SCENARIOS = {
     "guard_drift": Scenario(
         "good", {"mode": "canary", "traffic_steps": [0.5], "guard_window_minutes": 1}
     ),
-    "late_labels": Scenario("good", {"mode": "canary", "traffic_steps": [0.2, 0.5]}),
+    # Held labels, not the step's time limit, decide how long each step lasts: a limit well past
+    # the hold, so a slow start under load cannot end the rollout before the labels arrive.
+    "late_labels": Scenario(
+        "good", {"mode": "canary", "traffic_steps": [0.2, 0.5], "max_step_minutes": 3}
+    ),
     "no_labels": Scenario(
         "good", {"mode": "canary", "traffic_steps": [0.2, 0.5], "max_step_minutes": 0.2}
     ),

@@ -219,10 +219,11 @@ def test_late_labels_hold_each_step_until_they_arrive_and_no_step_is_skipped(rig
         assert registry.get_version(model, challenger).tags["rollout.canary_share"] == "0.2"
         assert not run.done()
         driver.release.set()
-        run.wait(RUN_TIMEOUT_S)
+        run.wait(RUN_TIMEOUT_S + 360)
 
     found = state(model, challenger)
-    assert found.phase == "promoted"
+    traffic_errors = (driver.failed, driver.refused, driver.last_error)
+    assert found.phase == "promoted", (found.reason, traffic_errors)
     assert get_model_aliases(model) == {"champion": challenger}
     [step_up] = canary_steps(model, challenger)
     counted = re.search(r"(\d+) challenger and (\d+) champion labels this step", step_up)
