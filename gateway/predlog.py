@@ -1053,18 +1053,19 @@ def _label_of(row: sa.Row) -> float | str | None:
 def answered_rows(
     engine: sa.Engine, tables: LogTables, model_name: str, request_ids: list[str]
 ) -> dict[str, int]:
-    """For each id the log holds as answered (champion or canary, no error), its row count."""
+    """For each id the log holds as answered (champion or canary), its row count: 0 when it
+    failed (its row holds the error), so a label for it is refused as failed wherever it was
+    answered."""
     log = tables.predictions
     answered: dict[str, int] = {}
     with engine.connect() as connection:
         for start in range(0, len(request_ids), 500):
             rows = connection.execute(
-                sa.select(log.c.request_id, sa.func.count())
+                sa.select(log.c.request_id, _count(log.c.error.is_(None)))
                 .where(
                     log.c.model_name == model_name,
                     log.c.request_id.in_(request_ids[start : start + 500]),
                     log.c.role.in_(ANSWERING_ROLES),
-                    log.c.error.is_(None),
                 )
                 .group_by(log.c.request_id)
             )

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
+from gateway.batching import LogEntry
 from gateway.config import parse_config
+from gateway.predlog import create_engine, log_tables, write_entries
 from tests.gateway.conftest import AUTH, ROW, SECRET, deliver
 from tests.gateway.fakes import FakeSource, wait_until
 
@@ -207,6 +211,21 @@ def test_a_request_the_model_cannot_score_is_a_422_logged_against_its_arm(
             sa.text("SELECT role, error FROM prediction_log WHERE request_id = 'bad'")
         ).one()
     assert role == "champion" and "Input contains NaN" in error
+
+
+def test_a_label_for_a_request_that_failed_elsewhere_is_refused_as_failed(
+    client: TestClient, tmp_path: Path
+) -> None:
+    # Another worker answered (and failed) it: only the shared log knows the request.
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    failed = LogEntry("elsewhere", "churn", 1, "champion", None, None, None, 0.0, datetime.now(UTC))
+    write_entries(engine, log_tables().predictions, [replace(failed, error="cannot score")], {})
+    engine.dispose()
+    label = client.post(
+        "/models/churn/feedback", json={"request_id": "elsewhere", "label": 1}, headers=AUTH
+    )
+    assert label.status_code == 422
+    assert "request 'elsewhere' failed; it has no prediction" in label.json()["detail"]
 
 
 def _raises_value_error(frame):

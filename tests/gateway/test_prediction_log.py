@@ -17,6 +17,7 @@ from gateway.predlog import (
     Label,
     LabelConflict,
     PredictionLogWriter,
+    answered_rows,
     arm_windows,
     create_engine,
     ensure_tables,
@@ -182,6 +183,17 @@ def test_a_failed_request_counts_as_an_error_of_its_arm(engine: sa.Engine) -> No
     writer.close()
     (canary,) = arm_windows(engine, log_tables(), "churn")
     assert (canary.requests, canary.errors) == (2, 1)
+
+
+def test_the_log_tells_an_answered_request_from_a_failed_one_and_a_copy(engine: sa.Engine) -> None:
+    tables = log_tables()
+    ensure_tables(engine, tables)
+    two_rows = replace(_entry("answered"), features={"x": [1.0, 2.0]}, scores=[0.8, 0.3])
+    failed = replace(_entry("failed"), features=None, scores=None, error="cannot score")
+    copy_only = _entry("copied", role="shadow", version=3)
+    write_entries(engine, tables.predictions, [two_rows, failed, copy_only], {})
+    found = answered_rows(engine, tables, "churn", ["answered", "failed", "copied", "unknown"])
+    assert found == {"answered": 2, "failed": 0}
 
 
 def test_shadow_pairs_compare_the_shadow_with_the_answer_on_the_same_rows(
