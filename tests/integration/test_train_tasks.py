@@ -1,6 +1,6 @@
 """train_<model> per task through Airflow (`airflow dags test`): a regression policy trains, names
-its challenger and goes through promote_<model> (first champion, then a paired comparison of
-errors); a multiclass one trains, promotes a better version and rolls back; a policy whose
+its challenger, goes through promote_<model> (first champion, then a paired comparison of errors)
+and rolls back; a multiclass one trains, promotes a better version and rolls back; a policy whose
 hyperparameter LightGBM refuses fails its first task in one attempt, before anything is
 extracted."""
 
@@ -47,23 +47,30 @@ def airflow_on_demo_rows(
     return lifecycle
 
 
-def test_a_regression_policy_trains_and_a_refused_hyperparameter_fails_first(
+def test_a_regression_policy_trains_promotes_rolls_back_and_a_refused_hyperparameter_fails_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     policies = tmp_path / "policies"
     policies.mkdir()
-    write_policy(
-        policies,
-        "spend",
-        source__table=None,
-        source__query=SPEND_QUERY,
-        source__target="spend",
-        model__task="regression",
-        model__flavor="lightgbm_regressor",
-        model__hyperparameters={"n_estimators": 30, "num_leaves": 7},
-        promotion__metric="rmse",
-        promotion__calibration=None,
-    )
+
+    def spend_policy(hyperparameters: dict) -> None:
+        write_policy(
+            policies,
+            "spend",
+            source__table=None,
+            source__query=SPEND_QUERY,
+            source__target="spend",
+            model__task="regression",
+            model__flavor="lightgbm_regressor",
+            model__hyperparameters=hyperparameters,
+            promotion__metric="rmse",
+            promotion__calibration=None,
+            promotion__slices=[
+                {"column": "plan", "kind": "categorical", "max_regression": 0.05, "min_rows": 50}
+            ],
+        )
+
+    spend_policy({"n_estimators": 2, "num_leaves": 2, "learning_rate": 0.05})  # about the mean
     write_policy(policies, "churn", model__hyperparameters={"num_leaves": -3})
     lifecycle = airflow_on_demo_rows(tmp_path, policies, monkeypatch)
     workspace = lifecycle.workspace
@@ -75,11 +82,12 @@ def test_a_regression_policy_trains_and_a_refused_hyperparameter_fails_first(
         "regression",
         "lightgbm.LGBMRegressor",
     )
-    assert float(version.tags["train.validation_rmse"]) < 2.0
-
     lifecycle.run_dag("promote_spend", None)
     assert registry.get_alias_version("spend", "champion") == 1
-    lifecycle.run_dag("train_spend", {"as_of": "2026-03-29"})  # two weeks later, same data
+
+    spend_policy({"n_estimators": 30, "num_leaves": 7})
+    lifecycle.run_dag("train_spend", {"as_of": "2026-03-29"})  # two weeks later
+    assert float(registry.get_version("spend", 2).tags["train.validation_rmse"]) < 2.0
     lifecycle.run_dag("promote_spend", None)
     compared = registry.get_version("spend", 2).tags
     assert (compared["eval.task"], compared["eval.metric"], compared["eval.test"]) == (
@@ -87,8 +95,27 @@ def test_a_regression_policy_trains_and_a_refused_hyperparameter_fails_first(
         "rmse",
         "paired_t",
     )
-    assert compared["eval.verdict"] in ("promote", "reject")
-    assert compared["eval.champion_version"] == "1"
+    assert (compared["eval.verdict"], compared["eval.champion_version"]) == ("promote", "1")
+    assert registry.get_alias_version("spend", "champion") == 2
+
+    # The preflight scores both versions' errors on the newest window: v1's is far larger, so the
+    # rollback is refused until the on-call engineer forces it.
+    recent = {"as_of": "2026-03-29"}
+    with pytest.raises(DagRunFailed):
+        lifecycle.run_dag("rollback_spend", recent)
+    refused = sorted(workspace.logs.glob("*-rollback_spend.log"))[-1].read_text()
+    assert "refused: the target scores worse than the champion on recent data" in refused
+    assert "rmse" in refused
+    assert registry.get_alias_version("spend", "champion") == 2
+    lifecycle.run_dag("rollback_spend", {**recent, "force": True})
+    assert registry.get_alias_version("spend", "champion") == 1
+    rolled_back = registry.alias_history("spend", "champion")[-1]
+    assert (rolled_back.kind, rolled_back.from_version, rolled_back.to_version) == (
+        "rollback",
+        2,
+        1,
+    )
+    assert rolled_back.evidence["target_score"] > rolled_back.evidence["champion_score"]
 
     with pytest.raises(DagRunFailed, match=r"churn\.yaml: model\.hyperparameters\.num_leaves: -3"):
         lifecycle.run_dag("train_churn", {"as_of": as_of_for_window(1)})
