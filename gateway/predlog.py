@@ -40,6 +40,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.sql.expression import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from gateway.batching import (
     ERROR_LENGTH,
@@ -1628,11 +1630,19 @@ def _paired_rows(
     tables: LogTables,
     pairings: Sequence[tuple[str, str]],
     spans: Sequence[tuple[datetime, datetime]],
+    dialect: str,
 ) -> tuple[sa.sql.Alias, sa.sql.Alias, sa.sql.FromClause, sa.ColumnElement]:
     """Answered rows in the spans joined to the copies of the same request and row in the spans
     (a copy carries its request's arrival time), both without an error, and to their labels."""
     log, labels = tables.predictions, tables.labels
     answered, paired = log.alias("answered"), log.alias("paired")
+    paired_at: sa.ColumnElement = paired.c.created_at
+    if dialect == "sqlite":
+        # SQLite's planner, without statistics, would find the copies by the time index too and
+        # scan every copy of the window for each answered row (a minute's check took a minute);
+        # SQLite's unary `+` keeps a term from using an index, so each copy is looked up by its
+        # request's key.
+        paired_at = UnaryExpression(paired_at, operator=custom_op("+"), type_=paired_at.type)
     joined = answered.join(
         paired,
         sa.and_(
@@ -1651,7 +1661,7 @@ def _paired_rows(
         answered.c.error.is_(None),
         paired.c.error.is_(None),
         _in_parts(answered.c.created_at, spans),
-        _in_parts(paired.c.created_at, spans),
+        _in_parts(paired_at, spans),
     )
     return answered, paired, joined, condition
 
@@ -1734,7 +1744,7 @@ def _raw_pairs(
     if not edges:
         return {}
     answered, paired, joined, condition = _paired_rows(
-        tables, pairings, [(a, b) for _, a, b in edges]
+        tables, pairings, [(a, b) for _, a, b in edges], connection.dialect.name
     )
     flags = _part_flags(answered.c.created_at, edges)
     key = (
@@ -1959,7 +1969,7 @@ def _add_up_minutes(
             .group_by(log.c.model_name, minute, log.c.role, log.c.version),
         )
     )
-    answered, paired, joined, condition = _paired_rows(tables, PAIRINGS, runs)
+    answered, paired, joined, condition = _paired_rows(tables, PAIRINGS, runs, dialect)
     pair_minute = _minute_of(answered.c.created_at, dialect).label("minute")
     pair_key = (answered.c.role, answered.c.version, paired.c.role, paired.c.version)
     connection.execute(

@@ -487,6 +487,42 @@ def test_only_the_pairs_asked_for_are_added_up(any_engine: sa.Engine) -> None:
     assert none.pairs == () and len(none.arms) == 3
 
 
+def test_on_sqlite_each_copy_is_found_by_its_requests_key_not_by_scanning_the_window(
+    tmp_path: Path,
+) -> None:
+    # Found by time, every copy of the window was read again for each answered row: a check over
+    # a few minutes of traffic took a minute.
+    engine = create_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    ensure_tables(engine, TABLES)
+    rows = []
+    for i in range(300):
+        at = T0 + timedelta(seconds=i)
+        rows += [logged(f"r{i}", "canary", 2, at=at), logged(f"r{i}", CHAMPION_PAIRED, 1, at=at)]
+    write(engine, rows)
+    statements: list[tuple[str, tuple]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def remember(connection, cursor, statement, parameters, context, executemany) -> None:
+        if "paired" in statement and not executemany:
+            statements.append((statement, parameters))
+
+    # Whole minutes come from the per-minute totals, the edges from the rows: both read pairs.
+    window = (T0 + timedelta(seconds=30), T0 + timedelta(seconds=270))
+    (totals,) = window_totals(
+        engine, TABLES, "churn", [window], pairs=[("canary", CHAMPION_PAIRED)]
+    )
+    assert [pair.compared for pair in totals.pairs] == [240]
+    sa.event.remove(engine, "before_cursor_execute", remember)
+    plans = []
+    with engine.connect() as connection:
+        for statement, parameters in statements:
+            found = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            plans += [detail for *_, detail in found if " paired " in f"{detail} "]
+    engine.dispose()
+    assert len(plans) >= 2  # the edges' rows and the refreshed minutes
+    assert all("(model_name=? AND request_id=? AND row_index=?" in plan for plan in plans), plans
+
+
 # Per-minute totals: the p99 from latency buckets, a database without the triggers, a writer
 # committing during a refresh.
 
