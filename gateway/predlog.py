@@ -1639,9 +1639,9 @@ def _paired_rows(
     paired_at: sa.ColumnElement = paired.c.created_at
     if dialect == "sqlite":
         # SQLite's planner, without statistics, would find the copies by the time index too and
-        # scan every copy of the window for each answered row (a minute's check took a minute);
-        # SQLite's unary `+` keeps a term from using an index, so each copy is looked up by its
-        # request's key.
+        # read every copy of the minutes again for each answered row (15 s for five minutes of
+        # 600 requests); its unary `+` keeps a term off an index, so each copy is looked up by
+        # its request's key.
         paired_at = UnaryExpression(paired_at, operator=custom_op("+"), type_=paired_at.type)
     joined = answered.join(
         paired,

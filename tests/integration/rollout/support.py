@@ -57,7 +57,7 @@ SCENARIOS = {
         "good", {"mode": "canary", "traffic_steps": [0.5], "guard_window_minutes": 1}
     ),
     # Held labels, not the step's time limit, decide how long each step lasts: a limit well past
-    # the hold, so a slow start under load cannot end the rollout before the labels arrive.
+    # the hold, so a slow machine cannot end the rollout before the labels arrive.
     "late_labels": Scenario(
         "good", {"mode": "canary", "traffic_steps": [0.2, 0.5], "max_step_minutes": 3}
     ),
