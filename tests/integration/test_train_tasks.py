@@ -47,6 +47,28 @@ def airflow_on_demo_rows(
     return lifecycle
 
 
+def query_policy(
+    policies: Path, name: str, query: str, task: str, metric: str, hyperparameters: dict
+) -> None:
+    """A LightGBM policy of `task` whose source is `query` and target the column `name`, with a
+    guardrail per plan, each slice large enough in a two-week holdout of 560 rows."""
+    write_policy(
+        policies,
+        name,
+        source__table=None,
+        source__query=query,
+        source__target=name,
+        model__task=task,
+        model__flavor="lightgbm_regressor" if task == "regression" else "lightgbm_classifier",
+        model__hyperparameters=hyperparameters,
+        promotion__metric=metric,
+        promotion__calibration=None,
+        promotion__slices=[
+            {"column": "plan", "kind": "categorical", "max_regression": 0.05, "min_rows": 50}
+        ],
+    )
+
+
 def test_a_regression_policy_trains_promotes_rolls_back_and_a_refused_hyperparameter_fails_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -54,21 +76,7 @@ def test_a_regression_policy_trains_promotes_rolls_back_and_a_refused_hyperparam
     policies.mkdir()
 
     def spend_policy(hyperparameters: dict) -> None:
-        write_policy(
-            policies,
-            "spend",
-            source__table=None,
-            source__query=SPEND_QUERY,
-            source__target="spend",
-            model__task="regression",
-            model__flavor="lightgbm_regressor",
-            model__hyperparameters=hyperparameters,
-            promotion__metric="rmse",
-            promotion__calibration=None,
-            promotion__slices=[
-                {"column": "plan", "kind": "categorical", "max_regression": 0.05, "min_rows": 50}
-            ],
-        )
+        query_policy(policies, "spend", SPEND_QUERY, "regression", "rmse", hyperparameters)
 
     spend_policy({"n_estimators": 2, "num_leaves": 2, "learning_rate": 0.05})  # about the mean
     write_policy(policies, "churn", model__hyperparameters={"num_leaves": -3})
@@ -139,22 +147,7 @@ def test_a_multiclass_policy_trains_promotes_a_better_version_and_rolls_back(
     policies.mkdir()
 
     def tier_policy(hyperparameters: dict) -> None:
-        write_policy(
-            policies,
-            "tier",
-            source__table=None,
-            source__query=TIER_QUERY,
-            source__target="tier",
-            model__task="multiclass",
-            model__flavor="lightgbm_classifier",
-            model__hyperparameters=hyperparameters,
-            promotion__metric="accuracy",
-            promotion__calibration=None,
-            # A guardrail per plan, each slice large enough in a two-week holdout of 560 rows.
-            promotion__slices=[
-                {"column": "plan", "kind": "categorical", "max_regression": 0.05, "min_rows": 50}
-            ],
-        )
+        query_policy(policies, "tier", TIER_QUERY, "multiclass", "accuracy", hyperparameters)
 
     tier_policy({"n_estimators": 2, "num_leaves": 2, "learning_rate": 0.01})  # about the priors
     lifecycle = airflow_on_demo_rows(tmp_path, policies, monkeypatch)
