@@ -17,8 +17,8 @@ ERROR_LENGTH = 500
 class LogEntry:
     """One scored (or failed) request as the log receives it; expanded into rows off the request
     path. A failed one has `error` and neither features nor scores. `features` are the request's
-    input values per column, plain values as the version read them (`conform_values`); a copy
-    scored off the request path (shadow, champion_paired) has none: its answered row has them.
+    input values per column, plain values as the version read them (`conform_values`); without
+    them its rows store none. Copies scored off the request path come as `Copies`.
 
     `scores` fill the log's `prediction` column: the positive-class probability (binary), the
     predicted value (regression), or the probability of the predicted class (multiclass, whose
@@ -41,6 +41,44 @@ class LogEntry:
     @property
     def n_rows(self) -> int:
         return 1 if self.scores is None else len(self.scores)
+
+
+@dataclass(frozen=True)
+class Copies:
+    """Copies of answered requests scored together off the request path by one version in one
+    role (`shadow`, or `champion_paired` during a canary), as the log receives them: one record
+    per call, not per request, as the copies come in batches and the log writes one row for
+    each of them beside every answer (building, passing and reading a record per copy cost
+    more than its row's insert). Their answered rows hold the features.
+
+    `row_counts` are each request's rows; `scores` (and for multiclass `classes` and
+    `probabilities`) every row's in request order. A call that failed has `error` and no
+    scores: one row per request with the error, as a failed `LogEntry`.
+    """
+
+    model_name: str
+    version: int
+    role: str
+    request_ids: Sequence[str]
+    routing_keys: Sequence[str | None]
+    ats: Sequence[datetime]
+    row_counts: Sequence[int]
+    scores: Sequence[float] | None
+    latency_ms: float
+    error: str | None = None
+    classes: Sequence[str] | None = None
+    probabilities: Sequence[dict[str, float]] | None = None
+
+    def __post_init__(self) -> None:
+        requests = len(self.request_ids)
+        if not len(self.routing_keys) == len(self.ats) == len(self.row_counts) == requests:
+            raise ValueError("copies: one routing key, time and row count per request")
+        if self.scores is not None and len(self.scores) != sum(self.row_counts):
+            raise ValueError(f"copies: {len(self.scores)} scores for {sum(self.row_counts)} rows")
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.request_ids) if self.scores is None else len(self.scores)
 
 
 @dataclass(frozen=True)
@@ -132,11 +170,10 @@ LOG_COLUMNS = (
 )
 
 
-def log_rows(entry: LogEntry, mask: FeatureMask | None = None) -> list[dict]:
+def log_rows(entry: LogEntry | Copies, mask: FeatureMask | None = None) -> list[dict]:
     """The prediction-log rows of one entry: one per scored row, features as JSON-safe values
-    (masked by `mask`; none for an entry without features, a copy scored off the request path,
-    whose answered row holds them); a request that failed on its arm is one row with the error
-    and no prediction."""
+    (masked by `mask`; none for copies, whose answered rows hold them); a request that failed on
+    its arm (or a copy that failed) is one row with the error and no prediction."""
     return [row_dict(values) for values in log_values(entry, mask)]
 
 
@@ -145,9 +182,11 @@ def row_dict(values: tuple) -> dict:
     return dict(zip(LOG_COLUMNS, values, strict=True))
 
 
-def log_values(entry: LogEntry, mask: FeatureMask | None = None) -> list[tuple]:
+def log_values(entry: LogEntry | Copies, mask: FeatureMask | None = None) -> list[tuple]:
     """`log_rows` as tuples of the values in `LOG_COLUMNS` order: what an insert binds, built
     without a dict per row (the log's writer builds a row for every request)."""
+    if type(entry) is Copies:
+        return _copy_values(entry)
     if entry.scores is None:
         error = (entry.error or "unknown error")[:ERROR_LENGTH]
         # request_id, row_index, model_name, version, role, routing_key, features, prediction,
@@ -180,6 +219,47 @@ def log_values(entry: LogEntry, mask: FeatureMask | None = None) -> list[tuple]:
         )
         for index, (row, score) in enumerate(zip(rows, entry.scores, strict=True))
     ]
+
+
+def _copy_values(copies: Copies) -> list[tuple]:
+    name, version, role, latency_ms = (
+        copies.model_name,
+        copies.version,
+        copies.role,
+        copies.latency_ms,
+    )
+    requests = zip(
+        copies.request_ids, copies.routing_keys, copies.ats, copies.row_counts, strict=True
+    )
+    if copies.scores is None:
+        error = (copies.error or "unknown error")[:ERROR_LENGTH]
+        return [
+            (request_id, 0, name, version, role, key, {}, None, None, None, error, latency_ms, at)
+            for request_id, key, at, _ in requests
+        ]
+    scores, classes, probabilities = copies.scores, copies.classes, copies.probabilities
+    values, position = [], 0
+    for request_id, key, at, count in requests:
+        for index in range(count):
+            values.append(
+                (
+                    request_id,
+                    index,
+                    name,
+                    version,
+                    role,
+                    key,
+                    {},
+                    float(scores[position]),
+                    None if classes is None else classes[position],
+                    None if probabilities is None else probabilities[position],
+                    None,
+                    latency_ms,
+                    at,
+                )
+            )
+            position += 1
+    return values
 
 
 def _stored(features: dict, mask: FeatureMask | None) -> dict:

@@ -46,6 +46,7 @@ from sqlalchemy.sql.operators import custom_op
 from gateway.batching import (
     ERROR_LENGTH,
     LOG_COLUMNS,
+    Copies,
     FeatureMask,
     LogEntry,
     flush_due,
@@ -613,7 +614,7 @@ class PredictionLogWriter:
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._max_pending_rows = max_pending_rows
-        self._pending: deque[tuple[float, LogEntry]] = deque()
+        self._pending: deque[tuple[float, LogEntry | Copies]] = deque()
         self._pending_rows = 0
         self._wake = threading.Condition()
         self._closing = False
@@ -633,8 +634,8 @@ class PredictionLogWriter:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def submit(self, entry: LogEntry) -> None:
-        """Queue one scored request for writing; never blocks on the database."""
+    def submit(self, entry: LogEntry | Copies) -> None:
+        """Queue one scored request (or a batch of copies) for writing; never blocks on the database."""
         with self._wake:
             self._pending.append((time.monotonic(), entry))
             self._pending_rows += entry.n_rows
@@ -704,14 +705,16 @@ class PredictionLogWriter:
     def _drop_overflow(self) -> None:
         with self._wake:
             dropped = overflow([entry.n_rows for _, entry in self._pending], self._max_pending_rows)
+            rows = 0
             for _ in range(dropped):
                 _, entry = self._pending.popleft()
-                self._pending_rows -= entry.n_rows
-                self.rows_dropped += entry.n_rows
+                rows += entry.n_rows
+            self._pending_rows -= rows
+            self.rows_dropped += rows
         if dropped:
-            logger.error("prediction log: dropped %d requests while the database is down", dropped)
+            logger.error("prediction log: dropped %d rows while the database is down", rows)
 
-    def _write(self, batch: list[LogEntry]) -> None:
+    def _write(self, batch: list[LogEntry | Copies]) -> None:
         if self._child is not None:
             self.rows_dropped += self._child.write(batch)
             return
@@ -721,7 +724,10 @@ class PredictionLogWriter:
 
 
 def write_entries(
-    engine: sa.Engine, table: sa.Table, batch: Iterable[LogEntry], masks: dict[str, FeatureMask]
+    engine: sa.Engine,
+    table: sa.Table,
+    batch: Iterable[LogEntry | Copies],
+    masks: dict[str, FeatureMask],
 ) -> int:
     """Insert the batch's rows in one transaction; the number of rows the database refused as
     such (dropped, each logged). Raises SQLAlchemyError when the write should be retried."""
@@ -780,7 +786,7 @@ class LogProcess:
         theirs.close()
         self._pipe = mine
 
-    def write(self, batch: list[LogEntry]) -> int:
+    def write(self, batch: list[LogEntry | Copies]) -> int:
         """Have the child write the batch; the rows it dropped. Raises SQLAlchemyError (to be
         retried) when the write failed or the child died, after starting a new child."""
         try:

@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
-from gateway.batching import LogEntry
+from gateway.batching import Copies
 from gateway.compiled import ModelInput
 from gateway.holder import LoadedVersion
 from gateway.microbatch import merged
@@ -71,7 +72,7 @@ class ShadowRunner:
 
     def __init__(
         self,
-        log: Callable[[LogEntry], None],
+        log: Callable[[Copies], None],
         *,
         queue_size: int,
         batch_rows: int,
@@ -169,49 +170,37 @@ class ShadowRunner:
             self._failed(group, error)
 
     def _answer(self, jobs: list[ShadowJob], model_input: ModelInput) -> None:
-        shadow, role = jobs[0].shadow, jobs[0].role
+        shadow = jobs[0].shadow
         started = time.perf_counter()
         answers = shadow.answer(model_input)
         latency_ms = (time.perf_counter() - started) * 1000
-        start = 0
-        for job in jobs:
-            end = start + job.columns.n_rows
-            rows = answers.rows(start, end)
-            self._log(
-                LogEntry(
-                    request_id=job.request_id,
-                    model_name=shadow.model_name,
-                    version=shadow.version,
-                    role=role,
-                    routing_key=job.routing_key,
-                    features=None,  # the answered row of the request holds them
-                    scores=rows.scores,
-                    classes=rows.classes,
-                    probabilities=rows.probabilities,
-                    latency_ms=latency_ms,
-                    at=job.at,
-                )
+        self._log(
+            self._copies(jobs, latency_ms)(
+                scores=answers.scores,
+                classes=answers.classes,
+                probabilities=answers.probabilities,
             )
-            start = end
-        self.stats(shadow.model_name, role).scored += len(jobs)
+        )
+        self.stats(shadow.model_name, jobs[0].role).scored += len(jobs)
+
+    @staticmethod
+    def _copies(jobs: list[ShadowJob], latency_ms: float) -> Callable[..., Copies]:
+        """The log record of the jobs (of one version and role), given their outcome."""
+        return partial(
+            Copies,
+            model_name=jobs[0].shadow.model_name,
+            version=jobs[0].shadow.version,
+            role=jobs[0].role,
+            request_ids=[job.request_id for job in jobs],
+            routing_keys=[job.routing_key for job in jobs],
+            ats=[job.at for job in jobs],
+            row_counts=[job.columns.n_rows for job in jobs],
+            latency_ms=latency_ms,
+        )
 
     def _failed(self, jobs: list[ShadowJob], error: Exception) -> None:
         model_name, role, count = jobs[0].shadow.model_name, jobs[0].role, len(jobs)
-        for job in jobs:
-            self._log(
-                LogEntry(
-                    request_id=job.request_id,
-                    model_name=model_name,
-                    version=job.shadow.version,
-                    role=role,
-                    routing_key=job.routing_key,
-                    features=None,
-                    scores=None,
-                    latency_ms=0.0,
-                    at=job.at,
-                    error=f"{type(error).__name__}: {error}",
-                )
-            )
+        self._log(self._copies(jobs, 0.0)(scores=None, error=f"{type(error).__name__}: {error}"))
         stats = self.stats(model_name, role)
         stats.failed += count
         stats.last_error = f"{type(error).__name__}: {error}"

@@ -3,8 +3,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.batching import LogEntry, flush_due, log_rows, overflow, retry_delay, take_batch
+from gateway.batching import (
+    Copies,
+    LogEntry,
+    flush_due,
+    log_rows,
+    overflow,
+    retry_delay,
+    take_batch,
+)
 
 
 def _entry(rows: int) -> LogEntry:
@@ -75,3 +85,89 @@ def test_logged_features_are_each_rows_values_with_missing_numbers_as_null() -> 
     ]
     assert [row["row_index"] for row in rows] == [0, 1]
     assert all(type(row["features"]["n"]) is int for row in rows)
+
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@given(
+    row_counts=st.lists(st.integers(1, 5), min_size=1, max_size=12),
+    multiclass=st.booleans(),
+)
+def test_copies_are_logged_as_the_rows_of_one_copy_per_request(
+    row_counts: list[int], multiclass: bool
+) -> None:
+    total = sum(row_counts)
+    scores = [i / total for i in range(total)]
+    classes = [f"c{i % 3}" for i in range(total)] if multiclass else None
+    probabilities = [{"c0": score} for score in scores] if multiclass else None
+    requests = [f"r{i}" for i in range(len(row_counts))]
+    keys = [None if i % 2 else f"user-{i}" for i in range(len(row_counts))]
+    copies = Copies(
+        model_name="m",
+        version=3,
+        role="shadow",
+        request_ids=requests,
+        routing_keys=keys,
+        ats=[AT] * len(row_counts),
+        row_counts=row_counts,
+        scores=scores,
+        latency_ms=2.0,
+        classes=classes,
+        probabilities=probabilities,
+    )
+    one_by_one, start = [], 0
+    for request_id, key, count in zip(requests, keys, row_counts, strict=True):
+        end = start + count
+        entry = LogEntry(
+            request_id=request_id,
+            model_name="m",
+            version=3,
+            role="shadow",
+            routing_key=key,
+            features=None,
+            scores=scores[start:end],
+            latency_ms=2.0,
+            at=AT,
+            classes=None if classes is None else classes[start:end],
+            probabilities=None if probabilities is None else probabilities[start:end],
+        )
+        one_by_one += log_rows(entry)
+        start = end
+    assert log_rows(copies) == one_by_one
+    assert copies.n_rows == total
+
+
+def test_failed_copies_are_one_error_row_per_request_without_a_prediction() -> None:
+    copies = Copies(
+        model_name="m",
+        version=3,
+        role="champion_paired",
+        request_ids=["a", "b"],
+        routing_keys=[None, None],
+        ats=[AT, AT],
+        row_counts=[2, 1],
+        scores=None,
+        latency_ms=0.0,
+        error="RuntimeError: the model call failed",
+    )
+    rows = log_rows(copies)
+    assert [(row["request_id"], row["row_index"]) for row in rows] == [("a", 0), ("b", 0)]
+    assert {row["error"] for row in rows} == {"RuntimeError: the model call failed"}
+    assert {row["prediction"] for row in rows} == {None}
+    assert copies.n_rows == 2
+
+
+def test_copies_whose_scores_do_not_match_their_rows_are_refused_when_made() -> None:
+    with pytest.raises(ValueError, match="3 scores for 2 rows"):
+        Copies(
+            model_name="m",
+            version=3,
+            role="shadow",
+            request_ids=["a", "b"],
+            routing_keys=[None, None],
+            ats=[AT, AT],
+            row_counts=[1, 1],
+            scores=[0.1, 0.2, 0.3],
+            latency_ms=1.0,
+        )

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.app import create_app
+from gateway.batching import log_rows
 from gateway.payload import Columns
 from gateway.predlog import CHAMPION_PAIRED, create_engine
 from gateway.shadow import ShadowJob, ShadowRunner, batches
@@ -160,6 +161,7 @@ def test_a_copy_that_does_not_fit_is_counted_failed_once_when_the_rest_fail_too(
     runner.close(5.0)
     stats = runner.stats("churn")
     assert (stats.failed, stats.scored) == (3, 0)
-    assert sorted(entry.request_id for entry in logged) == ["a", "b", "c"]
-    errors = {entry.request_id: entry.error for entry in logged}
+    rows = [row for copies in logged for row in log_rows(copies)]
+    assert sorted(row["request_id"] for row in rows) == ["a", "b", "c"]
+    errors = {row["request_id"]: row["error"] for row in rows}
     assert "negative" in errors["b"] and "model call failed" in errors["a"]
